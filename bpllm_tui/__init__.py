@@ -1,0 +1,1 @@
+"""bpllm-tui: the Textual control room (never imports the ML stack)."""

@@ -1,0 +1,1 @@
+"""Starter data shipped with bpllm (catalog, starter lessons, system prompt)."""

@@ -1,0 +1,1 @@
+"""Headless teaching-loop engine (no textual)."""

@@ -1,0 +1,1 @@
+"""TCSS stylesheets, one per screen."""
