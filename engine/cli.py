@@ -1,0 +1,55 @@
+"""`bpllm` — the headless command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the
+table below names them so ``bpllm --help`` stays fast (modules import lazily only
+what their own command needs: ``bpllm validate`` never loads torch).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module path -> subcommands it registers. Add a module here, never edit others.
+COMMAND_MODULES: tuple[str, ...] = (
+    "dsl.cli",              # validate, score, fmt
+    "engine.commands_run",  # init, run, stop, resume, status, runs, leakage, import-blueprintllm, backup(s), restore, gpus
+    "engine.commands_ml",   # (training/exam helpers, bench train/exam)
+    "dsl.t3d.cli",          # import-t3d, export-t3d
+    "engine.bench",         # bench dsl|exam|train|tui
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bpllm",
+        description="Teaching loop for LLMs that write Unreal Engine 5 Blueprint DSL.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not written yet: skip, keep the rest usable
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
