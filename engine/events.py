@@ -1,0 +1,414 @@
+"""The engine's output contract: JSON-lines events and the heartbeat file.
+
+This is the ONE module that defines what the engine tells the outside world.
+The TUI, ``bpllm status`` and the tests read what is written here; docs/events.md
+documents the same schema for humans (keep both in step; a test checks that every
+type in :data:`EVENT_TYPES` is documented).
+
+A run directory ``runs/<run_id>/`` holds:
+
+* ``events.jsonl`` -- one JSON object per line, appended and flushed per event.
+  Every event has the envelope ``v`` (schema version), ``seq`` (1, 2, 3 ... per run,
+  continuous across resumes), ``ts`` (Unix seconds, float), ``run_id``, ``type``,
+  followed by the payload fields of its type (see :data:`EVENT_TYPES`).
+* ``heartbeat.json`` -- rewritten atomically: ``pid``, ``phase``, ``step``,
+  ``updated_at`` (Unix seconds) and a few more; the TUI and the engine's own
+  stall detector read its age.
+
+Unknown extra payload fields are allowed (readers must ignore what they do not
+know); missing required fields or an unknown type raise ``ValueError`` at the
+writer, so a producer bug surfaces in tests rather than in the TUI.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping
+
+from engine.atomic import _json_default, atomic_write_json
+
+SCHEMA_VERSION = 1
+EVENTS_FILE = "events.jsonl"
+HEARTBEAT_FILE = "heartbeat.json"
+STOP_FILE = "stop_request.json"
+ENVELOPE = ("v", "seq", "ts", "run_id", "type")
+# events.jsonl lines the engine writes itself stay below this size; larger payloads
+# (full tracebacks, exam outputs) are truncated with a marker.
+MAX_FIELD_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class EventType:
+    """Payload schema of one event type: required and optional field names, one line of doc."""
+
+    name: str
+    doc: str
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def fields(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+STEP_STATUSES = ("start", "progress", "complete", "error", "skip")
+RUN_PHASES = ("start", "resume", "end")
+RUN_STATUSES = ("running", "done", "stopped", "failed")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SEVERITIES = ("info", "warning", "critical")
+ERROR_CATEGORIES = ("cuda_oom", "disk_full", "network", "corrupt_checkpoint", "encoding", "timeout", "data", "config", "unknown")
+BACKUP_TIERS = ("milestone", "pre_train", "scheduled", "safety")
+
+_TYPES: tuple[EventType, ...] = (
+    EventType(
+        "run", "Run lifecycle: start/resume (with resolved config) and end (status, exit code).",
+        required=("phase",),
+        optional=("status", "exit_code", "profile", "cycles", "only", "from_step", "config", "workspace",
+                  "pid", "duration", "message", "plan", "engine_version", "resume_from"),
+        enums={"phase": RUN_PHASES, "status": RUN_STATUSES},
+    ),
+    EventType(
+        "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/steps.py).",
+        required=("id", "name", "status"),
+        optional=("parent", "cycle", "n", "total", "message", "duration", "eta", "reason", "attempt", "rerun",
+                  "unit", "lesson_id", "result"),
+        enums={"status": STEP_STATUSES},
+    ),
+    EventType(
+        "log", "A human log line (also printed on the console).",
+        required=("level", "message"),
+        optional=("step", "source", "cycle"),
+        enums={"level": LOG_LEVELS},
+    ),
+    EventType(
+        "train", "One trainer logging step.",
+        required=("step",),
+        optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "version", "cycle"),
+    ),
+    EventType(
+        "eval", "Evaluation on the held-out split.",
+        required=("step",),
+        optional=("epoch", "eval_loss", "metrics", "version", "cycle"),
+    ),
+    EventType(
+        "exam_item", "One exam prompt finished (written as it completes).",
+        required=("lesson_id", "prompt_id"),
+        optional=("n", "total", "score", "valid", "seen", "time_s", "status", "version", "category",
+                  "errors", "path", "cycle"),
+    ),
+    EventType(
+        "exam_summary", "Per-lesson exam summary, seen and unseen prompts reported separately.",
+        required=("lesson_id",),
+        optional=("version", "n", "avg_score", "valid_pct", "seen", "unseen", "path", "time_s", "cycle"),
+    ),
+    EventType(
+        "mastery", "Node mastery table of a model version: nodes=[{node, score, n, band, delta}].",
+        required=("nodes",),
+        optional=("version", "previous_version", "weakest", "cycle"),
+    ),
+    EventType(
+        "gpu", "Telemetry sample: devices=[{index, torch_index, pci_bus_id, name, role, mem_used, mem_total, util,"
+               " temp, processes}] (bytes, %, deg C); available=false with reason when there is no GPU.",
+        required=("available", "devices"),
+        optional=("reason", "cpu_percent", "ram_used", "ram_total", "load_avg"),
+    ),
+    EventType(
+        "health", "A health check result (idempotent: the same alert is re-emitted, never hidden).",
+        required=("check", "severity", "message"),
+        optional=("value", "threshold", "step", "version", "key", "cycle"),
+        enums={"severity": SEVERITIES},
+    ),
+    EventType(
+        "checkpoint", "A trainer checkpoint or adapter was saved (stop/resume continue from it).",
+        required=("path",),
+        optional=("step", "epoch", "kind", "version", "cycle"),
+    ),
+    EventType(
+        "backup", "A verified backup was written (tier, files, bytes) or restored.",
+        required=("name", "tier"),
+        optional=("action", "files", "bytes", "path", "mirror", "step", "pruned"),
+        enums={"tier": BACKUP_TIERS},
+    ),
+    EventType(
+        "error", "A classified failure (category decides the retry policy).",
+        required=("category", "message"),
+        optional=("step", "retryable", "fatal", "traceback", "exception", "hint", "cycle"),
+        enums={"category": ERROR_CATEGORIES},
+    ),
+    EventType(
+        "retry", "A step is retried after a retryable error; changes shows adjusted settings (OOM halving).",
+        required=("step", "attempt", "max_attempts"),
+        optional=("delay_s", "category", "changes", "message", "cycle"),
+    ),
+    EventType(
+        "stop_requested", "A graceful stop was requested; the engine stops at the next safe boundary.",
+        required=("source",),
+        optional=("requested_at", "step", "pid", "message"),
+    ),
+    EventType(
+        "stall", "No progress for longer than the phase's limit (warn) or the kill limit (action=abort).",
+        required=("phase", "age_s", "limit_s"),
+        optional=("step", "action"),
+    ),
+    EventType(
+        "data", "Dataset statistics after a data step (rows, valid, quarantined, duplicates, split, hash).",
+        required=("name",),
+        optional=("rows", "valid", "invalid", "quarantined", "duplicates", "near_duplicates", "train", "validation",
+                  "hash", "path", "quarantine_path", "sources", "step", "lessons", "prompts", "changed"),
+    ),
+    EventType(
+        "leakage", "Leakage check: per lesson seen/unseen prompt counts.",
+        required=("lessons",),
+        optional=("seen", "unseen", "path", "step"),
+    ),
+    EventType(
+        "version", "A model version was recorded (adapter path, data hash, metrics).",
+        required=("version",),
+        optional=("path", "profile", "data_hash", "metrics", "base", "cycle"),
+    ),
+    EventType(
+        "artifact", "A file a user may want to open was written (exam JSONL, drafted lesson, dashboard, report).",
+        required=("kind", "path"),
+        optional=("step", "message", "version", "lesson_id", "cycle"),
+    ),
+)
+
+EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
+
+
+def validate_event(event: Mapping[str, Any]) -> list[str]:
+    """Problems with one event dict (envelope + payload); empty when it conforms."""
+    problems: list[str] = []
+    for key in ENVELOPE:
+        if key not in event:
+            problems.append(f"missing envelope field {key!r}")
+    etype = event.get("type")
+    spec = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
+    if spec is None:
+        problems.append(f"unknown event type {etype!r} (known: {', '.join(EVENT_TYPES)})")
+        return problems
+    for key in spec.required:
+        if key not in event:
+            problems.append(f"{etype}: missing required field {key!r}")
+    for key, allowed in spec.enums.items():
+        if key in event and event[key] is not None and event[key] not in allowed:
+            problems.append(f"{etype}: {key}={event[key]!r} not one of {', '.join(allowed)}")
+    return problems
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return value[: MAX_FIELD_CHARS - 40] + f"... [truncated {len(value) - MAX_FIELD_CHARS + 40} chars]"
+    return value
+
+
+class EventWriter:
+    """Appends events to ``<run_dir>/events.jsonl``; thread-safe; flushes every event.
+
+    Reopening an existing file (resume) continues ``seq`` after the last complete
+    line.  A partial last line (the engine was killed mid-write) is cut off and
+    reported as a ``log`` warning with the bytes it dropped, so nothing vanishes
+    silently and readers never see a torn record followed by valid ones.
+    """
+
+    def __init__(self, run_dir: str | Path, run_id: str, *, stdout: IO[str] | None = None,
+                 listeners: list[Callable[[dict[str, Any]], None]] | None = None, strict: bool = True):
+        self.run_dir = Path(run_dir)
+        self.run_id = run_id
+        self.path = self.run_dir / EVENTS_FILE
+        self.strict = strict
+        self._stdout = stdout
+        self._listeners = list(listeners or [])
+        self._lock = threading.RLock()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.seq, repaired = self._recover()
+        self._fh = open(self.path, "a", encoding="utf-8", newline="\n")
+        self.last_event: dict[str, Any] | None = None
+        if repaired:
+            self.emit("log", level="warning", source="engine",
+                      message=f"events.jsonl ended in a partial line (engine was killed mid-write); "
+                              f"removed {len(repaired)} bytes: {repaired[:200]!r}")
+
+    def _recover(self) -> tuple[int, bytes]:
+        """Last seq in an existing file, cutting a torn last line off."""
+        if not self.path.exists():
+            return 0, b""
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            dropped = b""
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                dropped = data[cut:]
+                fh.truncate(cut)
+                data = data[:cut]
+        seq = 0
+        for line in reversed(data.splitlines()):
+            try:
+                obj = json.loads(line)
+                seq = int(obj.get("seq", 0))
+                break
+            except (ValueError, AttributeError, TypeError):
+                continue
+        return seq, dropped
+
+    def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def emit(self, type: str, **payload: Any) -> dict[str, Any]:
+        """Write one event and return it (envelope included)."""
+        spec = EVENT_TYPES.get(type)
+        with self._lock:
+            event: dict[str, Any] = {"v": SCHEMA_VERSION, "seq": self.seq + 1, "ts": round(time.time(), 3),
+                                     "run_id": self.run_id, "type": type}
+            for key, value in payload.items():
+                if value is not None or (spec and key in spec.required):
+                    event[key] = _clip(value)
+            problems = validate_event(event)
+            if problems and self.strict:
+                raise ValueError("invalid event: " + "; ".join(problems))
+            line = json.dumps(event, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            self.seq += 1
+            self.last_event = event
+            if self._stdout is not None:
+                try:
+                    self._stdout.write(line + "\n")
+                    self._stdout.flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    self._stdout = None  # parent went away: keep running, keep the file
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(event)
+        return event
+
+    def sync(self) -> None:
+        """fsync the events file (at run/step boundaries; flush alone survives kill -9)."""
+        with self._lock:
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self.sync()
+                self._fh.close()
+
+
+class Heartbeat:
+    """``heartbeat.json``: written atomically on phase/step changes and by a ticker thread.
+
+    ``updated_at`` says the process is alive (the ticker refreshes it);
+    ``progress_at`` only moves when the work reports progress, which is what the
+    stall detector measures against the per-phase limit.
+    """
+
+    def __init__(self, run_dir: str | Path, run_id: str, *, interval: float = 2.0):
+        self.path = Path(run_dir) / HEARTBEAT_FILE
+        self.interval = interval
+        self._lock = threading.Lock()
+        now = time.time()
+        self.data: dict[str, Any] = {
+            "v": SCHEMA_VERSION, "run_id": run_id, "pid": os.getpid(), "status": "running", "phase": "starting",
+            "step": None, "step_name": None, "cycle": None, "n": None, "total": None, "message": None,
+            "started_at": now, "updated_at": now, "progress_at": now, "seq": 0,
+        }
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_write = 0.0
+
+    def update(self, *, progress: bool = True, force: bool = False, **fields: Any) -> None:
+        with self._lock:
+            self.data.update(fields)
+            now = time.time()
+            self.data["updated_at"] = now
+            if progress:
+                self.data["progress_at"] = now
+            # throttle the progress flood (trainer steps, exam items) to ~4 writes/s
+            if force or now - self._last_write >= 0.25:
+                self._write()
+
+    def _write(self) -> None:
+        self._last_write = time.time()
+        try:
+            atomic_write_json(self.path, self.data, fsync=False, indent=None)
+        except OSError:
+            pass  # a full disk must not kill the run from the heartbeat; the error path reports it
+
+    def tick(self) -> None:
+        with self._lock:
+            self.data["updated_at"] = time.time()
+            self._write()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="bpllm-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick()
+
+    def stop(self, **final: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            self.data.update(final)
+            self.data["updated_at"] = time.time()
+            self._write()
+
+    def age(self) -> float:
+        return time.time() - float(self.data.get("updated_at") or 0)
+
+
+def read_heartbeat(run_dir: str | Path) -> dict[str, Any] | None:
+    """The heartbeat of a run, or None when there is none (yet) or it is unreadable."""
+    try:
+        with open(Path(run_dir) / HEARTBEAT_FILE, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Is a process with this pid running (and not a zombie)?"""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but is dead for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def write_stop_request(run_dir: str | Path, *, source: str = "cli", message: str | None = None) -> Path:
+    """Ask a running engine to stop gracefully (it polls this file at safe boundaries)."""
+    path = Path(run_dir) / STOP_FILE
+    atomic_write_json(path, {"requested_at": time.time(), "source": source, "pid": os.getpid(), "message": message})
+    return path
+
+
+def dump_line(event: Mapping[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+
+
+def stdout_mirror(enabled: bool) -> IO[str] | None:
+    return sys.stdout if enabled else None
