@@ -95,10 +95,13 @@ def normalise(text: str) -> str:
 
 
 class _LineError:
-    __slots__ = ("column", "end_column", "code", "message")
+    """A syntax error on one line; ``recovered`` holds the statement before trailing junk."""
 
-    def __init__(self, column: int, end_column: int, code: str, message: str):
+    __slots__ = ("column", "end_column", "code", "message", "recovered")
+
+    def __init__(self, column: int, end_column: int, code: str, message: str, recovered: Tree | None = None):
         self.column, self.end_column, self.code, self.message = column, end_column, code, message
+        self.recovered = recovered
 
 
 @lru_cache(maxsize=65536)
@@ -141,11 +144,13 @@ def _describe_error(line: str, exc: UnexpectedInput) -> _LineError:
             f"unknown directive '{shown}'; a line starts with one of: {', '.join(DIRECTIVES)}",
         )
     junk_col = getattr(exc, "column", None)
-    if isinstance(junk_col, int) and junk_col > 1 and _complete_statement(line[: junk_col - 1]):
-        junk = line[junk_col - 1:].rstrip()
-        shown = junk if len(junk) <= 20 else junk[:17] + "..."
-        return _LineError(junk_col, junk_col + len(junk), "trailing-junk",
-                          f"unexpected '{shown}' after a complete statement; remove it")
+    if isinstance(junk_col, int) and junk_col > 1:
+        prefix = _complete_statement(line[: junk_col - 1])
+        if prefix is not None:
+            junk = line[junk_col - 1:].rstrip()
+            shown = junk if len(junk) <= 20 else junk[:17] + "..."
+            return _LineError(junk_col, junk_col + len(junk), "trailing-junk",
+                              f"unexpected '{shown}' after a complete statement; remove it", recovered=prefix)
     if isinstance(exc, UnexpectedCharacters):
         col = exc.column
         ch = line[col - 1] if 0 < col <= len(line) else ""
@@ -174,15 +179,15 @@ def _describe_error(line: str, exc: UnexpectedInput) -> _LineError:
     return _LineError(1, len(line.rstrip()) + 1, "syntax", str(exc).splitlines()[0])
 
 
-def _complete_statement(prefix: str) -> bool:
-    """Whether ``prefix`` alone is a whole statement (so what follows it is junk)."""
+def _complete_statement(prefix: str) -> Tree | None:
+    """The statement ``prefix`` forms on its own, if any (so what follows it is junk)."""
     if not prefix.strip():
-        return False
+        return None
     try:
-        _lark().parse(prefix, start="line")
+        tree = _lark().parse(prefix, start="line")
     except Exception:  # noqa: BLE001
-        return False
-    return True
+        return None
+    return tree.children[0] if tree.children else None
 
 
 def _tok_span(tok: Token, line: int) -> Span:
@@ -279,7 +284,9 @@ def parse(text: str) -> Document:
             doc.errors.append(
                 Diagnostic(number, result.column, number, result.end_column, "error", result.code, result.message)
             )
-            continue
+            if result.recovered is None:
+                continue
+            result = result.recovered
         try:
             stmt = _Builder(number).statement(result, raw)
         except Exception as exc:  # noqa: BLE001 - a grammar/builder mismatch must not crash callers

@@ -1,0 +1,151 @@
+"""A text as a graph: nodes with canonical labels, exec and data edges.
+
+The formatter and the structural scorer both look at a text this way, after
+aliases are resolved (``Event_CustomEvent`` → ``Event_Custom``, ``bLooping`` →
+``Looping``), so spelling variants and node numbering never count as differences.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .ast import Document, PinRef, Value
+from .catalog import Catalog, default_catalog
+from .parser import parse
+
+_EVENT_PREFIXES = ("Event_", "InputAction", "InputKey")
+
+
+@dataclass(slots=True)
+class GNode:
+    id: str
+    type: str
+    params: dict[str, str]  # canonical name -> canonical value text
+    raw_params: dict[str, Value]
+    line: int
+    is_event: bool
+    pure: bool
+    param_order: list[str]
+
+    @property
+    def label(self) -> str:
+        return self.type + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.params.items())) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class GEdge:
+    kind: str  # EXEC | DATA
+    src: str | None  # node id, None for a literal source
+    src_pin: str  # pin name, or the literal's canonical text
+    dst: str
+    dst_pin: str
+    type: str | None
+    line: int
+
+
+@dataclass(slots=True)
+class GVar:
+    name: str
+    type: str
+    default: str | None
+    line: int
+
+
+@dataclass(slots=True)
+class Graph:
+    doc: Document
+    headers: dict[str, str]
+    header_lines: dict[str, int]
+    vars: list[GVar] = field(default_factory=list)
+    nodes: dict[str, GNode] = field(default_factory=dict)
+    edges: list[GEdge] = field(default_factory=list)
+    graph_name: str | None = None
+
+    def out_edges(self) -> dict[str, list[GEdge]]:
+        result: dict[str, list[GEdge]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.src in result:
+                result[e.src].append(e)
+        return result
+
+    def in_edges(self) -> dict[str, list[GEdge]]:
+        result: dict[str, list[GEdge]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.dst in result:
+                result[e.dst].append(e)
+        return result
+
+
+def _value_text(value: Value) -> str:
+    return value.canonical()
+
+
+def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph:
+    """Resolve aliases and collect nodes/edges of whatever parsed."""
+    doc = source if isinstance(source, Document) else parse(source)
+    cat = catalog if catalog is not None else default_catalog()
+    headers: dict[str, str] = {}
+    header_lines: dict[str, int] = {}
+    for h in doc.headers:
+        headers.setdefault(h.key, h.value)
+        header_lines.setdefault(h.key, h.span.line)
+    g = Graph(doc=doc, headers=headers, header_lines=header_lines)
+    if doc.graphs:
+        g.graph_name = doc.graphs[0].name
+    for v in doc.vars:
+        g.vars.append(GVar(v.name, cat.canonical_type(str(v.type)), _value_text(v.default) if v.default else None, v.span.line))
+    for n in doc.nodes:
+        if n.id in g.nodes:
+            continue
+        ntype = cat.canonical_node_type(n.type)
+        spec = cat.get(ntype)
+        params: dict[str, str] = {}
+        raw: dict[str, Value] = {}
+        order: list[str] = []
+        for p in n.params:
+            name = cat.canonical_param(ntype, p.name)
+            if name in params:
+                continue
+            params[name] = _value_text(p.value)
+            raw[name] = p.value
+            order.append(name)
+        if spec is not None and spec.params:
+            known = [p.name for p in spec.params]
+            order.sort(key=lambda k: (known.index(k) if k in known else len(known), k if k not in known else ""))
+        is_event = spec.is_event if spec is not None else ntype.startswith(_EVENT_PREFIXES)
+        pure = spec.pure if spec is not None else False
+        g.nodes[n.id] = GNode(n.id, ntype, params, raw, n.span.line, is_event, pure, order)
+    for c in doc.connections:
+        dst_node = g.nodes.get(c.target.node)
+        dst_pin = cat.canonical_pin(dst_node.type, c.target.pin) if dst_node else c.target.pin
+        ctype = cat.canonical_type(str(c.type)) if c.type is not None else None
+        if isinstance(c.source, PinRef):
+            src_node = g.nodes.get(c.source.node)
+            src_pin = cat.canonical_pin(src_node.type, c.source.pin) if src_node else c.source.pin
+            g.edges.append(GEdge(c.kind, c.source.node, src_pin, c.target.node, dst_pin, ctype, c.span.line))
+        else:
+            g.edges.append(GEdge(c.kind, None, _value_text(c.source), c.target.node, dst_pin, ctype, c.span.line))
+    return g
+
+
+def wl_signatures(g: Graph, rounds: int = 3) -> dict[str, str]:
+    """Weisfeiler-Lehman style signatures: a node's label refined by its wiring.
+
+    Identical signatures mean structurally interchangeable nodes (as far as
+    ``rounds`` hops can tell); they order nodes and seed the scorer's matching.
+    """
+    sig = {nid: n.label for nid, n in g.nodes.items()}
+    outs, ins = g.out_edges(), g.in_edges()
+    for _ in range(rounds):
+        new = {}
+        for nid in g.nodes:
+            parts = [sig[nid]]
+            parts.extend(sorted(f">{e.kind}:{e.src_pin}:{e.dst_pin}:{sig.get(e.dst, '?')}" for e in outs[nid]))
+            parts.extend(
+                sorted(
+                    f"<{e.kind}:{e.src_pin}:{e.dst_pin}:{sig.get(e.src, 'lit') if e.src else 'lit'}" for e in ins[nid]
+                )
+            )
+            new[nid] = hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
+        sig = new
+    return sig
