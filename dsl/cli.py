@@ -1,0 +1,308 @@
+"""`bpllm validate | score | fmt` — the DSL's command-line contract.
+
+Other tools parse the ``--json`` output, so its shape is part of the contract:
+
+* validate: ``{"files":[{"path","items":[{"id","valid","diagnostics":[{line,column,end_line,end_column,severity,code,message}]}]}]}``
+  (lines 1-based within each DSL text); exit 1 when any error.
+* score: ``{"score","precision","recall","line_score","buckets":{...}}``; with ``--exam`` a
+  ``{"records":[{"prompt_id", ...same fields...}], "mean_score"}`` roll-up.
+* fmt: rewrites files in canonical form (atomically); ``--check`` only reports, exit 1 if any would change.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .ast import Diagnostic
+
+
+@dataclass(slots=True)
+class DslItem:
+    """One DSL text inside a file: a whole .dsl file, a lesson prompt, or a dataset row."""
+
+    id: str
+    text: str | None
+    problem: Diagnostic | None = None  # the container itself was unreadable (bad JSON row, missing field)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class InputError(Exception):
+    """A file that cannot be read at all; the message names file, line and fix."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + os.replace: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory; pass .dsl, lesson .json or dataset .jsonl files") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8") from None
+
+
+def iter_items(path: Path) -> Iterator[DslItem]:
+    """The DSL texts a file holds, by file kind (.dsl / lesson .json / dataset .jsonl)."""
+    text = _read_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg}); fix the JSON syntax there") from None
+        prompts = data.get("prompts") if isinstance(data, dict) else None
+        if not isinstance(prompts, list):
+            raise InputError(f"{path}: a lesson file needs a 'prompts' list of {{id, instruction, expected_dsl}}")
+        for index, prompt in enumerate(prompts):
+            pid = str(prompt.get("id", f"prompt[{index}]")) if isinstance(prompt, dict) else f"prompt[{index}]"
+            dsl = prompt.get("expected_dsl") if isinstance(prompt, dict) else None
+            if not isinstance(dsl, str):
+                yield DslItem(pid, None, Diagnostic(1, 1, 1, 2, "error", "missing-field",
+                                                    f"{path}: prompt {pid} has no 'expected_dsl' string; add the gold DSL"))
+            else:
+                yield DslItem(pid, dsl)
+        return
+    if suffix == ".jsonl":
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            rid = f"line {number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield DslItem(rid, None, Diagnostic(1, 1, 1, 2, "error", "bad-json",
+                                                    f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove the line"))
+                continue
+            if not isinstance(row, dict):
+                yield DslItem(rid, None, Diagnostic(1, 1, 1, 2, "error", "bad-row", f"{path}:{number}: a row must be a JSON object"))
+                continue
+            if row.get("prompt_id") or row.get("id"):
+                rid = f"{row.get('prompt_id') or row.get('id')} (line {number})"
+            dsl = row.get("output", row.get("expected_dsl"))
+            if not isinstance(dsl, str):
+                yield DslItem(rid, None, Diagnostic(1, 1, 1, 2, "error", "missing-field",
+                                                    f"{path}:{number}: row has no 'output' or 'expected_dsl' string"))
+                continue
+            yield DslItem(rid, dsl)
+        return
+    yield DslItem(str(path), text)
+
+
+def _workspace_unknown_nodes(default: str = "error") -> str:
+    """A workspace may allow unknown node types: ``[dsl] unknown_nodes = "warning"`` in bpllm.toml."""
+    config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / "bpllm.toml"
+    if not config.is_file():
+        return default
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        return default
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - the engine reports bad configs; validation keeps its default
+        return default
+    value = data.get("dsl", {}).get("unknown_nodes", default)
+    return value if value in ("error", "warning") else default
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .catalog import default_catalog, load_catalog_file
+    from .validator import validate
+
+    catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
+    unknown = args.unknown_nodes or _workspace_unknown_nodes()
+    report: dict[str, Any] = {"files": []}
+    any_error = False
+    totals = {"items": 0, "invalid": 0, "errors": 0, "warnings": 0}
+    for raw in args.paths:
+        path = Path(raw)
+        entry: dict[str, Any] = {"path": str(path), "items": []}
+        report["files"].append(entry)
+        try:
+            items = list(iter_items(path))
+        except InputError as exc:
+            any_error = True
+            entry["error"] = str(exc)
+            if not args.json:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        for item in items:
+            totals["items"] += 1
+            if item.problem is not None:
+                diags = [item.problem]
+            else:
+                diags = validate(item.text or "", catalog, unknown_nodes=unknown)
+            errors = [d for d in diags if d.severity == "error"]
+            totals["errors"] += len(errors)
+            totals["warnings"] += sum(1 for d in diags if d.severity == "warning")
+            if errors:
+                any_error = True
+                totals["invalid"] += 1
+            entry["items"].append({"id": item.id, "valid": not errors, "diagnostics": [d.to_dict() for d in diags]})
+            if not args.json:
+                shown = diags if args.warnings else errors
+                for d in shown:
+                    print(f"{path}:{item.id}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}")
+    if args.json:
+        json.dump(report, sys.stdout, indent=None if args.compact else 1)
+        sys.stdout.write("\n")
+    else:
+        print(
+            f"{totals['items']} text(s) in {len(args.paths)} file(s): {totals['items'] - totals['invalid']} valid, "
+            f"{totals['invalid']} invalid, {totals['errors']} error(s), {totals['warnings']} warning(s)",
+            file=sys.stderr,
+        )
+    return 1 if any_error else 0
+
+
+def _score_fields(result: Any) -> dict[str, Any]:
+    data = result.to_dict()
+    return {
+        "score": data["score"],
+        "precision": data["precision"],
+        "recall": data["recall"],
+        "line_score": data["line_score"],
+        "buckets": data["buckets"],
+        "mapping": data["mapping"],
+    }
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scorer import score
+
+    if args.exam:
+        path = Path(args.exam)
+        try:
+            text = _read_text(path)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        records = []
+        problems = 0
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                expected, actual = row["expected_dsl"], row.get("actual_dsl") or ""
+                if not isinstance(expected, str) or not isinstance(actual, str):
+                    raise TypeError("expected_dsl/actual_dsl must be strings")
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                problems += 1
+                print(f"{path}:{number}: skipped: {exc}; each line needs prompt_id, expected_dsl, actual_dsl", file=sys.stderr)
+                continue
+            result = score(expected, actual)
+            records.append({"prompt_id": row.get("prompt_id", f"line {number}"), **_score_fields(result)})
+        mean = sum(r["score"] for r in records) / len(records) if records else 0.0
+        mean_line = sum(r["line_score"] for r in records) / len(records) if records else 0.0
+        if args.json:
+            json.dump({"records": records, "mean_score": round(mean, 4), "mean_line_score": round(mean_line, 4),
+                       "skipped": problems}, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            for r in records:
+                print(f"{r['prompt_id']:<12} score {r['score']:.3f}  P {r['precision']:.3f}  R {r['recall']:.3f}  line {r['line_score']:.3f}")
+            print(f"{len(records)} record(s): mean score {mean:.4f}, mean line score {mean_line:.4f}")
+        return 1 if problems else 0
+    if len(args.files) != 2:
+        print("error: bpllm score needs EXPECTED.dsl ACTUAL.dsl (or --exam FILE.jsonl)", file=sys.stderr)
+        return 1
+    try:
+        expected, actual = (_read_text(Path(p)) for p in args.files)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result = score(expected, actual)
+    if args.json:
+        json.dump(_score_fields(result), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"score {result.score:.4f}  precision {result.precision:.4f}  recall {result.recall:.4f}  "
+              f"line score {result.line_score:.4f}  ({result.matched}/{result.expected_total} expected, "
+              f"{result.actual_total} actual)")
+        for bucket, entries in result.buckets.items():
+            for e in entries:
+                where = f"expected:{e['expected_line'] or '-'} actual:{e['actual_line'] or '-'}"
+                print(f"  {bucket:<14} {where:<22} {e['text']}")
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from .formatter import FormatError, format_dsl
+
+    if args.paths == ["-"]:
+        try:
+            sys.stdout.write(format_dsl(sys.stdin.read()))
+        except FormatError as exc:
+            print(f"<stdin>: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    status = 0
+    for raw in args.paths:
+        path = Path(raw)
+        try:
+            text = _read_text(path)
+            formatted = format_dsl(text)
+        except (InputError, FormatError) as exc:
+            print(f"{path}: {exc}" if isinstance(exc, FormatError) else f"error: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if formatted == text:
+            continue
+        if args.check:
+            print(f"would reformat {path}")
+            status = 1
+        else:
+            atomic_write_text(path, formatted)
+            print(f"reformatted {path}")
+    return status
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="validate DSL texts (.dsl, lesson .json, dataset .jsonl)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.add_argument("--warnings", action="store_true", help="also print warnings in the text report")
+    p.add_argument("--unknown-nodes", choices=("error", "warning"), default=None,
+                   help="how to treat node types missing from the catalog (default: workspace setting, else error)")
+    p.add_argument("--catalog", help="a catalog JSON other than the shipped one")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("score", help="structural score of ACTUAL against EXPECTED (or rescore an exam file)")
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--exam", metavar="FILE.jsonl", help="rescore every record (prompt_id, expected_dsl, actual_dsl)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("fmt", help="rewrite .dsl files in canonical form ('-' for stdin → stdout)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--check", action="store_true", help="only report files that would change (exit 1)")
+    p.set_defaults(func=cmd_fmt)
