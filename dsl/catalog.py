@@ -62,6 +62,9 @@ class NodeSpec:
     # (param, pin): a pin spelled like the param's value is that pin
     # (VariableGet [VarName=Health] exposes its Value pin as "Health", as Unreal draws it)
     named_pin: tuple[str, str] | None = None
+    # commutative operators that grow input pins in Unreal (Add, Multiply, AND, Append):
+    # several wires into one input read as extra operands (a warning, not an error)
+    variadic: bool = False
     # lookups built once in __post_init__
     _by_name: dict[str, tuple[PinSpec, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _patterns: tuple[tuple[re.Pattern[str], PinSpec], ...] = field(default=(), init=False, repr=False, compare=False)
@@ -156,6 +159,7 @@ class Catalog:
                 description=spec.get("description", ""),
                 ue=spec.get("ue", {}),
                 named_pin=(named["param"], named["pin"]) if named else None,
+                variadic=bool(spec.get("variadic", False)),
             )
         aliases = data.get("aliases", {})
         self.node_aliases: dict[str, str] = dict(aliases.get("nodes", {}))
@@ -169,6 +173,8 @@ class Catalog:
             kind: {k: dict(v) for k, v in warn.get(kind, {}).items()} for kind in ("nodes", "params", "pins")
         }
         self.quirks: list[dict[str, Any]] = list(data.get("quirks", []))
+        self._param_maps: dict[str, dict[str, str]] = {}
+        self._pin_maps: dict[str, dict[str, str]] = {}
         self._init_types(data.get("types", {}), data.get("conversions", {}))
 
     # -- types ---------------------------------------------------------------
@@ -187,6 +193,27 @@ class Catalog:
             self._ancestors[name] = frozenset(chain)
         self._conv = {k: frozenset(v) for k, v in conversions.items()}
         self._assign_cache: dict[tuple[str, str], bool] = {}
+        # literal kinds a type accepts, inherited from the parent when not given
+        self._literals: dict[str, frozenset[str] | None] = {}
+        for name in self.types:
+            cur, lits = name, None
+            seen: set[str] = set()
+            while cur is not None and cur not in seen:
+                seen.add(cur)
+                if "literals" in self.types.get(cur, {}):
+                    lits = frozenset(self.types[cur]["literals"])
+                    break
+                cur = self.types.get(cur, {}).get("parent")
+            self._literals[name] = None if name in self._any else lits
+
+    def literal_kinds(self, type_name: str) -> frozenset[str] | None:
+        """Literal kinds (``int float string bool none ident struct``) a type accepts; None: any."""
+        return self._literals.get(self.canonical_type(type_name))
+
+    def accepts_literal(self, type_name: str, kind: str) -> bool:
+        """Whether a literal of ``kind`` fits ``type_name`` (unknown types accept anything)."""
+        kinds = self._literals.get(self.canonical_type(type_name))
+        return kinds is None or kind in kinds
 
     def known_type(self, name: str) -> bool:
         return self.canonical_type(name) in self.types
@@ -250,19 +277,29 @@ class Catalog:
     def get(self, name: str) -> NodeSpec | None:
         return self.nodes.get(self.canonical_node_type(name))
 
+    def param_alias_map(self, node_type: str) -> dict[str, str]:
+        """Every param alias that applies to ``node_type`` ("*" merged under its own), cached."""
+        canon = self.canonical_node_type(node_type)
+        hit = self._param_maps.get(canon)
+        if hit is None:
+            hit = {**self.param_aliases.get("*", {}), **self.param_aliases.get(canon, {})}
+            self._param_maps[canon] = hit
+        return hit
+
+    def pin_alias_map(self, node_type: str) -> dict[str, str]:
+        """Every pin alias that applies to ``node_type`` ("*" merged under its own), cached."""
+        canon = self.canonical_node_type(node_type)
+        hit = self._pin_maps.get(canon)
+        if hit is None:
+            hit = {**self.pin_aliases.get("*", {}), **self.pin_aliases.get(canon, {})}
+            self._pin_maps[canon] = hit
+        return hit
+
     def canonical_param(self, node_type: str, name: str) -> str:
-        node_type = self.canonical_node_type(node_type)
-        specific = self.param_aliases.get(node_type)
-        if specific and name in specific:
-            return specific[name]
-        return self.param_aliases.get("*", {}).get(name, name)
+        return self.param_alias_map(node_type).get(name, name)
 
     def canonical_pin(self, node_type: str, name: str) -> str:
-        node_type = self.canonical_node_type(node_type)
-        specific = self.pin_aliases.get(node_type)
-        if specific and name in specific:
-            return specific[name]
-        return self.pin_aliases.get("*", {}).get(name, name)
+        return self.pin_alias_map(node_type).get(name, name)
 
     def canonical_type(self, name: str) -> str:
         return self.type_aliases.get(name, name)
