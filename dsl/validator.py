@@ -104,8 +104,10 @@ _KIND_WORDS = {
 
 
 def _literal_hint(kinds: frozenset[str] | None) -> str:
-    if not kinds:
+    if kinds is None:
         return "any value"
+    if not kinds:
+        return "a wire (this type has no literals)"
     order = ["bool", "int", "float", "string", "ident", "struct", "none"]
     words = [_KIND_WORDS[k] for k in order if k in kinds]
     if "int" in kinds and "float" in kinds:
