@@ -1,0 +1,328 @@
+"""bpllm-tui: the control room for the teaching loop.
+
+The app owns three things: the run state (:class:`~bpllm_tui.state.RunState`), the
+engine client (:class:`~bpllm_tui.client.EngineClient`, a child process plus a
+follower thread posting Messages) and four modes — dashboard, lesson editor, exam
+review, history — each its own screen stack, so leaving the editor to glance at the
+loss curve keeps every unsaved edit where it was.
+
+It never imports the ML stack (torch, transformers, peft, trl): the engine
+subprocess owns those, and the first frame paints in well under a second.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from bpllm_tui.client import EngineClient, find_attach_target
+from bpllm_tui.config import TuiConfig, load_config
+from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
+from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
+from bpllm_tui.screens.dashboard import DashboardScreen
+from bpllm_tui.screens.dialogs import Choice, confirm_stop, quit_while_running
+from bpllm_tui.screens.help import HelpScreen
+from bpllm_tui.state import RunState
+
+MODES = ("dashboard", "editor", "review", "history")
+
+
+class BpllmApp(App[int]):
+    """The bpllm control room."""
+
+    TITLE = "bpllm"
+    CSS_PATH = "../styles/app.tcss"
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = bindings(APP_KEYS)
+
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        config: TuiConfig | None = None,
+        exam_sources: Iterable[Path] = (),
+        attach: bool = True,
+        open_lesson: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.workspace = workspace.resolve()
+        self.config = config or load_config(self.workspace)
+        self.exam_sources = [Path(p).resolve() for p in exam_sources]
+        self.attach_on_start = attach
+        self.open_lesson = open_lesson
+        self.state = RunState(log_lines=self.config.log_lines)
+        self.client = EngineClient(self.workspace, self.post_message)
+        self._quit_when_engine_exits = False
+        self._launch_after_init: tuple[str, ...] | None = None
+        self.add_mode("dashboard", self._make_dashboard)
+        self.add_mode("editor", self._make_editor)
+        self.add_mode("review", self._make_review)
+        self.add_mode("history", self._make_history)
+
+    # ------------------------------------------------------------ screens
+    def _make_dashboard(self) -> Screen:
+        return DashboardScreen(self.state, stall_seconds=self.config.stall_seconds,
+                               loss_window=self.config.loss_window, log_lines=self.config.log_lines)
+
+    def _make_editor(self) -> Screen:
+        from bpllm_tui.screens.editor import EditorScreen
+
+        return EditorScreen(self.workspace, initial=self.open_lesson)
+
+    def _make_review(self) -> Screen:
+        from bpllm_tui.screens.review import ReviewScreen
+
+        return ReviewScreen(self.workspace, extra_sources=self.exam_sources)
+
+    def _make_history(self) -> Screen:
+        from bpllm_tui.screens.history import HistoryScreen
+
+        return HistoryScreen(self.workspace, extra_sources=self.exam_sources)
+
+    def mode_screen(self, mode: str) -> Screen | None:
+        """The base screen of a mode if it was ever opened (None otherwise)."""
+        stack = self._screen_stacks.get(mode)
+        return stack[0] if stack else None
+
+    # ------------------------------------------------------------ lifecycle
+    def on_mount(self) -> None:
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        keymap = {k: v for k, v in self.config.keys.items() if k in known_ids()}
+        unknown = sorted(set(self.config.keys) - known_ids())
+        if keymap:
+            self.set_keymap(keymap)
+        for problem in self.config.problems + [f"unknown key id {u!r} in [keys] (see F1 for ids)" for u in unknown]:
+            self.notify(problem, title="Settings", severity="warning", timeout=8)
+        self.sub_title = str(self.workspace)
+        if not (self.workspace / "bpllm.toml").is_file():
+            self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
+                               "press s to create it and start a cycle", "warning", "tui")
+        if self.attach_on_start:
+            run_dir, live = find_attach_target(self.workspace)
+            if run_dir is not None:
+                self.state.add_log(f"{'attaching to running' if live else 'showing last'} run {run_dir.name}",
+                                   "info", "tui")
+                self.client.follow(run_dir, live=live)
+
+    def on_unmount(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------ engine messages
+    def on_engine_attached(self, message: EngineAttached) -> None:
+        if self.state.run_dir != message.run_dir:
+            keep = list(self.state.log)
+            self.state.__init__(log_lines=self.config.log_lines)  # a fresh fold for a new run
+            for rec in keep:
+                self.state.log.append(rec)
+            self.state.log_total = len(keep)
+            self.state.run_dir = message.run_dir
+            for area in self.state.versions:
+                self.state.versions[area] += 1
+        if message.live:
+            self.state.set_process("running")
+
+    def on_engine_events(self, message: EngineEvents) -> None:
+        for problem in message.malformed:
+            self.state.note_malformed(problem)
+        self.state.apply_many(message.events)
+
+    def on_engine_heartbeat(self, message: EngineHeartbeat) -> None:
+        self.state.set_heartbeat(message.beat)
+
+    def on_engine_output(self, message: EngineOutput) -> None:
+        for stream, line in message.lines:
+            self.state.add_log(line, "warning" if stream == "stderr" else "info", stream)
+
+    def on_engine_process(self, message: EngineProcess) -> None:
+        if message.process == "exited":
+            self.state.set_process("exited", message.note)
+            code = message.code
+            if code is not None:
+                self.state.add_log(f"engine exited with code {code}"
+                                   + {0: " (done)", 2: " (stopped on request)", 1: " (failed)"}.get(code, ""),
+                                   "error" if code not in (0, 2) else "info", "tui")
+                if self.state.core.status in ("unknown", "running"):
+                    # no end event: the engine died before it could write one
+                    self.state.core.status = {0: "done", 2: "stopped"}.get(code, "failed")
+                    self.state.core.exit_code = code
+                    self.state._bump("status", "steps")
+            if message.note:
+                self.notify(message.note, severity="error")
+        elif message.process == "dead":
+            self.state.set_process("dead", message.note)
+            self.state.add_log(message.note, "error", "tui")
+            self.notify(message.note, title="Engine is gone", severity="error", timeout=10)
+        if self._quit_when_engine_exits and message.process in ("exited", "dead"):
+            self.exit(0)
+
+    def on_command_finished(self, message: CommandFinished) -> None:
+        level = "info" if message.code == 0 else "error"
+        if message.output:
+            for line in message.output.splitlines()[-20:]:
+                self.state.add_log(f"bpllm {message.name}: {line}", level, "tui")
+        if message.name == "init":
+            if message.code == 0 and self._launch_after_init:
+                args, self._launch_after_init = self._launch_after_init, None
+                self._launch(*args)
+            elif message.code != 0:
+                self.notify(f"bpllm init failed (exit {message.code}); see the log", severity="error")
+        elif message.name == "stop" and message.code not in (0, 2):
+            self.notify(f"bpllm stop failed (exit {message.code}): {message.output[-200:]}", severity="error")
+
+    # ------------------------------------------------------------ run control
+    def _launch(self, subcommand: str, *args: str) -> None:
+        try:
+            self.client.launch(subcommand, *args)
+        except (RuntimeError, OSError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.state.stopping = False
+        self.state.add_log(f"started bpllm {subcommand} (pid {self.client.proc.pid if self.client.proc else '?'})",
+                           "info", "tui")
+        self.notify(f"bpllm {subcommand} started", timeout=3)
+
+    def _engine_busy(self) -> bool:
+        return self.client.engine_alive() or self.state.process == "running" and self.state.active
+
+    def action_start_cycle(self) -> None:
+        if self._engine_busy():
+            self.notify("A run is already active in this workspace (x stops it).", severity="warning")
+            return
+        args: list[str] = []
+        if self.config.profile:
+            args += ["--profile", self.config.profile]
+        if not (self.workspace / "bpllm.toml").is_file():
+            self._launch_after_init = ("run", *args)
+            self.state.add_log(f"creating workspace {self.workspace} (bpllm init)", "info", "tui")
+            self.client.run_command("init", "init", str(self.workspace))
+            return
+        self._launch("run", *args)
+
+    def action_resume_run(self) -> None:
+        if self._engine_busy():
+            self.notify("The engine is running; nothing to resume.", severity="warning")
+            return
+        if not (self.workspace / "bpllm.toml").is_file():
+            self.notify("No workspace here yet: press s to start a first cycle.", severity="warning")
+            return
+        self._launch("resume")
+
+    @work(exclusive=True, group="stop")
+    async def action_stop_run(self) -> None:
+        if not self.state.active and not self.client.engine_alive():
+            self.notify("No engine is running.", severity="warning")
+            return
+        stopping = self.state.status == "stopping"
+        answer = await self.push_screen_wait(confirm_stop(self.state.run_id or "?", stopping))
+        if answer == "stop":
+            self.state.stopping = True
+            self.state._bump("status")
+            self.state.add_log("asking the engine to stop (bpllm stop)", "warning", "tui")
+            self.client.request_stop()
+        elif answer == "terminate":
+            self.state.add_log("sending SIGTERM to the engine's process group", "warning", "tui")
+            self.client.terminate()
+
+    # ------------------------------------------------------------ screens
+    def action_show_dashboard(self) -> None:
+        self.switch_mode("dashboard")
+
+    def action_show_editor(self) -> None:
+        self.switch_mode("editor")
+
+    def action_show_review(self) -> None:
+        self.switch_mode("review")
+
+    def action_show_history(self) -> None:
+        self.switch_mode("history")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            keymap = dict(self.config.keys)
+            self.push_screen(HelpScreen(keymap, self.config.sources))
+
+    def open_lesson_in_editor(self, path: Path) -> None:
+        """Open a lesson file (e.g. a draft from grading) in the editor mode."""
+        self.open_lesson = path
+        self.switch_mode("editor")
+        editor = self.mode_screen("editor")
+        if editor is not None and hasattr(editor, "request_open"):
+            editor.request_open(path)
+
+    # ------------------------------------------------------------ quitting
+    @work(exclusive=True, group="quit")
+    async def action_quit(self) -> None:
+        """Every way out passes here: unsaved edits first, then a running engine."""
+        editor = self.mode_screen("editor")
+        if editor is not None and getattr(editor, "dirty", False):
+            if self.current_mode != "editor":
+                self.switch_mode("editor")
+            ok = await editor.guard_unsaved("The lesson")  # type: ignore[attr-defined]
+            if not ok:
+                return
+        if self.client.engine_alive() or (self.state.active and self.state.process == "running"):
+            answer = await self.push_screen_wait(quit_while_running(self.state.run_id or "?"))
+            if answer == "cancel":
+                return
+            if answer == "stop":
+                self._quit_when_engine_exits = True
+                self.state.stopping = True
+                self.client.request_stop()
+                self.notify("Stopping the engine; the app quits when it has exited.", timeout=10)
+                return
+        self.client.close()
+        self.exit(0)
+
+    # ------------------------------------------------------------ palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette offers exactly the keyed actions (app-wide, then this screen's)."""
+        seen: set[str] = set()
+        specs: list[tuple[KeySpec, object]] = [(spec, self) for spec in APP_KEYS if spec.palette]
+        for spec in getattr(screen, "KEY_SPECS", ()):
+            specs.append((spec, screen))
+        for spec, target in specs:
+            if spec.action in seen or spec.action == "back":
+                continue
+            seen.add(spec.action)
+            yield SystemCommand(spec.description if spec.id != "app.quit" else "Quit", spec.help,
+                                _runner(target, spec.action))
+        yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Theme"))
+
+
+def _runner(target: object, action: str):
+    async def run() -> None:
+        await target.run_action(action)  # type: ignore[attr-defined]
+
+    return run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bpllm-tui", description="The bpllm control room (Textual).")
+    parser.add_argument("-w", "--workspace", type=Path,
+                        default=Path(os.environ.get("BPLLM_WORKSPACE", ".")),
+                        help="workspace directory (default: $BPLLM_WORKSPACE or the current directory)")
+    parser.add_argument("--exams", type=Path, action="append", default=[], metavar="DIR",
+                        help="extra directory of exam JSONL files to review (repeatable)")
+    parser.add_argument("--lesson", type=Path, help="open this lesson file in the editor")
+    parser.add_argument("--no-attach", action="store_true", help="do not attach to the workspace's last run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
+    if args.lesson:
+        app.DEFAULT_MODE = "dashboard"
+    result = app.run()
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

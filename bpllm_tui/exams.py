@@ -1,0 +1,224 @@
+"""Exam results as the review and history screens read them (no Textual).
+
+Sources: exam JSONL files anywhere under the workspace's ``runs/`` and ``results/``
+(the engine writes one per lesson and version and announces it with an ``artifact``
+event), any extra directory given on the command line (e.g. the reference project's
+``results/exams``), and the history store's ``exam_results`` table. Records of both
+shapes are normalised: the engine's (``score``, ``valid``, ``seen``, ``time_s``) and
+the reference project's (``comparison.score``, ``validation.valid``, ``time_seconds``).
+"""
+from __future__ import annotations
+
+import ast as pyast
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+VERSION_RE = re.compile(r"lora[-_](v\d+)|\b(v\d+)\b")
+LESSON_RE = re.compile(r"exam_(.+?)_(\d{8}_\d{6})")
+
+
+@dataclass
+class ExamRecord:
+    lesson_id: str
+    prompt_id: str
+    instruction: str
+    expected: str
+    actual: str
+    score: float | None  # 0..100 as recorded
+    valid: bool | None
+    seen: bool | None
+    time_s: float | None
+    category: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return (self.score is not None and self.score < 100.0 - 1e-9) or self.valid is False
+
+
+@dataclass
+class ExamFile:
+    path: Path
+    lesson_id: str
+    version: str
+    stamp: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.lesson_id}  {self.stamp}".strip()
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            try:  # the reference project wrote Python reprs
+                parsed = pyast.literal_eval(value)
+                return parsed if isinstance(parsed, dict) else {}
+            except (ValueError, SyntaxError):
+                return {}
+    return {}
+
+
+def _pct(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v * 100.0 if v <= 1.0 else v
+
+
+def normalise(raw: dict[str, Any], lesson_id: str = "") -> ExamRecord:
+    comparison = _as_dict(raw.get("comparison"))
+    validation = _as_dict(raw.get("validation"))
+    score = _pct(raw.get("score")) if raw.get("score") is not None else _pct(comparison.get("score"))
+    valid = raw.get("valid")
+    if valid is None:
+        valid = validation.get("valid")
+    seen = raw.get("seen")
+    return ExamRecord(
+        lesson_id=str(raw.get("lesson_id") or lesson_id),
+        prompt_id=str(raw.get("prompt_id") or raw.get("id") or "?"),
+        instruction=str(raw.get("instruction") or ""),
+        expected=str(raw.get("expected_dsl") or raw.get("expected") or ""),
+        actual=str(raw.get("actual_dsl") or raw.get("actual") or raw.get("output") or ""),
+        score=score,
+        valid=None if valid is None else bool(valid),
+        seen=None if seen is None else bool(seen),
+        time_s=raw.get("time_s") if raw.get("time_s") is not None else raw.get("time_seconds"),
+        category=str(raw.get("category") or ""),
+        raw=raw,
+    )
+
+
+def _version_of(summary: dict[str, Any], records_head: dict[str, Any] | None) -> str:
+    for source in (summary, records_head or {}):
+        if source.get("version"):
+            return str(source["version"])
+        model = str(source.get("model") or "")
+        m = VERSION_RE.search(model.replace("\\", "/"))
+        if m:
+            return m.group(1) or m.group(2)
+    return "?"
+
+
+def describe(path: Path) -> ExamFile:
+    summary_path = path.with_name(path.stem + "_summary.json")
+    summary: dict[str, Any] = {}
+    if summary_path.is_file():
+        try:
+            loaded = json.loads(summary_path.read_text(encoding="utf-8"))
+            summary = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            summary = {}
+    head = None
+    if not summary:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+            head = json.loads(first) if first.strip() else None
+        except (OSError, ValueError):
+            head = None
+    m = LESSON_RE.search(path.stem)
+    lesson = str(summary.get("lesson_id") or (head or {}).get("lesson_id") or (m.group(1) if m else path.stem))
+    stamp = str(summary.get("timestamp") or (m.group(2) if m else ""))
+    version = _version_of(summary, head)
+    if version == "?":  # engine layout: .../<version>/exam_*.jsonl or runs/<id>/...
+        for part in reversed(path.parts[:-1]):
+            if re.fullmatch(r"v\d+", part):
+                version = part
+                break
+    return ExamFile(path, lesson, version, stamp, summary)
+
+
+def discover(workspace: Path | None, extra: list[Path] = ()) -> list[ExamFile]:
+    """Every exam JSONL file we can find, newest version last."""
+    roots: list[Path] = []
+    if workspace is not None:
+        roots += [workspace / "runs", workspace / "results", workspace / "exams"]
+    roots += list(extra)
+    seen: set[Path] = set()
+    files: list[ExamFile] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.jsonl")):
+            if path in seen or path.name in ("events.jsonl",) or not path.name.startswith("exam"):
+                continue
+            seen.add(path)
+            files.append(describe(path))
+    return sorted(files, key=lambda f: (_version_key(f.version), f.lesson_id, f.stamp))
+
+
+def _version_key(version: str) -> tuple:
+    m = re.search(r"(\d+)", version)
+    return (0, int(m.group(1)), version) if m else (1, 0, version)
+
+
+@lru_cache(maxsize=64)
+def _load_cached(path: str, mtime: float, size: int) -> tuple[tuple[ExamRecord, ...], tuple[str, ...]]:
+    records: list[ExamRecord] = []
+    problems: list[str] = []
+    lesson = describe(Path(path)).lesson_id
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except ValueError as exc:
+                problems.append(f"{path}:{no}: not JSON ({exc})")
+                continue
+            if isinstance(raw, dict):
+                records.append(normalise(raw, lesson))
+    return tuple(records), tuple(problems)
+
+
+def load(exam: ExamFile) -> tuple[list[ExamRecord], list[str]]:
+    st = exam.path.stat()
+    records, problems = _load_cached(str(exam.path), st.st_mtime, st.st_size)
+    return list(records), list(problems)
+
+
+def history_rows(workspace: Path) -> list[dict[str, Any]]:
+    """``exam_results`` rows from the workspace history store (read-only; [] when absent)."""
+    db = workspace / "history.db"
+    if not db.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(
+                "SELECT version, lesson_id, prompt_id, score, valid, seen, time_s, record_json FROM exam_results")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+
+
+def mastery_rows(workspace: Path) -> list[dict[str, Any]]:
+    db = workspace / "history.db"
+    if not db.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(
+                "SELECT m.version, m.node, m.score, m.n, m.created_at FROM mastery m ORDER BY m.created_at")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []

@@ -1,0 +1,59 @@
+"""Messages the engine client posts to the app from its threads (Textual's post_message is thread-safe)."""
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class EngineEvents(Message):
+    """A batch of events read from ``events.jsonl`` (plus descriptions of unreadable lines)."""
+
+    def __init__(self, run_dir: str, events: list[dict[str, Any]], malformed: list[str], replay: bool) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.events = events
+        self.malformed = malformed
+        self.replay = replay  # True while catching up on an existing file (attach)
+
+
+class EngineHeartbeat(Message):
+    def __init__(self, beat: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.beat = beat
+
+
+class EngineOutput(Message):
+    """Lines the engine process printed that are not already in its events (tracebacks, library chatter)."""
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.lines = lines  # (stream, text)
+
+
+class EngineAttached(Message):
+    def __init__(self, run_dir: str, run_id: str, live: bool) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.live = live
+
+
+class EngineProcess(Message):
+    """What we know about the engine process: running / exited (with code) / dead (pid gone, no end event)."""
+
+    def __init__(self, process: str, code: int | None = None, note: str = "") -> None:
+        super().__init__()
+        self.process = process
+        self.code = code
+        self.note = note
+
+
+class CommandFinished(Message):
+    """A short `bpllm` command (stop, init) the client ran on our behalf finished."""
+
+    def __init__(self, name: str, code: int, output: str) -> None:
+        super().__init__()
+        self.name = name
+        self.code = code
+        self.output = output

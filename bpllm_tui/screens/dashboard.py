@@ -1,0 +1,108 @@
+"""The control room: step tree, GPUs, loss chart, node mastery, log and a status bar.
+
+Widgets never see events: the app folds them into :class:`RunState` and this screen
+repaints the areas whose version changed, at most ten times a second."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from bpllm_tui.keys import DASHBOARD_KEYS, bindings
+from bpllm_tui.state import RunState
+from bpllm_tui.widgets.gpu_panel import GpuPanel
+from bpllm_tui.widgets.log_view import LogView
+from bpllm_tui.widgets.loss_chart import LossChart
+from bpllm_tui.widgets.mastery_table import MasteryTable
+from bpllm_tui.widgets.status_bar import StatusBar
+from bpllm_tui.widgets.step_tree import StepTree
+
+AREAS = ("steps", "loss", "mastery", "gpu", "log", "status")
+
+
+class DashboardScreen(Screen):
+    CSS_PATH = "../../styles/dashboard.tcss"
+    BINDINGS = bindings(DASHBOARD_KEYS)
+    KEY_SPECS = DASHBOARD_KEYS
+
+    def __init__(self, state: RunState, *, stall_seconds: float = 120.0, loss_window: int = 200,
+                 log_lines: int = 5000) -> None:
+        super().__init__(id="dashboard")
+        self.state = state
+        self.stall_seconds = stall_seconds
+        self.loss_window = loss_window
+        self.log_lines = log_lines
+        self._seen: dict[str, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(stall_seconds=self.stall_seconds, id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield StepTree(id="steps")
+                yield GpuPanel(id="gpus")
+            with Vertical(id="right"):
+                with Horizontal(id="top"):
+                    with Vertical(id="loss-box"):
+                        yield Static("training loss  raw · smoothed · ◆ eval", id="loss-title", classes="box-title")
+                        yield LossChart(id="loss")
+                    yield MasteryTable(id="mastery")
+                yield LogView(max_lines=self.log_lines, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#steps").border_title = "Steps"
+        self.query_one("#gpus").border_title = "GPUs"
+        self.query_one("#loss-box").border_title = "Loss"
+        self.query_one("#mastery").border_title = "Node mastery"
+        self.query_one("#log").border_title = "Log"
+        self.set_interval(0.1, self.sync)
+        self.set_interval(1.0, self._tick_status)
+        self.sync(force=True)
+
+    def on_screen_resume(self) -> None:
+        self.sync(force=True)
+
+    def _tick_status(self) -> None:
+        if self.is_current:
+            self.query_one(StatusBar).sync(self.state)
+
+    def sync(self, force: bool = False) -> None:
+        """Repaint the widgets whose area changed since the last call."""
+        if not self.is_mounted or (not force and not self.is_current):
+            return
+        state = self.state
+        changed = {a for a in AREAS if force or state.versions[a] != self._seen.get(a)}
+        if not changed:
+            return
+        self._seen = dict(state.versions)
+        if "status" in changed:
+            self.query_one(StatusBar).sync(state)
+        if "steps" in changed:
+            self.query_one(StepTree).sync(state)
+        if "loss" in changed:
+            self.query_one(LossChart).set_data(state.train, state.evals)
+        if "mastery" in changed:
+            self.query_one(MasteryTable).sync(state)
+        if "gpu" in changed or force:
+            self.query_one(GpuPanel).sync(state)
+        if "log" in changed:
+            self.query_one(LogView).sync(state)
+
+    # ------------------------------------------------------------ actions
+    def action_toggle_log_scale(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.log_scale = not chart.log_scale
+
+    def action_toggle_window(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.window = 0 if chart.window else self.loss_window
+
+    def action_toggle_follow(self) -> None:
+        self.query_one(LogView).toggle_follow()
+
+    def action_focus_filter(self) -> None:
+        self.query_one(LogView).open_filter()
+
+    def action_cycle_level(self) -> None:
+        self.query_one(LogView).cycle_level()

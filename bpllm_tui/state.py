@@ -1,0 +1,354 @@
+"""What the dashboard knows about a run, folded from the engine's events.
+
+Pure Python (no Textual). Steps, status and exit code come from the engine's own
+fold (:class:`engine.reader.RunState`) so the TUI and ``bpllm status`` can never
+disagree; this class adds what only a dashboard needs: the loss series, node
+mastery, GPU history and a bounded log. The same fold rebuilds the picture when the
+app attaches to a running engine (replaying ``events.jsonl``) and absorbs live
+events. Widgets read it on a refresh tick, never per event, so a burst of thousands
+of events costs one repaint (``versions`` tells each widget whether its area changed).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from engine.reader import RunState as EngineRunState
+
+LEVELS = ("debug", "info", "warning", "error")
+# engine step status -> icon
+STEP_ICONS = {
+    "pending": "○",
+    "running": "●",
+    "complete": "✓",
+    "error": "✗",
+    "skip": "⏭",
+    "stopped": "■",
+}
+
+
+@dataclass
+class LogRecord:
+    ts: float
+    level: str  # debug | info | warning | error
+    source: str  # engine | stdout | stderr | tui
+    text: str
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str = ""
+    role: str = ""
+    torch_index: int | None = None
+    used: float = 0.0  # bytes
+    total: float = 0.0
+    util: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    temperature: float | None = None
+    processes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class MasteryRow:
+    node: str
+    score: float  # 0..100
+    n: int
+    delta: float | None = None
+    band: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.band:
+            self.band = "mastered" if self.score >= 85 else "learning" if self.score >= 60 else "struggling"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def step_sort_key(step_id: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(step_id).split("."))
+
+
+class RunState:
+    """The fold of one run's events plus the engine process's own output."""
+
+    def __init__(self, log_lines: int = 5000) -> None:
+        self.core = EngineRunState()
+        self.run_dir: str | None = None
+        self.process: str = "none"  # none | running | exited | dead (what we know of the engine process)
+        self.process_note: str = ""
+        self.stopping = False
+        self.train: list[tuple[float, float]] = []  # (trainer step, loss)
+        self.evals: list[tuple[float, float]] = []
+        self.max_steps: int | None = None
+        self.version: str | None = None
+        self.mastery: dict[str, MasteryRow] = {}
+        self.mastery_version: str | None = None
+        self.gpus: dict[int, GpuInfo] = {}
+        self.gpu_available: bool | None = None  # None: no sample yet
+        self.gpu_reason: str = ""
+        self.host: dict[str, Any] = {}
+        self.log: deque[LogRecord] = deque(maxlen=log_lines)
+        self.log_total = 0
+        self.exam_items: list[dict[str, Any]] = []
+        self.stall: dict[str, Any] | None = None
+        self.heartbeat: dict[str, Any] | None = None
+        self.events = 0
+        self.malformed = 0
+        self.versions: dict[str, int] = {k: 0 for k in ("steps", "loss", "mastery", "gpu", "log", "status")}
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def run_id(self) -> str | None:
+        return self.core.run_id
+
+    @property
+    def status(self) -> str:
+        """idle | running | stopping | done | stopped | failed | dead."""
+        core = self.core.status
+        if core == "unknown":
+            return "idle" if self.process != "running" else "running"
+        if core == "running":
+            if self.process == "dead":
+                return "dead"
+            return "stopping" if (self.stopping or self.core.stop_requested) else "running"
+        return core
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("running", "stopping")
+
+    @property
+    def phase(self) -> str:
+        if self.heartbeat and self.heartbeat.get("phase"):
+            return str(self.heartbeat["phase"])
+        return self.status
+
+    def heartbeat_age(self, now: float | None = None) -> float | None:
+        if not self.heartbeat:
+            return None
+        stamp = _num(self.heartbeat.get("updated_at"))
+        if stamp is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - stamp)
+
+    def progress_age(self, now: float | None = None) -> float | None:
+        if not self.heartbeat:
+            return None
+        stamp = _num(self.heartbeat.get("progress_at"))
+        return None if stamp is None else max(0.0, (time.time() if now is None else now) - stamp)
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        start = _num(self.core.started_at)
+        if start is None:
+            return None
+        end = _num(self.core.ended_at)
+        if end is None:
+            end = time.time() if now is None else now
+        return max(0.0, end - start)
+
+    def eta(self) -> float | None:
+        """Seconds left in the current step (the engine's mean of the last 10 durations)."""
+        step = self.core.steps.get(self.core.current_step or "")
+        if step is None or step.eta is None or step.started_at is None:
+            return None
+        if self.status not in ("running", "stopping"):
+            return None
+        return max(0.0, float(step.eta) - (time.time() - float(step.started_at)))
+
+    def step_status(self, step_id: str) -> str:
+        step = self.core.steps.get(step_id)
+        if step is None:
+            return "pending"
+        if step.status == "running" and not self.active:
+            return "stopped"
+        return step.status
+
+    # ------------------------------------------------------------------ writing
+    def _bump(self, *areas: str) -> None:
+        for area in areas:
+            self.versions[area] += 1
+
+    def add_log(self, text: str, level: str = "info", source: str = "engine", ts: float | None = None) -> None:
+        level = (level or "info").lower()
+        level = {"warn": "warning", "critical": "error", "fatal": "error"}.get(level, level)
+        if level not in LEVELS:
+            level = "info"
+        self.log.append(LogRecord(ts if ts is not None else time.time(), level, source, str(text).rstrip("\n")))
+        self.log_total += 1
+        self._bump("log")
+
+    def set_heartbeat(self, beat: dict[str, Any] | None) -> None:
+        if beat != self.heartbeat:
+            self.heartbeat = beat
+            self._bump("status")
+
+    def set_process(self, process: str, note: str = "") -> None:
+        if (process, note) != (self.process, self.process_note):
+            self.process, self.process_note = process, note
+            self._bump("status", "steps")
+
+    def apply_many(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply(self, e: dict[str, Any]) -> None:
+        self.events += 1
+        self.core.apply(e)
+        kind = e.get("type")
+        ts = _num(e.get("ts")) or time.time()
+        if kind == "step":
+            self._bump("steps", "status")
+            if e.get("status") == "error" and e.get("message"):
+                self.add_log(f"[STEP {e.get('id')}] ERROR: {e.get('message')}", "error", "engine", ts)
+        elif kind == "run":
+            if e.get("phase") in ("start", "resume"):
+                self.stopping = False
+                self.stall = None
+            self._bump("steps", "status")
+        elif kind == "log":
+            self.add_log(str(e.get("message", "")), str(e.get("level", "info")), str(e.get("source") or "engine"), ts)
+        elif kind == "train":
+            loss = _num(e.get("loss"))
+            step = _num(e.get("step"))
+            if e.get("max_steps"):
+                self.max_steps = int(e["max_steps"])
+            if e.get("version"):
+                self.version = str(e["version"])
+            if loss is not None and step is not None:
+                if self.train and step < self.train[-1][0]:  # a new training run (next cycle/version)
+                    self.train.clear()
+                    self.evals.clear()
+                self.train.append((step, loss))
+                self._bump("loss")
+            self._bump("status")
+        elif kind == "eval":
+            loss = _num(e.get("eval_loss"))
+            step = _num(e.get("step"))
+            if loss is not None and step is not None:
+                self.evals.append((step, loss))
+                self._bump("loss")
+        elif kind == "mastery":
+            self._apply_mastery(e)
+        elif kind == "gpu":
+            self._apply_gpu(e)
+        elif kind == "exam_item":
+            self.exam_items.append(e)
+        elif kind == "error":
+            hint = f" — {e['hint']}" if e.get("hint") else ""
+            self.add_log(f"[{e.get('category')}] {e.get('message')}{hint}", "error", "engine", ts)
+        elif kind == "retry":
+            self.add_log(f"retry {e.get('step')} attempt {e.get('attempt')}/{e.get('max_attempts')}"
+                         f" {e.get('message') or ''} {e.get('changes') or ''}".rstrip(), "warning", "engine", ts)
+        elif kind == "stop_requested":
+            self.stopping = True
+            self.add_log(f"stop requested ({e.get('source')}); the engine stops at the next safe boundary",
+                         "warning", "engine", ts)
+            self._bump("status")
+        elif kind == "stall":
+            self.stall = e
+            self.add_log(f"stall: no progress in {e.get('phase')} for {_num(e.get('age_s')) or 0:.0f}s "
+                         f"(limit {_num(e.get('limit_s')) or 0:.0f}s, {e.get('action', 'warn')})", "warning", "engine", ts)
+            self._bump("status")
+        elif kind == "health":
+            if e.get("severity") in ("warning", "critical"):
+                self.add_log(f"health {e.get('check')}: {e.get('message')}",
+                             "error" if e.get("severity") == "critical" else "warning", "engine", ts)
+        elif kind == "checkpoint":
+            self.add_log(f"checkpoint saved: {e.get('path')}", "info", "engine", ts)
+        elif kind == "backup":
+            self.add_log(f"backup {e.get('action') or 'create'} {e.get('name')} ({e.get('tier')})", "info", "engine", ts)
+
+    def note_malformed(self, description: str) -> None:
+        self.malformed += 1
+        self.add_log(f"unreadable event line: {description}", "warning", "tui")
+
+    def _apply_mastery(self, e: dict[str, Any]) -> None:
+        nodes = e.get("nodes")
+        if isinstance(nodes, dict):  # tolerate {name: score}
+            nodes = [{"node": k, "score": v} for k, v in nodes.items()]
+        if not isinstance(nodes, list):
+            return
+        self.mastery_version = str(e.get("version")) if e.get("version") else self.mastery_version
+        for item in nodes:
+            if not isinstance(item, dict) or not item.get("node"):
+                continue
+            score = _num(item.get("score"))
+            if score is None:
+                continue
+            if score <= 1.0 and all(
+                (_num(i.get("score")) or 0) <= 1.0 for i in nodes if isinstance(i, dict)
+            ):
+                score *= 100.0  # fractions: show as percent like the engine's bands
+            name = str(item["node"])
+            old = self.mastery.get(name)
+            delta = _num(item.get("delta"))
+            if delta is None and old is not None and old.score != score:
+                delta = score - old.score
+            self.mastery[name] = MasteryRow(name, score, int(_num(item.get("n")) or 0), delta, str(item.get("band") or ""))
+        self._bump("mastery")
+
+    def _apply_gpu(self, e: dict[str, Any]) -> None:
+        for key in ("cpu_percent", "ram_used", "ram_total", "load_avg"):
+            if key in e:
+                self.host[key] = e[key]
+        devices = e.get("devices") or []
+        self.gpu_available = bool(e.get("available")) and bool(devices)
+        self.gpu_reason = str(e.get("reason") or "")
+        for d in devices:
+            if not isinstance(d, dict):
+                continue
+            idx = int(_num(d.get("index")) or 0)
+            gpu = self.gpus.setdefault(idx, GpuInfo(idx))
+            gpu.name = str(d.get("name") or gpu.name)
+            gpu.role = str(d.get("role") or gpu.role)
+            ti = d.get("torch_index")
+            gpu.torch_index = int(ti) if isinstance(ti, int) and not isinstance(ti, bool) else None
+            gpu.used = _num(d.get("mem_used")) or 0.0
+            gpu.total = _num(d.get("mem_total")) or gpu.total
+            util = _num(d.get("util"))
+            if util is not None:
+                gpu.util.append(util)
+            gpu.temperature = _num(d.get("temp"))
+            procs = d.get("processes")
+            gpu.processes = [p for p in procs if isinstance(p, dict)] if isinstance(procs, list) else []
+        self._bump("gpu")
+
+
+def ema_debiased(values: list[float], beta: float = 0.9) -> list[float]:
+    """TensorBoard-style smoothing: the EMA divided by (1 - beta^t) so early points are not pulled to 0."""
+    out: list[float] = []
+    avg = 0.0
+    for t, v in enumerate(values, start=1):
+        avg = beta * avg + (1.0 - beta) * v
+        out.append(avg / (1.0 - beta**t))
+    return out
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def format_bytes(n: float | None) -> str:
+    if not n:
+        return "0"
+    gib = n / 2**30
+    return f"{gib:.1f} GiB" if gib >= 1 else f"{n / 2**20:.0f} MiB"

@@ -1,0 +1,1 @@
+"""Dashboard and editor widgets, one per file."""

@@ -1,0 +1,138 @@
+"""A TextArea for Blueprint DSL: syntax colours and diagnostic underlines.
+
+TextArea has no diagnostics API and no tree-sitter grammar for our DSL, so this
+subclass overrides :meth:`get_line` (the hook TextArea renders every line through)
+to colour tokens and underline the spans of ``dsl`` diagnostics. TextArea caches
+rendered lines keyed on cursor/scroll/theme — not on our diagnostics — so
+:meth:`set_diagnostics` clears that cache; otherwise a fixed error would stay
+underlined until the line scrolled.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Callable
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import TextArea
+
+from dsl.ast import Diagnostic
+from bpllm_tui.widgets._theme import themed
+
+# token classes follow dsl/grammar.lark's terminals
+_KEYWORD = re.compile(r"^\s*(BLUEPRINT|PARENT|CATEGORY|VAR|GRAPH|NODE|EXEC|DATA)\b")
+_TOKENS = re.compile(
+    r'(?P<string>"(?:[^"\\\n]|\\.)*"?)'
+    r"|(?P<arrow>->)"
+    r"|(?P<node>\bn[0-9]+\b)"
+    r"|(?P<number>-?\b[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\b)"
+    r"|(?P<const>\b(?:true|false|None)\b)"
+    r"|(?P<param>\b[A-Za-z_][A-Za-z0-9_]*(?=\s*=))"
+    r"|(?P<pin>(?<=\.)[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<punct>[\[\]():,=<>.])"
+)
+_NODE_TYPE = re.compile(r"^\s*NODE\s+n[0-9]+\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
+_DATA_TYPE = re.compile(r"\[\s*([A-Za-z_][A-Za-z0-9_<>, ]*)\]\s*$")
+_VAR_TYPE = re.compile(r"^\s*VAR\s+[A-Za-z_][A-Za-z0-9_]*\s*:\s*([A-Za-z_][A-Za-z0-9_<>, ]*)")
+
+TOKEN_STYLES = {
+    "keyword": "bold $primary",
+    "string": "$success",
+    "arrow": "bold $foreground",
+    "node": "$secondary",
+    "number": "$warning",
+    "const": "$warning",
+    "param": "$text-muted",
+    "pin": "italic $accent",
+    "punct": "$text-muted",
+    "type": "bold $accent",
+    "dtype": "italic $secondary",
+}
+SEVERITY_STYLES = {"error": "underline bold $error", "warning": "underline $warning", "info": "underline $text-muted"}
+
+
+def colourize(line: Text, style: Callable[[str], Style]) -> Text:
+    """Colour one DSL line in place by token class (shared by the editor and the exam diff)."""
+    plain = line.plain
+    keyword = _KEYWORD.match(plain)
+    if keyword:
+        line.stylize(style("keyword"), keyword.start(1), keyword.end(1))
+    offset = keyword.end() if keyword else 0
+    for match in _TOKENS.finditer(plain, offset):
+        line.stylize(style(match.lastgroup or ""), match.start(), match.end())
+    for pattern, kind in ((_NODE_TYPE, "type"), (_VAR_TYPE, "dtype")):
+        m = pattern.match(plain)
+        if m:
+            line.stylize(style(kind), m.start(1), m.end(1))
+    if keyword and keyword.group(1) == "DATA":
+        m = _DATA_TYPE.search(plain)
+        if m:
+            line.stylize(style("dtype"), m.start(1), m.end(1))
+    return line
+
+
+class DslTextArea(TextArea):
+    """The lesson editor's DSL field."""
+
+    def __init__(self, text: str = "", **kwargs) -> None:
+        kwargs.setdefault("show_line_numbers", True)
+        kwargs.setdefault("tab_behavior", "indent")
+        kwargs.setdefault("soft_wrap", False)
+        super().__init__(text, **kwargs)
+        self.diagnostics: list[Diagnostic] = []
+        self._by_line: dict[int, list[tuple[int, int, str]]] = {}
+        self._styles: dict[str, Style] = {}
+        self._styles_theme: str | None = None
+
+    # ---------------------------------------------------------------- diagnostics
+    def set_diagnostics(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = list(diagnostics)
+        by_line: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        lines = self.document.lines
+        for d in self.diagnostics:
+            for line_no in range(d.line, max(d.line, d.end_line) + 1):
+                idx = line_no - 1
+                if not 0 <= idx < len(lines):
+                    continue
+                length = len(lines[idx])
+                start = d.column - 1 if line_no == d.line else 0
+                end = d.end_column - 1 if line_no == d.end_line else length
+                start = max(0, min(start, length))
+                end = max(start + 1, min(end, length + 1))  # at least one cell (the end-of-line space)
+                by_line[idx].append((start, end, d.severity))
+        self._by_line = dict(by_line)
+        self._line_cache.clear()
+        self.refresh()
+
+    def problem_lines(self) -> set[int]:
+        return set(self._by_line)
+
+    # ---------------------------------------------------------------- rendering
+    def _style(self, name: str) -> Style:
+        theme = self.app.theme
+        if theme != self._styles_theme:
+            self._styles = {k: themed(self.app, v) for k, v in {**TOKEN_STYLES, **SEVERITY_STYLES}.items()}
+            self._styles_theme = theme
+        return self._styles.get(name, Style.null())
+
+    def get_line(self, line_index: int) -> Text:
+        line = super().get_line(line_index)
+        plain = line.plain
+        if not plain and line_index not in self._by_line:
+            return line
+        colourize(line, self._style)
+        # underlines last, so they sit on top of the colours; errors over warnings
+        for start, end, severity in sorted(self._by_line.get(line_index, ()), key=lambda s: s[2] == "error"):
+            if start >= len(plain):  # "expected …" at the end of the line: mark the cell after it
+                line.append(" ", self._style(severity))
+            else:
+                line.stylize(self._style(severity), start, end)
+        return line
+
+    def goto(self, line: int, column: int) -> None:
+        """Move the cursor to a 1-based position and make it visible."""
+        row = max(0, min(line - 1, self.document.line_count - 1))
+        col = max(0, min(column - 1, len(self.document.get_line(row))))
+        self.move_cursor((row, col), center=True)
+        self.focus()

@@ -1,0 +1,131 @@
+"""The engine log: bounded, filterable by level and substring, pause/follow.
+
+Records live in :class:`~bpllm_tui.state.RunState` (a bounded deque); this widget
+only shows them, so changing the filter re-renders from the buffer and pausing
+never loses a line."""
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, RichLog, Static
+
+from bpllm_tui.state import LEVELS, LogRecord, RunState
+from bpllm_tui.widgets._theme import themed
+
+LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "$warning", "error": "bold $error"}
+SOURCE_STYLE = {"stderr": "$warning", "stdout": "", "tui": "$accent", "engine": ""}
+
+
+class LogView(Vertical):
+    DEFAULT_CSS = """
+    LogView { height: 1fr; }
+    LogView > #log-header { height: 1; }
+    LogView > Input { display: none; height: 3; }
+    LogView.-filtering > Input { display: block; }
+    LogView > RichLog { height: 1fr; }
+    """
+
+    def __init__(self, *, max_lines: int = 5000, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.max_lines = max_lines
+        self.min_level = "debug"
+        self.needle = ""
+        self.follow = True
+        self._seen = 0
+        self._state: RunState | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="log-header")
+        yield Input(placeholder="filter log (Enter/Esc to close)", id="log-filter")
+        yield RichLog(max_lines=self.max_lines, wrap=False, markup=False, auto_scroll=True, id="log-lines")
+
+    @property
+    def lines(self) -> RichLog:
+        return self.query_one("#log-lines", RichLog)
+
+    def _matches(self, rec: LogRecord) -> bool:
+        if LEVELS.index(rec.level) < LEVELS.index(self.min_level):
+            return False
+        return not self.needle or self.needle.lower() in rec.text.lower()
+
+    def _format(self, rec: LogRecord) -> Text:
+        text = Text(no_wrap=True)
+        text.append(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), "dim")
+        if rec.source != "engine":
+            text.append(f"{rec.source}: ", themed(self.app, SOURCE_STYLE.get(rec.source, "")))
+        text.append(rec.text, themed(self.app, LEVEL_STYLE.get(rec.level, "")))
+        return text
+
+    def sync(self, state: RunState, force: bool = False) -> None:
+        self._state = state
+        self._header(state)
+        if not self.follow and not force:
+            return
+        new = state.log_total - self._seen
+        if force or new > len(state.log) or new < 0:
+            self.lines.clear()
+            records = list(state.log)
+        elif new == 0:
+            return
+        else:
+            records = list(state.log)[-new:] if new else []
+        self._seen = state.log_total
+        log = self.lines
+        for rec in records:
+            if self._matches(rec):
+                log.write(self._format(rec), scroll_end=self.follow)
+
+    def _header(self, state: RunState) -> None:
+        parts = [f"log  {len(state.log)}/{self.max_lines} lines"]
+        dropped = state.log_total - len(state.log)
+        if dropped > 0:
+            parts.append(f"({dropped} older dropped)")
+        parts.append(f"level ≥ {self.min_level}")
+        if self.needle:
+            parts.append(f"filter “{self.needle}”")
+        parts.append("FOLLOWING" if self.follow else "PAUSED (p to follow)")
+        self.query_one("#log-header", Static).update(Text("  ".join(parts), style="dim" if self.follow else "bold"))
+
+    def refilter(self) -> None:
+        if self._state is not None:
+            self.sync(self._state, force=True)
+
+    def toggle_follow(self) -> None:
+        self.follow = not self.follow
+        self.lines.auto_scroll = self.follow
+        if self._state is not None:
+            if self.follow:
+                self.sync(self._state, force=True)
+            else:
+                self._header(self._state)
+
+    def cycle_level(self) -> None:
+        order = ("debug", "info", "warning", "error")
+        self.min_level = order[(order.index(self.min_level) + 1) % len(order)]
+        self.refilter()
+
+    def open_filter(self) -> None:
+        self.add_class("-filtering")
+        field = self.query_one(Input)
+        field.value = self.needle
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.needle = event.value
+        self.refilter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.close_filter()
+
+    def close_filter(self) -> None:
+        self.remove_class("-filtering")
+        self.lines.focus()
+
+    def key_escape(self) -> None:
+        if self.has_class("-filtering"):
+            self.close_filter()

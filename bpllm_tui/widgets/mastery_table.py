@@ -1,0 +1,43 @@
+"""Node mastery: node, score, n, band colour, delta vs the previous version; weakest first.
+
+Rows are updated in place (``update_cell``) so the cursor stays on the node the
+user is looking at while new grades arrive."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from bpllm_tui.state import RunState
+from bpllm_tui.widgets._theme import themed
+
+BAND_STYLE = {"mastered": "$success", "learning": "$warning", "struggling": "$error"}
+COLUMNS = ("node", "score", "n", "band", "Δ")
+
+
+class MasteryTable(DataTable):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for col in COLUMNS:
+            self.add_column(col, key=col)
+
+    def sync(self, state: RunState) -> None:
+        rows = sorted(state.mastery.values(), key=lambda r: (r.score, r.node))
+        for row in rows:
+            style = themed(self.app, BAND_STYLE.get(row.band, ""))
+            delta = "" if row.delta is None else f"{row.delta:+.1f}"
+            delta_style = "" if row.delta is None else themed(self.app, "$success" if row.delta > 0 else "$error" if row.delta < 0 else "")
+            values = (
+                row.node,
+                Text(f"{row.score:5.1f}", style=style, justify="right"),
+                Text(str(row.n), justify="right"),
+                Text(row.band, style=style),
+                Text(delta, style=delta_style, justify="right"),
+            )
+            if row.node in self.rows:
+                for col, value in zip(COLUMNS, values):
+                    self.update_cell(row.node, col, value)
+            else:
+                self.add_row(*values, key=row.node)
+        if rows:
+            self.sort("score", key=lambda cell: float(cell.plain) if hasattr(cell, "plain") else 0.0)
