@@ -437,6 +437,12 @@ class _Checker:
         data_feeds: dict[str, list[str]] = defaultdict(list)  # target node -> source nodes
         for c in self.doc.connections:
             target = c.target
+            if isinstance(c.source, PinRef) and self._reversed(c):
+                if c.kind == "EXEC":
+                    exec_edges[target.node].append(c.source.node)
+                else:
+                    data_feeds[c.source.node].append(target.node)
+                continue
             if c.kind == "EXEC":
                 src = self.resolve(c.source, "out", "exec")  # type: ignore[arg-type]
                 dst = self.resolve(target, "in", "exec")
@@ -489,6 +495,28 @@ class _Checker:
                                   f"{node_id}.{pin} is already fed on line {conns[0].span.line}; a data input takes one wire")
         self.check_required_inputs(data_in)
         self.check_reachability(exec_edges, data_feeds)
+
+    def _reversed(self, c: Connection) -> bool:
+        """A wire written target-first (input -> output): one error with the corrected line."""
+        src, dst = c.source, c.target
+        assert isinstance(src, PinRef)
+        s_spec, d_spec = self.specs.get(src.node), self.specs.get(dst.node)
+        if s_spec is None or d_spec is None:
+            return False
+        kind = "exec" if c.kind == "EXEC" else "data"
+        s_c = s_spec.pins_named(self._canon_pin(src))
+        d_c = d_spec.pins_named(self._canon_pin(dst))
+        if not s_c or not d_c:
+            return False
+        if not (all(p.direction == "in" for p in s_c) and any(p.kind == kind for p in s_c)):
+            return False
+        if not (all(p.direction == "out" for p in d_c) and any(p.kind == kind for p in d_c)):
+            return False
+        suffix = f" [{c.type}]" if c.type is not None else ""
+        self.emit(Span(c.span.line, src.span.column, c.span.line, dst.span.end_column), "direction",
+                  f"this wire runs backwards ({src} is an input, {dst} an output); "
+                  f"write {c.kind} {dst} -> {src}{suffix}")
+        return True
 
     def _canon_pin(self, ref: PinRef) -> str:
         aliases = self.pin_maps.get(ref.node)
