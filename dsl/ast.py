@@ -95,6 +95,8 @@ class Value:
             return repr(number) if isinstance(number, float) else str(number)
         if self.kind == "struct":
             return "(" + ",".join(f"{f.name}={f.value.canonical()}" for f in self.fields) + ")"
+        if self.kind == "string":
+            return quote(self.python)
         return self.raw
 
 

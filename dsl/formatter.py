@@ -98,6 +98,12 @@ def node_order(g: Graph, catalog: Catalog) -> list[str]:
 def format_graph(g: Graph, catalog: Catalog) -> str:
     order = node_order(g, catalog)
     new_id = {old: f"n{i}" for i, old in enumerate(order, start=1)}
+    # wires may name nodes that were never declared (a validator error): give them
+    # fresh ids after the declared ones so they can never collide with a renumbered id
+    ghosts = sorted({x for e in g.edges for x in (e.src, e.dst) if x is not None and x not in new_id},
+                    key=lambda x: (len(x), x))
+    for ghost in ghosts:
+        new_id[ghost] = f"n{len(new_id) + 1}"
     out: list[str] = []
     for key in ("BLUEPRINT", "PARENT", "CATEGORY"):
         if key in g.headers:
@@ -132,7 +138,7 @@ def format_graph(g: Graph, catalog: Catalog) -> str:
     def endpoint(node: str | None, pin: str) -> str:
         if node is None:
             return pin
-        return f"{new_id.get(node, node)}.{pin}"
+        return f"{new_id[node]}.{pin}"
 
     execs = sorted({e for e in g.edges if e.kind == "EXEC"}, key=edge_key)
     datas = sorted({e for e in g.edges if e.kind == "DATA"}, key=edge_key)

@@ -115,6 +115,7 @@ def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph
         is_event = spec.is_event if spec is not None else ntype.startswith(_EVENT_PREFIXES)
         pure = spec.pure if spec is not None else False
         g.nodes[n.id] = GNode(n.id, ntype, params, raw, n.span.line, is_event, pure, order)
+    seen_edges: set[tuple] = set()
     for c in doc.connections:
         dst_node = g.nodes.get(c.target.node)
         dst_pin = cat.canonical_pin(dst_node.type, c.target.pin) if dst_node else c.target.pin
@@ -122,9 +123,14 @@ def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph
         if isinstance(c.source, PinRef):
             src_node = g.nodes.get(c.source.node)
             src_pin = cat.canonical_pin(src_node.type, c.source.pin) if src_node else c.source.pin
-            g.edges.append(GEdge(c.kind, c.source.node, src_pin, c.target.node, dst_pin, ctype, c.span.line))
+            edge = GEdge(c.kind, c.source.node, src_pin, c.target.node, dst_pin, ctype, c.span.line)
         else:
-            g.edges.append(GEdge(c.kind, None, _value_text(c.source), c.target.node, dst_pin, ctype, c.span.line))
+            edge = GEdge(c.kind, None, _value_text(c.source), c.target.node, dst_pin, ctype, c.span.line)
+        # a graph holds a wire once; a repeated line is the validator's business
+        key = (edge.kind, edge.src, edge.src_pin, edge.dst, edge.dst_pin, edge.type)
+        if key not in seen_edges:
+            seen_edges.add(key)
+            g.edges.append(edge)
     return g
 
 

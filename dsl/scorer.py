@@ -208,21 +208,27 @@ def score(
                      expected=ev, actual=av)
             )
 
-    # vars by name, then type/default
-    act_vars = {v.name: v for v in act.vars}
-    exp_var_names = set()
+    # vars: equal when name, type and default agree (a multiset: duplicates count)
+    remaining = Counter((v.name, v.type, v.default) for v in act.vars)
+    act_by_name = {v.name: v for v in act.vars}
+    exp_by_name = {v.name: v for v in exp.vars}
     for v in exp.vars:
         exp_total += 1
-        exp_var_names.add(v.name)
-        other = act_vars.get(v.name)
-        if other is not None and other.type == v.type and other.default == v.default:
+        key = (v.name, v.type, v.default)
+        if remaining[key] > 0:
+            remaining[key] -= 1
             matched += 1
         else:
+            other = act_by_name.get(v.name)
             buckets["missing_vars"].append(item(_line_text(exp_doc, v.line), v.line, other.line if other else None))
+    wanted = Counter((v.name, v.type, v.default) for v in exp.vars)
     for v in act.vars:
         act_total += 1
-        other = next((x for x in exp.vars if x.name == v.name), None)
-        if not (other is not None and other.type == v.type and other.default == v.default):
+        key = (v.name, v.type, v.default)
+        if wanted[key] > 0:
+            wanted[key] -= 1
+        else:
+            other = exp_by_name.get(v.name)
             buckets["extra_vars"].append(item(_line_text(act_doc, v.line), other.line if other else None, v.line))
 
     # nodes and params
