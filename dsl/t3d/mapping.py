@@ -194,10 +194,19 @@ class UEMapping:
         self.by_macro: dict[str, str] = {}
         self.by_cast: dict[str, str] = {}
         self.by_class: dict[str, str] = {}
-        for name, e in self.entries.items():
+        self.by_operation: dict[str, str] = {}  # K2Node_PromotableOperator OperationName
+        promotable = [n for n, e in self.entries.items() if e.short_class == "K2Node_PromotableOperator"]
+        for name in promotable:
+            e = self.entries[name]
+            if e.data.get("operation"):
+                self.by_operation.setdefault(e.data["operation"], name)
+        # typed library calls first: a K2Node_CallFunction Add_DoubleDouble is AddFloat, not Add
+        ordered = [n for n in self.entries if n not in promotable] + promotable
+        for name in ordered:
+            e = self.entries[name]
             sc = e.short_class
             if sc in FUNCTION_CLASSES and e.member_name:
-                for member in [e.member_name, *e.data.get("also_import", [])]:
+                for member in [e.member_name, *e.data.get("also_import", []), *e.data.get("members_by_type", {}).values()]:
                     self.by_function.setdefault(member, name)
             elif sc == "K2Node_Event" and e.member_name:
                 self.by_event.setdefault(e.member_name, name)

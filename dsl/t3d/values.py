@@ -76,6 +76,12 @@ def ue_to_dsl(category: str, sub_object: str, value: str | None, default_object:
 
             return quote(unescape(m.group(1)))
         return quote(value)
+    if category in ("", "wildcard"):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low
+        n = dsl_number(value)
+        return n if n is not None else quote(value)
     if category == "struct":
         kind = struct_kind(sub_object)
         text = value.strip()
