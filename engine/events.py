@@ -56,7 +56,7 @@ class EventType:
         return self.required + self.optional
 
 
-STEP_STATUSES = ("start", "progress", "complete", "error", "skip")
+STEP_STATUSES = ("start", "progress", "complete", "error", "skip", "stopped")
 RUN_PHASES = ("start", "resume", "end")
 RUN_STATUSES = ("running", "done", "stopped", "failed")
 LOG_LEVELS = ("debug", "info", "warning", "error")

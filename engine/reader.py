@@ -246,7 +246,7 @@ class RunState:
                 st.n, st.total = ev.get("n"), ev.get("total")
                 st.eta = ev.get("eta", st.eta)
                 self.current_step = sid
-            elif status in ("complete", "error", "skip"):
+            elif status in ("complete", "error", "skip", "stopped"):
                 st.status = status
                 st.duration = ev.get("duration")
                 if self.current_step == sid:

@@ -176,6 +176,8 @@ def console_line_for_event(ev: dict) -> str | None:
             return console_line("ERROR", sid, f"{name}: {ev.get('message', '')}", ts)
         if st == "skip":
             return console_line("SKIPPED", sid, f"{name}: {ev.get('reason', '')}", ts)
+        if st == "stopped":
+            return console_line("STOPPED", sid, f"{name}: {ev.get('message', '')}", ts)
     if t == "retry":
         changes = ev.get("changes") or {}
         ch = ", ".join(f"{k} {v[0]} -> {v[1]}" if isinstance(v, (list, tuple)) and len(v) == 2 else f"{k}={v}"

@@ -1,0 +1,630 @@
+"""The headless teaching-loop orchestrator behind ``bpllm run`` and ``bpllm resume``.
+
+It owns the run: lock, run directory, events, heartbeat, console, resume state,
+stop handling, retries and the stall watchdog.  Steps only see a StepContext.
+
+Exit codes: 0 done, 2 stopped on request, 1 failed.
+"""
+from __future__ import annotations
+
+import _thread
+import errno
+import gc
+import importlib
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from engine.atomic import atomic_write_json, clean_temp_files, read_json
+from engine.config import ConfigError
+from engine.context import StepContext, StepRegistry, StepSkipped, StopRequested
+from engine.events import STOP_FILE, EventWriter, Heartbeat
+from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
+from engine.history import History
+from engine.lock import LockBusy, WorkspaceLock
+from engine.steps import Plan, Step, StepTimings, console_line_for_event, load_plan
+from engine.workspace import Workspace
+
+EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 2
+STATE_FILE = "state.json"
+CONSOLE_FILE = "console.log"
+ML_MODULE = "engine.ml.steps"
+# Test-only knobs (documented in docs/engine.md): slow a step down, or make it raise a real error.
+ENV_SLOW = "BPLLM_TEST_SLOW_STEPS"      # "1.3=2.5,8.2=1"   seconds spent in the step, in 0.1 s slices
+ENV_INJECT = "BPLLM_TEST_INJECT"        # "2.3=cuda_oom*2"   raise that category's real exception N times
+
+
+class StepFailed(Exception):
+    def __init__(self, step: Step, info: Classified):
+        super().__init__(f"step {step.id} failed: {info.category}: {info.message}")
+        self.step = step
+        self.info = info
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def build_registry(plan: Plan) -> StepRegistry:
+    """The engine's own steps, then whatever engine.ml.steps registers (if installed)."""
+    from engine import steps_builtin
+
+    reg = StepRegistry(plan)
+    steps_builtin.register_steps(reg)
+    try:
+        mod = importlib.import_module(ML_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (ML_MODULE, "engine.ml"):
+            reg.ml_status = f"{ML_MODULE} could not be imported: missing module {exc.name!r}"
+        else:
+            reg.ml_status = f"{ML_MODULE} is not installed (ML steps come from issue 4); not faked"
+        return reg
+    except Exception as exc:  # noqa: BLE001 - a broken ML module must not kill data steps
+        reg.ml_status = f"{ML_MODULE} failed to import: {type(exc).__name__}: {exc}"
+        return reg
+    register = getattr(mod, "register_steps", None)
+    if register is None:
+        reg.ml_status = f"{ML_MODULE} has no register_steps(registry)"
+    else:
+        register(reg)
+    return reg
+
+
+class Runner:
+    """One engine process driving one run (fresh or resumed)."""
+
+    def __init__(self, ws: Workspace, *, events_stdout: bool = False, console: IO[str] | None = None,
+                 quiet: bool = False):
+        self.ws = ws
+        self.events_stdout = events_stdout
+        self.console = console if console is not None else (sys.stderr if events_stdout else sys.stdout)
+        self.quiet = quiet
+        self.plan = load_plan()
+        self._stop = threading.Event()
+        self._stop_source: str | None = None
+        self._stop_emitted = False
+        self._stall_abort: dict[str, Any] | None = None
+        self._in_step: Step | None = None
+        self._stall_warned_at: float | None = None
+        self._watch_stop = threading.Event()
+        self._sigint_count = 0
+        self.ran_in_process: set[str] = set()
+
+    # ------------------------------------------------------------------ entry points
+    def start(self, *, profile: str | None = None, cycles: int | None = None, only: str | None = None,
+              from_step: str | None = None) -> int:
+        try:
+            cfg = self.ws.config
+        except ConfigError as exc:
+            self._print_err(str(exc))
+            return EXIT_FAILED
+        profile = profile or cfg["run"]["profile"]
+        cycles = int(cycles or cfg["run"]["cycles"])
+        try:
+            selected = self.plan.select(only, from_step)
+        except ValueError as exc:
+            self._print_err(f"bpllm run: {exc}")
+            return EXIT_FAILED
+        if not selected:
+            self._print_err("bpllm run: the step selection is empty")
+            return EXIT_FAILED
+        run_id = new_run_id()
+        state = {"run_id": run_id, "created_at": time.time(), "profile": profile, "cycles": cycles, "only": only,
+                 "from_step": from_step, "selected": [s.id for s in selected], "status": "running", "cycle": 1,
+                 "done": {}, "ctx": {}, "overrides": {}, "failure": None, "attempts": 0}
+        return self._execute(run_id, state, resumed=False)
+
+    def resume(self, run_id: str | None = None) -> int:
+        try:
+            self.ws.config
+        except ConfigError as exc:
+            self._print_err(str(exc))
+            return EXIT_FAILED
+        if run_id is None:
+            candidates = [r for r in reversed(self.ws.run_ids())
+                          if (read_json(self.ws.run_dir(r) / STATE_FILE, {}) or {}).get("status") != "done"]
+            if not candidates:
+                self._print_err("bpllm resume: no unfinished run in this workspace (start one with `bpllm run`)")
+                return EXIT_FAILED
+            run_id = candidates[0]
+        path = self.ws.run_dir(run_id) / STATE_FILE
+        try:
+            state = read_json(path)
+        except ValueError as exc:
+            self._print_err(f"bpllm resume: {path} is not valid JSON ({exc}); the run cannot be resumed")
+            return EXIT_FAILED
+        if state is None:
+            self._print_err(f"bpllm resume: no run {run_id!r} in {self.ws.runs} (see `bpllm runs`)")
+            return EXIT_FAILED
+        if state.get("status") == "done":
+            self._print_err(f"bpllm resume: run {run_id} already finished; nothing to resume")
+            return EXIT_DONE
+        return self._execute(run_id, state, resumed=True)
+
+    # ------------------------------------------------------------------ the run
+    def _execute(self, run_id: str, state: dict[str, Any], *, resumed: bool) -> int:
+        lock = WorkspaceLock(self.ws.lock_path)
+        try:
+            lock.acquire(run_id, command="resume" if resumed else "run")
+        except LockBusy as exc:
+            self._print_err(f"bpllm {'resume' if resumed else 'run'}: {exc}")
+            return EXIT_FAILED
+        run_dir = self.ws.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.ws.ensure_dirs()
+        removed = clean_temp_files(self.ws.root) if resumed or lock.stale else []
+        self.state = state
+        self.state_path = run_dir / STATE_FILE
+        self.run_dir = run_dir
+        self.run_id = run_id
+        cfg = self.ws.config
+        self.cfg = cfg
+        self._console_fh = open(run_dir / CONSOLE_FILE, "a", encoding="utf-8", errors="replace")
+        self._prepare_console()
+        self.events = EventWriter(run_dir, run_id, stdout=sys.stdout if self.events_stdout else None,
+                                  listeners=[self._on_event])
+        self.heartbeat = Heartbeat(run_dir, run_id, interval=float(cfg["heartbeat"]["interval_s"]))
+        self.history = History(self.ws.history_path)
+        self.timings = StepTimings(self.ws.timings_path)
+        stop_file = run_dir / STOP_FILE
+        if stop_file.exists():  # a stop aimed at a previous (dead) engine of this run is moot
+            stop_file.unlink()
+        self.registry = build_registry(self.plan)
+        selected = [self.plan[s] for s in state["selected"]]
+        ctx = StepContext(workspace=self.ws, config=cfg, profile=state["profile"], run_id=run_id, run_dir=run_dir,
+                          events=self.events, heartbeat=self.heartbeat, history=self.history, plan=self.plan,
+                          state=state.setdefault("ctx", {}), cycles=int(state["cycles"]),
+                          overrides=state.setdefault("overrides", {}))
+        ctx.cache["registry"] = self.registry
+        ctx.cache["done"] = state["done"]
+        ctx._stop_check = self._stop.is_set
+        ctx._save_state = self._save_state
+        self.ctx = ctx
+        self._install_signals()
+        self.heartbeat.update(phase="starting", force=True)
+        self.heartbeat.start()
+        t0 = time.time()
+        first = self._first_pending(selected)
+        plan_dicts = [self.plan[g].to_dict() for g in self._groups_of(selected)] + [s.to_dict() for s in selected]
+        plan_dicts.sort(key=lambda d: tuple(int(x) for x in d["id"].split(".")))
+        self.events.emit("run", phase="resume" if resumed else "start", profile=state["profile"],
+                         cycles=state["cycles"], only=state.get("only"), from_step=state.get("from_step"),
+                         config=cfg, workspace=str(self.ws.root), pid=os.getpid(), plan=plan_dicts,
+                         resume_from=first, engine_version=_engine_version())
+        if lock.stale:
+            self._log("warning", f"took over a stale workspace lock: pid {lock.stale.get('pid')} "
+                                 f"(run {lock.stale.get('run_id')}) died without releasing it")
+        if removed:
+            self._log("warning", f"removed {len(removed)} temp file(s) left by an interrupted write: "
+                                 + ", ".join(str(p.relative_to(self.ws.root)) for p in removed[:5]))
+        if self.registry.ml_status:
+            self._log("warning", self.registry.ml_status)
+        self.history.run_started(run_id, profile=state["profile"], cycles=int(state["cycles"]),
+                                 only=state.get("only"), from_step=state.get("from_step"), pid=os.getpid(),
+                                 config=cfg)
+        state["status"] = "running"
+        state["pid"] = os.getpid()
+        self._save_state()
+        watcher = threading.Thread(target=self._watch, name="bpllm-watch", daemon=True)
+        watcher.start()
+        telemetry = self._start_telemetry()
+        status, code, message = "done", EXIT_DONE, None
+        try:
+            self._run_cycles(selected)
+        except StopRequested:
+            status, code, message = "stopped", EXIT_STOPPED, f"stopped on request ({self._stop_source or 'cli'})"
+        except StepFailed as exc:
+            status, code = "failed", EXIT_FAILED
+            message = f"step {exc.step.id} failed ({exc.info.category}): {exc.info.message}"
+            if exc.info.hint:
+                message += f" -- {exc.info.hint}"
+            state["failure"] = {"step": exc.step.id, "category": exc.info.category, "message": exc.info.message,
+                                "hint": exc.info.hint, "at": time.time()}
+        except KeyboardInterrupt:
+            status, code, message = "stopped", EXIT_STOPPED, "aborted by a second interrupt"
+        except BaseException as exc:  # noqa: BLE001 - an orchestrator bug still leaves a resume state
+            info = classify(exc)
+            status, code, message = "failed", EXIT_FAILED, f"engine error ({info.category}): {info.message}"
+            state["failure"] = {"step": None, "category": info.category, "message": info.message, "at": time.time()}
+            self.events.emit("error", category=info.category, message=info.message, traceback=info.traceback,
+                             exception=info.exception, fatal=True)
+        finally:
+            self._watch_stop.set()
+            if telemetry is not None:
+                telemetry.stop()
+            state["status"] = status
+            state["ended_at"] = time.time()
+            self._save_state()
+            if status == "stopped" and stop_file.exists():
+                stop_file.unlink()
+            try:
+                self.history.run_ended(run_id, status, code, message)
+            except Exception:  # noqa: BLE001
+                pass
+            self.events.emit("run", phase="end", status=status, exit_code=code, duration=round(time.time() - t0, 3),
+                             message=message)
+            self.heartbeat.stop(status=status, phase="exited", step=None, seq=self.events.seq)
+            self.events.close()
+            self.history.close()
+            self._console_fh.close()
+            lock.release()
+            self._restore_signals()
+        return code
+
+    def _run_cycles(self, selected: list[Step]) -> None:
+        state = self.state
+        cycles = int(state["cycles"])
+        for cycle in range(int(state.get("cycle", 1)), cycles + 1):
+            state["cycle"] = cycle
+            self.ctx.cycle = cycle
+            for group in self._groups_of(selected):
+                leaves = [s for s in selected if s.parent == group]
+                pending = [s for s in leaves if state["done"].get(f"{cycle}:{s.id}") not in ("complete", "skip")]
+                if not pending:
+                    continue
+                self._check_stop()
+                self._run_group(self.plan[group], pending, cycle)
+            self._log("info", f"cycle {cycle}/{cycles} complete")
+        self._check_stop()
+
+    def _run_group(self, group: Step, leaves: list[Step], cycle: int) -> None:
+        t0 = time.time()
+        self.heartbeat.update(phase=group.phase, step=group.id, step_name=group.name, cycle=cycle, force=True)
+        self.events.emit("step", id=group.id, name=group.name, status="start", cycle=cycle,
+                         eta=self.timings.eta(group.id))
+        outcomes = []
+        for leaf in leaves:
+            self._check_stop()
+            outcomes.append(self._run_leaf(leaf, cycle))
+        duration = round(time.time() - t0, 3)
+        if outcomes and all(o == "skip" for o in outcomes):
+            reasons = sorted({self.state.get("done_reason", {}).get(f"{cycle}:{s.id}", "") for s in leaves} - {""})
+            self.events.emit("step", id=group.id, name=group.name, status="skip", cycle=cycle, duration=duration,
+                             reason="; ".join(reasons) or "all sub-steps skipped")
+            self.history.step(self.run_id, cycle, group.id, group.name, "skip", duration=duration)
+            return
+        self.timings.record(group.id, duration)
+        self.events.emit("step", id=group.id, name=group.name, status="complete", cycle=cycle, duration=duration)
+        self.history.step(self.run_id, cycle, group.id, group.name, "complete", started_at=t0, duration=duration)
+        self.events.sync()
+
+    def _needs_closure(self, step_id: str) -> list[Step]:
+        out: list[str] = []
+
+        def visit(sid: str) -> None:
+            reg = self.registry.get(sid)
+            for n in reg.needs if reg else ():
+                if n not in out:
+                    visit(n)
+                    out.append(n)
+
+        visit(step_id)
+        return sorted((self.plan[s] for s in out), key=Step.key)
+
+    def _run_leaf(self, step: Step, cycle: int, *, rerun: bool = False) -> str:
+        key = f"{cycle}:{step.id}"
+        reg = self.registry.get(step.id)
+        if reg is None:
+            if step.owner == "ml":
+                reason = self.registry.ml_status or f"{ML_MODULE} registers no function for step {step.id}"
+            else:
+                reason = f"step {step.id} has no implementation registered"
+            return self._skip(step, cycle, reason)
+        for need in self._needs_closure(step.id):
+            if need.id not in self.ran_in_process:
+                self._check_stop()
+                self._run_leaf(need, cycle, rerun=True)
+        max_attempts = int(self.cfg["retry"]["max_attempts"]) if reg.retry else 1
+        attempt = int(self.state.setdefault("attempt_of", {}).get(key, 0)) + 1
+        first_attempt = attempt
+        while True:
+            ctx = self.ctx
+            ctx.step, ctx.attempt, ctx.cycle = step, attempt, cycle
+            self.state["attempt_of"][key] = attempt
+            self.heartbeat.update(phase=step.phase, step=step.id, step_name=step.name, cycle=cycle, n=None,
+                                  total=None, message=None, force=True)
+            t0 = time.time()
+            ctx._progress_t0 = t0
+            self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="start", cycle=cycle,
+                             eta=self.timings.eta(step.id), attempt=attempt if attempt > 1 else None,
+                             rerun=True if rerun else None)
+            self.history.step(self.run_id, cycle, step.id, step.name, "running", started_at=t0, attempt=attempt)
+            self._in_step, self._stall_warned_at, self._stall_abort = step, None, None
+            try:
+                try:
+                    _test_knobs(step, ctx)
+                    result = reg.fn(ctx)
+                finally:
+                    self._in_step = None
+            except StepSkipped as s:
+                return self._skip(step, cycle, s.reason, duration=round(time.time() - t0, 3))
+            except StopRequested:
+                self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
+                                 cycle=cycle, duration=round(time.time() - t0, 3),
+                                 message="interrupted by a stop request; `bpllm resume` re-runs this step")
+                self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
+                                  duration=round(time.time() - t0, 3), attempt=attempt)
+                self._save_state()
+                raise
+            except KeyboardInterrupt as exc:
+                if self._stall_abort is None:
+                    raise
+                info = classify(StallTimeout(f"no progress for {self._stall_abort['age_s']:.0f}s in phase "
+                                             f"{self._stall_abort['phase']} (limit {self._stall_abort['limit_s']:.0f}s)"))
+                info.traceback = ""
+                self._stall_abort = None
+                del exc
+                if not self._handle_failure(step, cycle, attempt, max_attempts, t0, info):
+                    raise StepFailed(step, info) from None
+                attempt += 1
+                continue
+            except Exception as exc:  # noqa: BLE001
+                info = classify(exc)
+                del exc
+                if not self._handle_failure(step, cycle, attempt, max_attempts, t0, info):
+                    raise StepFailed(step, info) from None
+                attempt += 1
+                continue
+            duration = round(time.time() - t0, 3)
+            self.timings.record(step.id, duration)
+            small = result if isinstance(result, dict) and len(json.dumps(result, default=str)) < 4000 else None
+            self.state["done"][key] = "complete"
+            self.state["attempt_of"].pop(key, None)
+            self.ran_in_process.add(step.id)
+            self._save_state()
+            self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="complete", cycle=cycle,
+                             duration=duration, result=small, attempt=attempt if attempt > first_attempt else None)
+            self.history.step(self.run_id, cycle, step.id, step.name, "complete", duration=duration,
+                              attempt=attempt, result=small)
+            return "complete"
+
+    def _handle_failure(self, step: Step, cycle: int, attempt: int, max_attempts: int, t0: float,
+                        info: Classified) -> bool:
+        """Report a failure; True when the step should be retried (after the backoff)."""
+        duration = round(time.time() - t0, 3)
+        changes: dict[str, Any] = {}
+        retry = info.retryable and attempt < max_attempts
+        if retry and info.category == "cuda_oom":
+            current = {k: self.ctx.setting(k) for k in ("batch_size", "grad_accum", "max_seq_length", "lora_r",
+                                                        "lora_alpha")}
+            changes = oom_adjust(current)
+            if not changes:
+                retry = False
+                info.hint = "out of memory even at batch 1, sequence 256, LoRA rank 4: use a smaller model/profile"
+        self.events.emit("error", category=info.category, message=info.message, step=step.id, retryable=retry,
+                         fatal=not retry, traceback=info.traceback or None, exception=info.exception or None,
+                         hint=info.hint, cycle=cycle)
+        self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="error", cycle=cycle,
+                         duration=duration, message=f"{info.category}: {info.message}", attempt=attempt)
+        self.history.step(self.run_id, cycle, step.id, step.name, "error", duration=duration, attempt=attempt,
+                          message=f"{info.category}: {info.message}")
+        if not retry:
+            self._save_state()
+            return False
+        for k, (_old, new) in changes.items():
+            self.ctx.overrides[k] = new
+        rc = self.cfg["retry"]
+        delay = backoff_delay(attempt, float(rc["backoff_s"]), float(rc["backoff_factor"]), float(rc["max_backoff_s"]))
+        self.state["attempt_of"][f"{cycle}:{step.id}"] = attempt
+        self._save_state()
+        self.events.emit("retry", step=step.id, attempt=attempt + 1, max_attempts=max_attempts, delay_s=delay,
+                         category=info.category, changes={k: list(v) for k, v in changes.items()} or None,
+                         message=info.message, cycle=cycle)
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and info.category == "cuda_oom":
+            try:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001
+                pass
+        end = time.time() + delay
+        while time.time() < end:  # an interruptible backoff
+            self._check_stop()
+            time.sleep(min(0.1, max(0.0, end - time.time())))
+        return True
+
+    def _skip(self, step: Step, cycle: int, reason: str, duration: float | None = None) -> str:
+        key = f"{cycle}:{step.id}"
+        self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="skip", cycle=cycle,
+                         reason=reason, duration=duration)
+        self.state["done"][key] = "skip"
+        self.state.setdefault("done_reason", {})[key] = reason
+        self.ran_in_process.add(step.id)
+        self._save_state()
+        self.history.step(self.run_id, cycle, step.id, step.name, "skip", duration=duration, message=reason)
+        return "skip"
+
+    # ------------------------------------------------------------------ helpers
+    def _groups_of(self, selected: list[Step]) -> list[str]:
+        seen: list[str] = []
+        for s in selected:
+            if s.parent not in seen:
+                seen.append(s.parent)  # type: ignore[arg-type]
+        return seen
+
+    def _first_pending(self, selected: list[Step]) -> str | None:
+        cycle = int(self.state.get("cycle", 1))
+        for s in selected:
+            if self.state["done"].get(f"{cycle}:{s.id}") not in ("complete", "skip"):
+                return s.id
+        return None
+
+    def _save_state(self) -> None:
+        self.state["updated_at"] = time.time()
+        try:
+            atomic_write_json(self.state_path, self.state)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self._print_err(f"cannot save {self.state_path}: disk full")
+            raise
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise StopRequested()
+
+    def request_stop(self, source: str, message: str | None = None) -> None:
+        if self._stop.is_set():
+            return
+        self._stop_source = source
+        self._stop.set()
+        step = self._in_step.id if self._in_step else None
+        self.events.emit("stop_requested", source=source, requested_at=time.time(), step=step, message=message)
+        self.heartbeat.update(phase="stopping", progress=False, force=True)
+
+    def _watch(self) -> None:
+        """Stop-file poller and stall watchdog (a daemon thread)."""
+        stop_file = self.run_dir / STOP_FILE
+        st = self.cfg["stall"]
+        while not self._watch_stop.wait(0.2):
+            if not self._stop.is_set() and stop_file.exists():
+                req = read_json_quiet(stop_file)
+                self.request_stop(str(req.get("source") or "cli"), req.get("message"))
+            step = self._in_step
+            if step is None or not st["enabled"] or self._stall_abort is not None:
+                continue
+            phase = str(self.heartbeat.data.get("phase") or step.phase)
+            kill = float(st.get(f"{phase}_kill_s") or st["kill_s"])
+            warn = min(float(st["warn_s"]), kill / 2)
+            progress_at = float(self.heartbeat.data.get("progress_at") or time.time())
+            age = time.time() - progress_at
+            if age >= kill:
+                self._stall_abort = {"phase": phase, "age_s": age, "limit_s": kill}
+                self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=kill, step=step.id, action="abort")
+                _thread.interrupt_main()
+            elif age >= warn and self._stall_warned_at != progress_at:
+                self._stall_warned_at = progress_at
+                self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=warn, step=step.id, action="warn")
+
+    def _start_telemetry(self) -> Any:
+        tcfg = self.cfg["telemetry"]
+        if not tcfg["enabled"]:
+            return None
+        try:
+            from engine.telemetry import TelemetryThread
+        except ImportError:
+            return None
+        t = TelemetryThread(self.events, interval=float(tcfg["interval_s"]), roles=tcfg.get("roles") or {})
+        t.start()
+        return t
+
+    def _install_signals(self) -> None:
+        self._old_handlers: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if signum == signal.SIGINT:
+                self._sigint_count += 1
+                if self._sigint_count > 1:
+                    raise KeyboardInterrupt
+            self.request_stop("signal", f"{name} received")
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, on_signal)
+
+    def _restore_signals(self) -> None:
+        for sig, handler in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, handler)
+
+    def _prepare_console(self) -> None:
+        reconf = getattr(self.console, "reconfigure", None)
+        if reconf is not None:
+            try:  # the reference pipeline died printing a box character to a cp1252 console
+                reconf(errors="replace")
+            except (ValueError, OSError):
+                pass
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        line = console_line_for_event(ev)
+        if line is None:
+            return
+        self._console_fh.write(line + "\n")
+        self._console_fh.flush()
+        if not self.quiet:
+            try:
+                self.console.write(line + "\n")
+                self.console.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _log(self, level: str, message: str) -> None:
+        self.events.emit("log", level=level, message=message, source="engine")
+
+    def _print_err(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+
+def read_json_quiet(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _engine_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("bpllm")
+    except Exception:  # noqa: BLE001
+        return "0.1.0"
+
+
+_INJECTED: dict[str, int] = {}
+
+
+def _test_knobs(step: Step, ctx: StepContext) -> None:
+    """BPLLM_TEST_SLOW_STEPS / BPLLM_TEST_INJECT: test-only ways to make a real step slow or fail."""
+    slow = _parse_knob(os.environ.get(ENV_SLOW, ""))
+    if step.id in slow:
+        seconds = float(slow[step.id])
+        t_end = time.time() + seconds
+        n, total = 0, max(1, int(seconds / 0.1))
+        while time.time() < t_end:
+            ctx.check_stop()
+            time.sleep(0.1)
+            n += 1
+            ctx.progress(min(n, total), total, "test slow-down", unit="tick")
+    inject = _parse_knob(os.environ.get(ENV_INJECT, ""))
+    if step.id in inject:
+        spec = inject[step.id]
+        cat, _, times = spec.partition("*")
+        times_n = int(times or 1)
+        marker = ctx.run_dir / f".inject-{step.id}"
+        done = int(marker.read_text() or 0) if marker.exists() else 0
+        if done < times_n:
+            marker.write_text(str(done + 1))
+            raise _injected_exception(cat)
+
+
+def _parse_knob(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _injected_exception(category: str) -> BaseException:
+    if category == "cuda_oom":
+        return RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 95.59 GiB total capacity)")
+    if category == "disk_full":
+        return OSError(errno.ENOSPC, "No space left on device")
+    if category == "encoding":
+        return UnicodeEncodeError("charmap", "\u2502", 0, 1, "character maps to <undefined>")
+    if category == "network":
+        return ConnectionError("Connection reset by peer")
+    if category == "corrupt_checkpoint":
+        return RuntimeError("Error while deserializing header: HeaderTooLarge")
+    if category == "timeout":
+        return StallTimeout("injected timeout")
+    return RuntimeError(f"injected failure ({category})")
