@@ -38,6 +38,14 @@ def value_text(value: Value) -> str:
     return value.raw
 
 
+def _param_text(node, key: str) -> str:
+    """Numbers keep their float-ness (``3.0``); everything else as the graph canonicalised it."""
+    raw = node.raw_params[key]
+    if raw.kind in ("number", "struct"):
+        return value_text(raw)
+    return node.params[key]
+
+
 def _pin_rank(g: Graph, catalog: Catalog, node_id: str, pin: str, direction: str) -> tuple[int, str]:
     node = g.nodes.get(node_id)
     spec = catalog.get(node.type) if node else None
@@ -121,7 +129,7 @@ def format_graph(g: Graph, catalog: Catalog) -> str:
         n = g.nodes[old]
         params = ""
         if n.param_order:
-            params = " [" + ", ".join(f"{k}={value_text(n.raw_params[k])}" for k in n.param_order) + "]"
+            params = " [" + ", ".join(f"{k}={_param_text(n, k)}" for k in n.param_order) + "]"
         out.append(f"NODE {new_id[old]}: {n.type}{params}")
 
     def edge_key(e: GEdge) -> tuple:

@@ -76,7 +76,19 @@ class Graph:
         return result
 
 
-def _value_text(value: Value) -> str:
+_NAME_TYPES = ("Name", "Class")
+
+
+def _value_text(value: Value, type_name: str | None = None) -> str:
+    """Canonical value text; a Name/Class given as a quoted identifier equals the bare one.
+
+    Gold lessons write both ``EventName=OnActivate`` and ``EventName="OnActivate"``,
+    and Unreal's clipboard text cannot tell them apart.
+    """
+    if type_name in _NAME_TYPES and value.kind == "string":
+        text = value.python
+        if text.isidentifier():
+            return text
     return value.canonical()
 
 
@@ -106,7 +118,8 @@ def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph
             name = cat.canonical_param(ntype, p.name)
             if name in params:
                 continue
-            params[name] = _value_text(p.value)
+            pspec = spec.param(name) if spec is not None else None
+            params[name] = _value_text(p.value, pspec.type if pspec is not None else None)
             raw[name] = p.value
             order.append(name)
         if spec is not None and spec.params:
