@@ -1,0 +1,263 @@
+"""The tiny profile's base model: tokenizer + small Llama, pretrained locally and cached.
+
+A laptop with no network still gets a real model: a byte-level BPE tokenizer and
+a few-million-parameter Llama are trained from scratch on a corpus made of the
+system prompt, every catalog node/pin/param name, synthetic examples covering the
+whole catalog (LoRA cannot teach a token the base never saw used) and the
+workspace's own datasets. The result is cached under a key derived from the corpus
+and the settings, so every later cycle (and every workspace with the same corpus)
+reuses it. The directory is written beside its final name and renamed into place,
+so a crash never leaves a half-written base behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+BASE_FORMAT = 1
+
+
+class StopRequested(Exception):
+    """Raised inside the ML core when the runtime asked to stop at a safe boundary."""
+
+
+def corpus_key(documents: Sequence[str], settings: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": BASE_FORMAT, **settings}, sort_keys=True).encode())
+    for doc in documents:
+        h.update(doc.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def catalog_vocabulary(catalog) -> list[str]:
+    """Every node type, pin, param and alias name: the tokenizer must spell them compactly."""
+    words: list[str] = []
+    if catalog is None:
+        return words
+    for name, spec in catalog.nodes.items():
+        words.append(name)
+        words.extend(p.name for p in spec.pins)
+        words.extend(p.name for p in spec.params)
+    words.extend(getattr(catalog, "node_aliases", {}).keys())
+    return words
+
+
+def render_example(tokenizer, system: str, instruction: str, output: str | None = None) -> str:
+    """One conversation rendered by the tokenizer's chat template (prompt only when ``output`` is None)."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": instruction}]
+    if output is None:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    messages.append({"role": "assistant", "content": output})
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def build_documents(rows: Iterable[dict], system: str, catalog) -> list[str]:
+    """Pretraining documents: catalog vocabulary, then each row as a conversation."""
+    docs = [system, " ".join(catalog_vocabulary(catalog))]
+    for row in rows:
+        docs.append(json.dumps([row.get("instruction", ""), row.get("output", "")], ensure_ascii=False))
+    return docs
+
+
+def ensure_tiny_base(
+    cache_root: str | Path,
+    rows: Sequence[dict],
+    system: str,
+    catalog,
+    settings: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Return the cached base directory for this corpus, pretraining it first if needed."""
+    cache_root = Path(cache_root)
+    docs = build_documents(rows, system, catalog)
+    key = corpus_key(docs, settings)
+    final = cache_root / f"tiny-{key}"
+    if (final / "base.json").exists():
+        return final
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = cache_root / f".tiny-{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        meta = pretrain_tiny_base(tmp, rows, system, catalog, settings, on_progress, should_stop)
+        meta["key"] = key
+        (tmp / "base.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "base.json").exists():  # another process won the race with a complete base
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def pretrain_tiny_base(
+    out_dir: Path,
+    rows: Sequence[dict],
+    system: str,
+    catalog,
+    settings: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train tokenizer and model from scratch into ``out_dir``; returns metadata (losses, sizes)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .tokenizer import train_tokenizer
+
+    started = time.perf_counter()
+    seed = int(settings.get("seed", 7))
+    random.seed(seed)
+    torch.manual_seed(seed)
+    vocab_words = catalog_vocabulary(catalog)
+    # the system prompt opens every example: repeat it so BPE packs it into a few tokens
+    tokenizer_texts = [system] * 64 + [" ".join(vocab_words)] * 4
+    for row in rows:
+        tokenizer_texts.append(row.get("instruction", ""))
+        tokenizer_texts.append(row.get("output", ""))
+    tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)))
+
+    texts = [render_example(tokenizer, system, r["instruction"], r["output"]) for r in rows]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    max_len = int(settings.get("max_position_embeddings", 1024))
+    encoded = [ids[:max_len] for ids in encoded if ids]
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=int(settings.get("hidden_size", 192)),
+        intermediate_size=int(settings.get("intermediate_size", 512)),
+        num_hidden_layers=int(settings.get("num_hidden_layers", 4)),
+        num_attention_heads=int(settings.get("num_attention_heads", 4)),
+        num_key_value_heads=int(settings.get("num_attention_heads", 4)),
+        max_position_embeddings=max_len,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+
+    batch_size = int(settings.get("pretrain_batch_size", 16))
+    epochs = float(settings.get("pretrain_epochs", 2.0))
+    max_seconds = float(settings.get("pretrain_max_seconds", 150.0))
+    # batches of similar length: little padding, far less compute on CPU
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    total_steps = max(1, math.ceil(len(batches) * epochs))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(settings.get("pretrain_lr", 3e-3)), weight_decay=0.01)
+    warmup = max(1, total_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    pad = tokenizer.pad_token_id
+    rng = random.Random(seed)
+    losses: list[float] = []
+    step = 0
+    tokens_seen = 0
+    stopped_early = False
+    while step < total_steps:
+        rng.shuffle(batches)
+        for batch in batches:
+            if step >= total_steps:
+                break
+            if should_stop and should_stop():
+                raise StopRequested("stop requested while pretraining the tiny base")
+            if time.perf_counter() - started > max_seconds:
+                stopped_early = True
+                break
+            seqs = [encoded[i] for i in batch]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for r, s in enumerate(seqs):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+            labels = ids.masked_fill(mask == 0, -100)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += int(mask.sum())
+            losses.append(loss.item())
+            if on_progress and (step % 10 == 0 or step == total_steps):
+                on_progress({"step": step, "total": total_steps, "loss": float(loss), "tokens": tokens_seen,
+                             "elapsed": time.perf_counter() - started})
+        if stopped_early:
+            break
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "format": BASE_FORMAT,
+        "parameters": n_params,
+        "vocab_size": len(tokenizer),
+        "documents": len(encoded),
+        "steps": step,
+        "planned_steps": total_steps,
+        "time_capped": stopped_early,
+        "tokens": tokens_seen,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
+        "seconds": round(time.perf_counter() - started, 2),
+        "settings": settings,
+    }
+
+
+def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None):
+    """Model + tokenizer from a base directory, local path or hub id (offline-friendly message)."""
+    from transformers import AutoModelForCausalLM
+
+    from .tokenizer import load_tokenizer
+
+    path_str = str(path)
+    kwargs: dict[str, Any] = {}
+    if load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        tokenizer = load_tokenizer(path_str)
+        model = AutoModelForCausalLM.from_pretrained(path_str, **kwargs)
+    except OSError as exc:
+        local = Path(path_str).exists()
+        hint = (
+            f"the directory {path_str} exists but holds no loadable model ({exc})"
+            if local
+            else f"{path_str!r} is neither a local directory nor a model in the local Hugging Face cache, and it could "
+            "not be downloaded (offline?). Download it once with `huggingface-cli download "
+            f"{path_str}` on a connected machine, or set the profile's base to a local path."
+        )
+        raise BaseUnavailable(hint) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class BaseUnavailable(RuntimeError):
+    """The profile's base weights cannot be loaded here (offline, missing path)."""

@@ -1,0 +1,286 @@
+"""Batched, bounded, grammar-constrained generation.
+
+One decode loop serves the exam and the benchmarks:
+
+* prompts are left-padded into one batch and decoded greedily with the KV cache;
+  a finished row is dropped from the batch (and from the cache), so a long answer
+  never makes the short ones pay;
+* with ``constrained=True`` each row has an llguidance matcher built from
+  ``dsl/grammar.lark`` (the same file the parser reads); its token mask is filled
+  by llguidance and applied with plain torch (no torch.compile on CPU);
+* every row is bounded: a token cap, a wall-clock budget, and a repetition guard
+  (a DSL text never repeats a line, so the first exact repeat ends the row); a row
+  that did not end on its own is cut at its last complete line.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "dsl" / "grammar.lark"
+
+
+@dataclass
+class GenConfig:
+    max_new_tokens: int = 384
+    batch_size: int = 16
+    constrained: bool = True
+    time_budget_s: float = 30.0  # per prompt (a batch's rows start together)
+    max_repeat_lines: int = 1  # a line seen this many times before ends the row
+
+
+@dataclass
+class GenResult:
+    index: int
+    text: str  # cut at the last complete line when the row did not stop by itself
+    raw_text: str
+    n_tokens: int
+    stop_reason: str  # eos | grammar | max_tokens | time_budget | repetition
+    time_seconds: float
+    constrained: bool
+    mask_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def grammar_text() -> str:
+    return GRAMMAR_PATH.read_text(encoding="utf-8")
+
+
+class GrammarConstraint:
+    """llguidance matchers for ``dsl/grammar.lark`` over one HF tokenizer."""
+
+    def __init__(self, tokenizer, vocab_size: int | None = None):
+        import llguidance
+        import llguidance.hf
+
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size or len(tokenizer)
+        self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
+        self.grammar = llguidance.grammar_from("lark", grammar_text())
+        probe = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
+        if probe.is_error():
+            raise ValueError(f"dsl/grammar.lark is not usable for constrained decoding: {probe.get_error()}")
+        self._llguidance = llguidance
+
+    def matcher(self):
+        return self._llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
+
+    @property
+    def mask_words(self) -> int:
+        return (self.vocab_size + 31) // 32
+
+
+@lru_cache(maxsize=4)
+def _bit_positions():
+    import torch
+
+    return torch.arange(32, dtype=torch.int32)
+
+
+def apply_bitmask(logits, bitmask) -> None:
+    """Set logits of disallowed tokens to -inf, in place (plain torch, any device)."""
+    import torch
+
+    bits = (bitmask.unsqueeze(-1) >> _bit_positions().to(bitmask.device)) & 1
+    allowed = bits.reshape(bitmask.shape[0], -1).bool()
+    vocab = logits.shape[-1]
+    if allowed.shape[1] < vocab:
+        pad = torch.zeros(allowed.shape[0], vocab - allowed.shape[1], dtype=torch.bool, device=allowed.device)
+        allowed = torch.cat([allowed, pad], dim=1)
+    logits.masked_fill_(~allowed[:, :vocab].to(logits.device), float("-inf"))
+
+
+def cut_last_line(text: str) -> str:
+    """Drop a trailing partial line (generation stopped mid-line)."""
+    if text.endswith("\n"):
+        return text
+    cut = text.rfind("\n")
+    return text[: cut + 1] if cut >= 0 else ""
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    config: GenConfig | None = None,
+    constraint: GrammarConstraint | None = None,
+    on_result: Callable[[GenResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[GenResult]:
+    """Generate for rendered ``prompts`` in batches; ``on_result`` fires as each row completes.
+
+    ``should_stop`` is checked between batches: results already delivered stay delivered.
+    """
+    config = config or GenConfig()
+    if config.constrained and constraint is None:
+        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer))
+    results: list[GenResult] = []
+    for start in range(0, len(prompts), max(1, config.batch_size)):
+        if should_stop and should_stop():
+            break
+        chunk = list(range(start, min(len(prompts), start + config.batch_size)))
+        results.extend(_generate_batch(model, tokenizer, prompts, chunk, config, constraint, on_result))
+    return results
+
+
+def _vocab_size(model, tokenizer) -> int:
+    return max(len(tokenizer), int(getattr(model.config, "vocab_size", 0) or 0))
+
+
+def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_result) -> list[GenResult]:
+    import torch
+
+    device = next(model.parameters()).device
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    input_ids = enc["input_ids"].to(device)
+    attention = enc["attention_mask"].to(device)
+    eos_ids = _eos_ids(model, tokenizer)
+    constrained = bool(config.constrained and constraint is not None)
+    matchers = [constraint.matcher() for _ in indices] if constrained else None
+    bitmask = torch.full((len(indices), constraint.mask_words), -1, dtype=torch.int32) if constrained else None
+
+    start = time.perf_counter()
+    generated: list[list[int]] = [[] for _ in indices]
+    line_counts: list[dict[str, int]] = [{} for _ in indices]
+    line_start: list[int] = [0] * len(indices)  # char offset where the current line starts
+    texts: list[str] = [""] * len(indices)
+    mask_time = [0.0] * len(indices)
+    alive = list(range(len(indices)))  # positions (into indices) still decoding, in cache row order
+    out: list[GenResult] = []
+
+    def finish(pos: int, reason: str) -> None:
+        raw = tokenizer.decode(generated[pos], skip_special_tokens=True)
+        text = raw if reason in ("eos", "grammar") else cut_last_line(raw)
+        if reason == "repetition":
+            text = _drop_repeated_tail(text, line_counts[pos])
+        res = GenResult(
+            index=indices[pos],
+            text=text,
+            raw_text=raw,
+            n_tokens=len(generated[pos]),
+            stop_reason=reason,
+            time_seconds=time.perf_counter() - start,
+            constrained=constrained,
+            mask_seconds=mask_time[pos],
+        )
+        out.append(res)
+        if on_result:
+            on_result(res)
+
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        outputs = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True)
+        cache = outputs.past_key_values
+        logits = outputs.logits[:, -1, :].float()
+        next_pos = position_ids[:, -1:] + 1
+        for step in range(config.max_new_tokens + 1):
+            if constrained:
+                t0 = time.perf_counter()
+                for row, pos in enumerate(alive):
+                    m = matchers[pos]
+                    v = bitmask[row]
+                    m.unsafe_compute_mask_ptr(v.data_ptr(), v.numel() * 4)
+                apply_bitmask(logits, bitmask[: len(alive)])
+                dt = (time.perf_counter() - t0) / max(1, len(alive))
+                for pos in alive:
+                    mask_time[pos] += dt
+            chosen = logits.argmax(dim=-1).tolist()
+            now = time.perf_counter() - start
+            keep_rows: list[int] = []
+            for row, pos in enumerate(alive):
+                tok = chosen[row]
+                reason = None
+                if tok in eos_ids:
+                    reason = "eos"
+                elif constrained and not matchers[pos].consume_token(tok):
+                    reason = "grammar"  # the matcher refused (should not happen under its own mask)
+                else:
+                    generated[pos].append(tok)
+                    piece = tokenizer.decode([tok], skip_special_tokens=False)
+                    texts[pos] += piece
+                    if constrained and matchers[pos].is_stopped():
+                        reason = "grammar"
+                    elif "\n" in piece and _repeated_line(texts[pos], line_start, pos, line_counts[pos], config):
+                        reason = "repetition"
+                    elif len(generated[pos]) >= config.max_new_tokens:
+                        reason = "max_tokens"
+                    elif now >= config.time_budget_s:
+                        reason = "time_budget"
+                if reason:
+                    finish(pos, reason)
+                else:
+                    keep_rows.append(row)
+            if not keep_rows:
+                break
+            if len(keep_rows) < len(alive):
+                sel = torch.tensor(keep_rows, device=device)
+                cache.batch_select_indices(sel)
+                attention = attention[sel]
+                next_pos = next_pos[sel]
+                chosen = [chosen[r] for r in keep_rows]
+                alive = [alive[r] for r in keep_rows]
+            step_ids = torch.tensor(chosen, device=device).unsqueeze(-1)
+            attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
+            outputs = model(
+                input_ids=step_ids,
+                attention_mask=attention,
+                position_ids=next_pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = outputs.past_key_values
+            logits = outputs.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+    out.sort(key=lambda r: r.index)
+    return out
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif isinstance(eos, (list, tuple)):
+        ids.update(int(e) for e in eos)
+    return ids
+
+
+def _repeated_line(text: str, line_start: list[int], pos: int, counts: dict[str, int], config: GenConfig) -> bool:
+    """Count the lines completed by the newest piece; True when one repeats too often."""
+    repeated = False
+    while True:
+        nl = text.find("\n", line_start[pos])
+        if nl < 0:
+            break
+        line = text[line_start[pos] : nl].strip()
+        line_start[pos] = nl + 1
+        if not line:
+            continue
+        counts[line] = counts.get(line, 0) + 1
+        if counts[line] > config.max_repeat_lines:
+            repeated = True
+    return repeated
+
+
+def _drop_repeated_tail(text: str, counts: dict[str, int]) -> str:
+    """Keep each line's first occurrence only (the guard fired on a repeat)."""
+    seen: set[str] = set()
+    kept = []
+    for line in text.splitlines(keepends=True):
+        key = line.strip()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(line)
+    return "".join(kept)

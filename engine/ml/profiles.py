@@ -1,0 +1,149 @@
+"""Training profiles: values only. Every profile runs the same code path.
+
+``tiny`` builds its base locally (tokenizer + small Llama pretrained on the DSL
+corpus); the Llama profiles load a base from a local path or a hub id. A profile
+never changes *what* runs, only sizes, precision and where the base comes from.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    base: str  # "tiny" (built locally) or a local path / hub id
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # optimisation
+    learning_rate: float = 2e-3
+    epochs: float = 2.0
+    max_steps: int = -1  # > 0 caps the run (tests, benchmarks)
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_seq_len: int = 512
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    eval_steps: int = 0  # 0: evaluate once per epoch
+    save_steps: int = 25
+    logging_steps: int = 2
+    save_total_limit: int = 2
+    # precision / memory
+    load_in_8bit: bool = False
+    bf16: bool = False  # forced off on CPU
+    gradient_checkpointing: bool = False  # forced off on CPU
+    # distribution: run training under `accelerate launch` instead of in-process
+    launcher: str = "inprocess"  # inprocess | accelerate
+    num_processes: int = 1
+    accelerate_config: str | None = None  # a user-supplied accelerate config file (FSDP / DeepSpeed)
+    # exam
+    exam_batch_size: int = 16
+    exam_max_new_tokens: int = 384
+    exam_time_budget_s: float = 30.0
+    constrained: bool = True
+    # tiny base (ignored by hub bases)
+    tiny: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **overrides: Any) -> "Profile":
+        known = {f.name for f in fields(self)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise KeyError(f"unknown profile setting(s): {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        if "target_modules" in overrides and isinstance(overrides["target_modules"], list):
+            overrides["target_modules"] = tuple(overrides["target_modules"])
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.base == "tiny"
+
+
+TINY_BASE_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 4096,
+    "max_token_length": 16,
+    "hidden_size": 192,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 1024,
+    # pretraining the base (cached by corpus hash)
+    "synthetic_examples": 1600,
+    "synthetic_seed": 1234,
+    "pretrain_epochs": 2.0,
+    "pretrain_batch_size": 16,
+    "pretrain_lr": 3e-3,
+    "pretrain_max_seconds": 150.0,
+    "seed": 7,
+}
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        base="tiny",
+        lora_r=16,
+        lora_alpha=32,
+        learning_rate=2e-3,
+        epochs=2.0,
+        batch_size=8,
+        max_seq_len=512,
+        save_steps=20,
+        tiny=dict(TINY_BASE_DEFAULTS),
+    ),
+    "llama-8b-bf16": Profile(
+        name="llama-8b-bf16",
+        base="meta-llama/Llama-3.1-8B-Instruct",
+        lora_r=32,
+        lora_alpha=64,
+        lora_dropout=0.05,
+        learning_rate=1e-4,
+        epochs=2.0,
+        batch_size=2,
+        grad_accum=4,
+        max_seq_len=2048,
+        bf16=True,
+        gradient_checkpointing=True,
+        save_steps=100,
+        logging_steps=5,
+        exam_batch_size=8,
+        exam_max_new_tokens=768,
+        exam_time_budget_s=120.0,
+    ),
+    "llama-70b-8bit": Profile(
+        name="llama-70b-8bit",
+        base="meta-llama/Llama-3.1-70B-Instruct",
+        lora_r=64,
+        lora_alpha=128,
+        lora_dropout=0.05,
+        learning_rate=5e-5,
+        epochs=2.0,
+        batch_size=1,
+        grad_accum=4,
+        max_seq_len=2048,
+        load_in_8bit=True,
+        bf16=True,
+        gradient_checkpointing=True,
+        save_steps=50,
+        logging_steps=5,
+        exam_batch_size=4,
+        exam_max_new_tokens=768,
+        exam_time_budget_s=180.0,
+    ),
+}
+
+
+def get_profile(name: str = "tiny", **overrides: Any) -> Profile:
+    """The named profile with ``overrides`` applied (unknown keys are an error, not ignored)."""
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+    return profile.with_overrides(**overrides) if overrides else profile
