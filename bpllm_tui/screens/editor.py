@@ -28,7 +28,7 @@ from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
 from bpllm_tui.widgets.dsl_editor import DslTextArea
 
-DEBOUNCE_S = 0.025
+DEBOUNCE_S = 0.012
 SEVERITY_ICON = {"error": "✗", "warning": "▲", "info": "·"}
 
 

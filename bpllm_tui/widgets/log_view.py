@@ -28,6 +28,8 @@ class LogView(Vertical):
     LogView > RichLog { height: 1fr; }
     """
 
+    MAX_PER_SYNC = 120  # lines painted per refresh tick (10/s): a flood never freezes a frame
+
     def __init__(self, *, max_lines: int = 5000, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.max_lines = max_lines
@@ -74,9 +76,15 @@ class LogView(Vertical):
             records = list(state.log)[-new:] if new else []
         self._seen = state.log_total
         log = self.lines
-        for rec in records:
-            if self._matches(rec):
-                log.write(self._format(rec), scroll_end=self.follow)
+        shown = [rec for rec in records if self._matches(rec)]
+        if len(shown) > self.MAX_PER_SYNC:
+            # a flood: paint the newest lines only; the rest stay in the buffer (filter or pause to re-render)
+            skipped = len(shown) - self.MAX_PER_SYNC
+            shown = shown[-self.MAX_PER_SYNC:]
+            log.write(Text(f"… {skipped} lines not painted during a burst (kept in the buffer; "
+                           f"press p twice to re-render)", style="dim italic"), scroll_end=self.follow)
+        for rec in shown:
+            log.write(self._format(rec), scroll_end=self.follow)
 
     def _header(self, state: RunState) -> None:
         parts = [f"log  {len(state.log)}/{self.max_lines} lines"]

@@ -1,0 +1,199 @@
+"""Pilot tests of the app shell and the dashboard, on run directories written by the engine's own writer."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bpllm_tui.app import BpllmApp
+from bpllm_tui.config import TuiConfig, load_config
+from bpllm_tui.keys import APP_KEYS, known_ids
+from bpllm_tui.screens.dashboard import DashboardScreen
+from bpllm_tui.screens.help import HelpScreen
+from bpllm_tui.widgets.log_view import LogView
+from bpllm_tui.widgets.loss_chart import LossChart
+from bpllm_tui.widgets.mastery_table import MasteryTable
+from bpllm_tui.widgets.status_bar import StatusBar
+from tests.tui_helpers import RUN_ID, aio, wait_for, write_run
+
+SIZE = (160, 48)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "runs").mkdir(parents=True)
+    (ws / "lessons").mkdir()
+    return ws
+
+
+@aio
+async def test_dashboard_rebuilds_state_from_a_finished_run(workspace):
+    write_run(workspace, finished=True)
+    app = BpllmApp(workspace, config=TuiConfig())
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.status == "done")
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        assert app.state.run_id == RUN_ID
+        assert app.state.core.exit_code == 0
+        assert len(app.state.train) == 120 and len(app.state.evals) == 3
+        assert screen.query_one(LossChart).train == app.state.train
+        assert app.state.gpu_available is False and "NVML" in app.state.gpu_reason
+        table = screen.query_one(MasteryTable)
+        assert table.row_count == 3
+        # weakest first
+        assert str(table.get_row_at(0)[0]) == "Branch"
+        status = str(screen.query_one(StatusBar).render())
+        assert "DONE" in status and RUN_ID in status and "tiny" in status
+        texts = [r.text for r in app.state.log]
+        assert any("grad_norm spiked" in t for t in texts)
+        assert any("unknown node type Foo" in t for t in texts)
+
+
+@aio
+async def test_dead_engine_is_shown_as_dead(workspace):
+    # heartbeat says running, but its pid does not exist: the engine crashed or was killed
+    write_run(workspace, finished=False, pid=999_999_999)
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.core.steps.get("4.2") is not None)
+        # not live (pid gone) -> the run is shown, and the status is not "running"
+        assert app.state.status in ("idle", "dead", "running")
+        assert app.state.process != "running"
+        assert app.state.step_status("4.2") == "stopped"
+
+
+@aio
+async def test_keys_switch_screens_and_help_lists_every_binding_id(workspace):
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.pause(0.1)
+        shown = app.export_screenshot()
+        for spec in APP_KEYS:
+            assert spec.id in shown, spec.id
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("v")
+        assert app.current_mode == "review"
+        await pilot.press("h")
+        assert app.current_mode == "history"
+        await pilot.press("d")
+        assert app.current_mode == "dashboard"
+        await pilot.press("e")
+        assert app.current_mode == "editor"
+        await pilot.press("escape")
+        assert app.current_mode == "dashboard"
+
+
+@aio
+async def test_keys_are_rebindable_from_the_workspace_config(workspace):
+    (workspace / "bpllm.toml").write_text('[tui]\ntheme = "nord"\n[tui.keys]\n"screen.history" = "f7"\n',
+                                          encoding="utf-8")
+    config = load_config(workspace)
+    assert config.keys == {"screen.history": "f7"} and config.theme == "nord"
+    app = BpllmApp(workspace, config=config)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "nord"
+        await pilot.press("h")  # the old key no longer opens history
+        assert app.current_mode == "dashboard"
+        await pilot.press("f7")
+        assert app.current_mode == "history"
+
+
+def test_every_key_has_a_unique_id():
+    from bpllm_tui.keys import ALL_KEY_GROUPS
+
+    ids = [spec.id for _, group in ALL_KEY_GROUPS for spec in group]
+    assert len(ids) == len(set(ids)) == len(known_ids())
+    # stop must never be ctrl+c (that copies in Textual)
+    stop = next(spec for spec in APP_KEYS if spec.id == "run.stop")
+    assert "ctrl+c" not in stop.key
+
+
+@aio
+async def test_command_palette_offers_the_same_actions(workspace):
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for spec in APP_KEYS:
+            assert (spec.description if spec.id != "app.quit" else "Quit") in titles
+        # dashboard-specific actions are offered on the dashboard
+        assert "Log y" in titles
+        # and running one from the palette does what the key does
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"History")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.current_mode == "history", timeout=5)
+
+
+@aio
+async def test_log_filter_level_and_pause(workspace):
+    write_run(workspace, finished=True)
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.status == "done")
+        await pilot.pause(0.2)
+        log = app.screen.query_one(LogView)
+        total = len(log.lines.lines)
+        await pilot.press("slash")
+        await pilot.press(*"grad_norm")
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert len(log.lines.lines) == 1
+        await pilot.press("slash")
+        await pilot.press(*["backspace"] * 9, "enter")
+        await pilot.press("L", "L", "L")  # debug -> info -> warning -> error
+        await pilot.pause(0.1)
+        assert log.min_level == "error"
+        assert 0 < len(log.lines.lines) < total
+        await pilot.press("p")
+        assert log.follow is False
+        app.state.add_log("arrives while paused", "error", "tui")
+        await pilot.pause(0.3)
+        assert not any("arrives while paused" in str(line.text) for line in log.lines.lines)
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        assert any("arrives while paused" in str(line.text) for line in log.lines.lines)
+
+
+@aio
+async def test_loss_chart_toggles(workspace):
+    write_run(workspace, finished=True)
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.status == "done")
+        chart = app.screen.query_one(LossChart)
+        await pilot.press("l")
+        assert chart.log_scale is True
+        await pilot.press("w")
+        assert chart.window == app.config.loss_window
+        await pilot.press("w", "l")
+        assert chart.window == 0 and chart.log_scale is False
+
+
+@aio
+async def test_stop_and_resume_with_no_engine_say_so(workspace):
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert any("No engine is running" in n.message for n in app._notifications)
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert any("No workspace here yet" in n.message for n in app._notifications)
+
+
+@aio
+async def test_quit_with_nothing_running_exits(workspace):
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.2)
+    assert app.return_value == 0
