@@ -270,6 +270,25 @@ class _Builder:
         raise ValueError(f"unknown statement {kind}")
 
 
+@lru_cache(maxsize=65536)
+def _build_line(number: int, raw: str) -> tuple[Diagnostic | None, object | None] | None:
+    """(syntax error, statement) of line ``number``; memoised because AST nodes are immutable."""
+    result = _parse_line(raw)
+    if result is None:
+        return None
+    error = None
+    if isinstance(result, _LineError):
+        error = Diagnostic(number, result.column, number, result.end_column, "error", result.code, result.message)
+        if result.recovered is None:
+            return error, None
+        result = result.recovered
+    try:
+        return error, _Builder(number).statement(result, raw)
+    except Exception as exc:  # noqa: BLE001 - a grammar/builder mismatch must not crash callers
+        span = Span.of_line(number, raw)
+        return Diagnostic.at(span, "error", "syntax", f"cannot read statement: {exc}"), None
+
+
 def parse(text: str) -> Document:
     """Parse a whole text; syntax problems land in ``Document.errors`` (never raises)."""
     if not isinstance(text, str):
@@ -277,21 +296,13 @@ def parse(text: str) -> Document:
     text = normalise(text)
     doc = Document(text=text)
     for number, raw in enumerate(text.split("\n"), start=1):
-        result = _parse_line(raw)
-        if result is None:
+        built = _build_line(number, raw)
+        if built is None:
             continue
-        if isinstance(result, _LineError):
-            doc.errors.append(
-                Diagnostic(number, result.column, number, result.end_column, "error", result.code, result.message)
-            )
-            if result.recovered is None:
-                continue
-            result = result.recovered
-        try:
-            stmt = _Builder(number).statement(result, raw)
-        except Exception as exc:  # noqa: BLE001 - a grammar/builder mismatch must not crash callers
-            span = Span.of_line(number, raw)
-            doc.errors.append(Diagnostic.at(span, "error", "syntax", f"cannot read statement: {exc}"))
+        error, stmt = built
+        if error is not None:
+            doc.errors.append(error)
+        if stmt is None:
             continue
         doc.statements.append(stmt)
         if isinstance(stmt, Header):
@@ -310,3 +321,4 @@ def parse(text: str) -> Document:
 def clear_cache() -> None:
     """Forget memoised lines (benchmarks measure cold parsing with this)."""
     _parse_line.cache_clear()
+    _build_line.cache_clear()
