@@ -224,6 +224,10 @@ class _Importer:
         if sc == "K2Node_Event":
             name, parent, _ = _member(obj, "EventReference")
             dsl = m.by_event.get(name)
+            if dsl is None and _is_user_class(parent) and self._has_spec("Event_Custom"):
+                # an event declared by a Blueprint (interface or parent class): a named custom event
+                self.report.add("approximation", "Blueprint-defined (interface/parent) event imported as Event_Custom", name)
+                return "Event_Custom", ""
             if dsl is None:
                 return None, f"event {name} has no catalog node type"
             return dsl, ""
@@ -263,7 +267,7 @@ class _Importer:
                     self.report.add("graph", "ControlRig (RigVM) node: not a Blueprint graph, no DSL equivalent", sc)
                 continue
             if not obj.name:
-                self.report.add("node", "object without a name (cannot be wired)", sc or "?")
+                self.report.add("object", "object without a name (cannot be wired)", sc or "?")
                 continue
             self.objects[obj.name] = obj
             self._note_path(obj)
@@ -320,7 +324,7 @@ class _Importer:
                 self.report.add("value", "variable node without a variable name", obj.name)
             return
         if node.type == "Event_Custom" or sc == "K2Node_CustomEvent":
-            name = _prop_str(obj, "CustomFunctionName")
+            name = _prop_str(obj, "CustomFunctionName") or _member(obj, "EventReference")[0]
             if name:
                 node.params["EventName"] = self._name_value(node, "EventName", name)
             return
@@ -487,7 +491,7 @@ class _Importer:
         self.report.knots_collapsed = len(used_knots)
         orphan_knots = len(self.knots) - len(used_knots)
         if orphan_knots:
-            self.report.add("node", "reroute knot with no source wire (its wires lead nowhere)", count=orphan_knots)
+            self.report.add("knot", "reroute knot with no source wire (its wires lead nowhere)", count=orphan_knots)
         return wires
 
     # -- assembly -----------------------------------------------------------------
@@ -673,6 +677,13 @@ def _same_value(a: str, b: str) -> bool:
 
 
 # --------------------------------------------------------------------------- API
+
+
+def map_objects(text: str, mapping: UEMapping | None = None) -> list[tuple[T3DObject, str]]:
+    """Every graph node of a clipboard text that maps to a catalog type, with that type."""
+    importer = _Importer(text, "<text>", mapping or default_mapping(), None, None)
+    importer.classify()
+    return [(node.obj, node.type) for node in importer.nodes.values()]
 
 
 def import_t3d_text(
