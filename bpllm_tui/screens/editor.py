@@ -275,9 +275,13 @@ class EditorScreen(Screen):
             self._timer.stop()
         self._timer = self.set_timer(DEBOUNCE_S, self._validate_now)
 
+    def _stale(self, event: Input.Changed) -> bool:
+        """Messages arrive after the fact: one whose value is no longer the field's came from a load."""
+        return self._loading or self.lesson is None or event.value != event.input.value
+
     @on(Input.Changed, "#instruction")
     def _instruction_changed(self, event: Input.Changed) -> None:
-        if self._loading or self.lesson is None or event.value == self.lesson.prompts[self.index].get("instruction"):
+        if self._stale(event) or event.value == self.lesson.prompts[self.index].get("instruction"):
             return
         self.lesson.prompts[self.index]["instruction"] = event.value
         self._mark_dirty()
@@ -287,7 +291,7 @@ class EditorScreen(Screen):
 
     @on(Input.Changed, "#category")
     def _category_changed(self, event: Input.Changed) -> None:
-        if self._loading or self.lesson is None or event.value == self.lesson.prompts[self.index].get("category"):
+        if self._stale(event) or event.value == self.lesson.prompts[self.index].get("category"):
             return
         self.lesson.prompts[self.index]["category"] = event.value
         self._mark_dirty()
@@ -297,6 +301,8 @@ class EditorScreen(Screen):
         if self.lesson is None or self._loading:
             return
         index = int(event.option.id or 0)
+        if event.option_list.highlighted != event.option_index:
+            return  # stale: the list was refilled or moved since
         if index != self.index and index < len(self.lesson.prompts):
             self._select_prompt(index)
 
@@ -320,6 +326,8 @@ class EditorScreen(Screen):
             label.append(f"{d.message} ", "")
             label.append(f"[{d.code}]", "dim")
             options.add_option(Option(label, id=str(i)))
+        if self.diagnostics:
+            options.highlighted = 0
         if self.lesson is not None:
             self.query_one("#prompts", OptionList).replace_option_prompt_at_index(
                 self.index, self._prompt_label(self.lesson.prompts[self.index], self.diagnostics))

@@ -1,0 +1,232 @@
+"""The lesson editor: live validation, jump to problems, format, atomic save, swap recovery, unsaved guard."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bpllm_tui.app import BpllmApp
+from bpllm_tui.lesson import Lesson, LessonError, SwapFile
+from bpllm_tui.screens.dialogs import Choice
+from bpllm_tui.screens.editor import EditorScreen
+from tests.tui_helpers import aio, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (160, 48)
+GOOD = 'BLUEPRINT: BP_Hello\nPARENT: Actor\n\nGRAPH: EventGraph\n\nNODE n1: Event_BeginPlay\nNODE n2: PrintString [InString="Hi"]\n\nEXEC n1.Then -> n2.Execute'
+
+
+def make_workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "lessons").mkdir(parents=True)
+    lesson = {"lesson_id": "lesson_t", "lesson_name": "Test", "description": "", "created": "2026-01-01",
+              "prompts": [{"id": "T_01", "category": "hello", "instruction": "Print Hi at start.", "expected_dsl": GOOD},
+                          {"id": "T_02", "category": "delay", "instruction": "Wait.", "expected_dsl": ""}],
+              "extra_key": {"kept": True}}
+    (ws / "lessons" / "lesson_t.json").write_text(json.dumps(lesson, indent=2), encoding="utf-8")
+    return ws
+
+
+async def open_editor(app, pilot) -> EditorScreen:
+    await pilot.press("e")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and app.screen.lesson is not None)
+    return app.screen
+
+
+@aio
+async def test_typing_an_error_underlines_and_lists_it_then_fixing_clears_it(tmp_path):
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        assert editor.diagnostics == []
+        editor.dsl.focus()
+        editor.dsl.move_cursor((5, 21))  # end of "NODE n1: Event_BeginPlay"
+        before = editor.validations
+        await pilot.press(*"X")  # Event_BeginPlayX: an unknown node type
+        assert await wait_for(pilot, lambda: editor.validations > before)
+        assert editor.diagnostics, "the unknown type is reported"
+        d = editor.diagnostics[0]
+        assert d.line == 6 and d.severity == "error"
+        # underlined in the rendered line (get_line is what TextArea paints)
+        line = editor.dsl.get_line(5)
+        assert any(span.style and "underline" in str(span.style) for span in line.spans)
+        # listed, and the status line says so
+        assert editor.query_one("#diagnostics").option_count >= 1
+        assert "error" in str(editor.query_one("#editor-status").render())
+        # jump: move away, select the problem, the cursor lands on it
+        editor.dsl.move_cursor((0, 0))
+        editor.query_one("#diagnostics").focus()
+        await pilot.press("enter")
+        assert editor.dsl.cursor_location[0] == 5
+        # fix it
+        editor.dsl.move_cursor((5, 22))
+        editor.dsl.focus()
+        before = editor.validations
+        await pilot.press("backspace")
+        assert await wait_for(pilot, lambda: editor.validations > before)
+        assert editor.diagnostics == []
+        assert not any(span.style and "underline" in str(span.style) for span in editor.dsl.get_line(5).spans)
+        assert "valid" in str(editor.query_one("#editor-status").render())
+
+
+@aio
+async def test_format_rewrites_canonically_and_save_is_atomic_and_keeps_unknown_keys(tmp_path):
+    from dsl.formatter import format_dsl
+
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        messy = GOOD.replace("NODE n1: Event_BeginPlay", "NODE   n1 :  Event_BeginPlay")
+        editor.dsl.replace(messy, (0, 0), editor.dsl.document.end)
+        await pilot.pause(0.1)
+        assert editor.dirty
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.1)
+        assert editor.dsl.text.rstrip("\n") == format_dsl(messy).rstrip("\n")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert not editor.dirty
+    saved = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
+    assert saved["prompts"][0]["expected_dsl"].rstrip("\n") == format_dsl(messy).rstrip("\n")
+    assert saved["extra_key"] == {"kept": True}
+    assert not list((ws / "lessons").glob("*.tmp*")), "no temp files left behind"
+    assert not SwapFile(ws, ws / "lessons" / "lesson_t.json").path.exists(), "saving removes the swap"
+
+
+@aio
+async def test_format_refuses_text_with_syntax_errors(tmp_path):
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        broken = GOOD + "\nEXEC n1.Then ->"
+        editor.dsl.replace(broken, (0, 0), editor.dsl.document.end)
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.1)
+        assert editor.dsl.text == broken
+        assert any("Cannot format" in (n.title or "") for n in app._notifications)
+
+
+@aio
+async def test_quit_with_unsaved_edits_asks_and_cancel_keeps_them(tmp_path):
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        editor.query_one("#instruction").focus()
+        await pilot.press("end", *" now")
+        await pilot.pause(0.05)
+        assert editor.dirty
+        await pilot.press("escape")  # back to the dashboard: edits are kept
+        assert app.current_mode == "dashboard"
+        await pilot.press("ctrl+q")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+        assert app.current_mode == "editor"  # the guard shows where the edits are
+        await pilot.click("#choice-cancel")
+        await pilot.pause(0.1)
+        assert app.is_running and editor.dirty
+        await pilot.press("ctrl+q")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.click("#choice-save")
+        await pilot.pause(0.3)
+    saved = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
+    assert saved["prompts"][0]["instruction"] == "Print Hi at start. now"
+
+
+@aio
+async def test_new_lesson_add_prompt_and_switching_prompts(tmp_path):
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        await pilot.press("f4")
+        await pilot.pause(0.1)
+        assert len(editor.lesson.prompts) == 3 and editor.index == 2
+        assert editor.lesson.prompts[2]["id"] == "T_03"
+        await pilot.press(*"Say bye")
+        editor.dsl.focus()
+        await pilot.press(*"BLUEPRINT: BP_Bye")
+        await pilot.pause(0.1)
+        assert editor.lesson.prompts[2]["instruction"] == "Say bye"
+        assert editor.lesson.prompts[2]["expected_dsl"] == "BLUEPRINT: BP_Bye"
+        # a new lesson: the guard asks first (discard), then the id prompt
+        await pilot.press("ctrl+n")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.click("#choice-discard")
+        await pilot.pause(0.2)
+        await pilot.press(*"lesson_new", "enter")
+        assert await wait_for(pilot, lambda: editor.lesson is not None and editor.lesson.lesson_id == "lesson_new")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+    assert (ws / "lessons" / "lesson_new.json").is_file()
+    original = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
+    assert len(original["prompts"]) == 2, "discarded edits were not written"
+
+
+def test_unreadable_lesson_names_file_and_fix(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(LessonError, match="bad.json: not valid JSON"):
+        Lesson.load(bad)
+
+
+def test_killed_app_loses_no_edits(tmp_path):
+    """Type into a real bpllm-tui process, SIGKILL it, reopen: the edits come back from the swap file."""
+    ws = make_workspace(tmp_path)
+    script = tmp_path / "drive.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from bpllm_tui.app import BpllmApp\n"
+        "async def main():\n"
+        "    app = BpllmApp(Path(sys.argv[1]), attach=False)\n"
+        "    async with app.run_test(size=(160, 48)) as pilot:\n"
+        "        await pilot.press('e')\n"
+        "        while getattr(app.screen, 'lesson', None) is None:\n"
+        "            await pilot.pause(0.05)\n"
+        "        app.screen.query_one('#instruction').focus()\n"
+        "        await pilot.press('end', *' UNSAVED')\n"
+        "        await pilot.pause(0.05)\n"
+        "        print('TYPED', flush=True)\n"
+        "        await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([sys.executable, str(script), str(ws)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "TYPED" in line, proc.stderr.read() if proc.poll() is not None else line
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    on_disk = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
+    assert "UNSAVED" not in on_disk["prompts"][0]["instruction"]
+    swap = SwapFile(ws, ws / "lessons" / "lesson_t.json").read()
+    assert swap is not None and swap["lesson"]["prompts"][0]["instruction"].endswith("UNSAVED")
+
+    async def reopen() -> str:
+        app = BpllmApp(ws, attach=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+            await pilot.click("#choice-recover")
+            editor = app.mode_screen("editor")
+            assert await wait_for(pilot, lambda: editor.lesson is not None)
+            assert editor.dirty
+            return editor.query_one("#instruction").value
+
+    import asyncio
+
+    assert asyncio.run(reopen()).endswith("UNSAVED")
