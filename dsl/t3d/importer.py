@@ -162,6 +162,7 @@ class _Node:
     var_name: str | None = None
     id: str = ""
     dynamic: bool = False  # pins pass through by name (user functions, custom events)
+    key: str = ""  # unique object key (names can repeat when copies are concatenated)
 
 
 def _prop_str(obj: T3DObject, key: str) -> str:
@@ -196,6 +197,8 @@ class _Importer:
         self.blueprint_names: Counter = Counter()
         self.variables: dict[str, str] = {}  # DSL var name -> DSL type
         self.var_renames: dict[str, str] = {}
+        self.names: dict[str, list[str]] = {}  # object name -> unique keys (names repeat when copies are concatenated)
+        self.duplicate_names = 0
 
     # -- classification -------------------------------------------------------
 
@@ -269,13 +272,19 @@ class _Importer:
             if not obj.name:
                 self.report.add("object", "object without a name (cannot be wired)", sc or "?")
                 continue
-            self.objects[obj.name] = obj
+            key = obj.name
+            if key in self.objects:
+                # several copies pasted into one file reuse names; pin ids stay unique
+                key = f"{obj.name}#{len(self.names[obj.name]) + 1}"
+                self.duplicate_names += 1
+            self.names.setdefault(obj.name, []).append(key)
+            self.objects[key] = obj
             self._note_path(obj)
             if sc in ("EdGraphNode_Comment", "MaterialGraphNode_Comment"):
                 self.report.comments_dropped += 1
                 continue
             if sc == "K2Node_Knot":
-                self.knots[obj.name] = obj
+                self.knots[key] = obj
                 continue
             self.report.graph_nodes += 1
             dsl_type, reason = self._resolve(obj)
@@ -283,14 +292,19 @@ class _Importer:
                 reason = f"maps to {dsl_type}, which the catalog does not define"
                 dsl_type = None
             if dsl_type is None:
-                self.unsupported_nodes[obj.name] = sc
+                self.unsupported_nodes[key] = sc
                 self.report.add("node", reason, obj.name)
                 continue
             canonical = self.catalog.canonical_node_type(dsl_type)
             node = _Node(obj, canonical, self.catalog.get(canonical), self.mapping.entry(canonical))
             node.dynamic = bool(node.spec.dynamic_pins) if node.spec else False
+            node.key = key
             self._node_params_from_props(node)
-            self.nodes[obj.name] = node
+            self.nodes[key] = node
+        if self.duplicate_names:
+            self.report.notes.append(
+                f"{self.duplicate_names} object name(s) repeat (several copies in one file); links resolved by pin id"
+            )
 
     def _note_path(self, obj: T3DObject) -> None:
         path = obj.header.get("ExportPath", "")
@@ -444,14 +458,14 @@ class _Importer:
         for name, obj in self.objects.items():
             for pin in obj.pins:
                 for other, other_id in pin.linked_to:
-                    target = pin_index.get((other, other_id))
-                    if target is None:
+                    other_key = next((k for k in self.names.get(other, ()) if (k, other_id) in pin_index), None)
+                    if other_key is None:
                         outside += 1
                         continue
                     if pin.direction == "out":
-                        edges.add((name, pin.pin_id, other, other_id))
+                        edges.add((name, pin.pin_id, other_key, other_id))
                     else:
-                        edges.add((other, other_id, name, pin.pin_id))
+                        edges.add((other_key, other_id, name, pin.pin_id))
         if outside:
             self.report.add("wire", "link to a node outside the copied selection", count=outside)
         by_source: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -564,7 +578,7 @@ class _Importer:
         for pin in node.obj.pins:
             if pin.direction != "in" or pin.is_exec or pin.hidden or pin.parent_pin:
                 continue
-            if (node.obj.name, pin.pin_id) in linked_inputs or pin.linked_to:
+            if (node.key, pin.pin_id) in linked_inputs or pin.linked_to:
                 continue
             if self._is_default(node, pin):
                 continue
