@@ -101,6 +101,9 @@ class StepContext:
     step: "Step | None" = None
     attempt: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)  # OOM halving etc.; persisted in state
+    # settings the ML code actually used (batch_size, grad_accum, max_seq_length, lora_r, lora_alpha):
+    # the OOM policy halves from these when the profile table does not name them; persisted in state
+    effective: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # in-memory, this process only
     _stop_check: Callable[[], bool] = field(default=lambda: False, repr=False)
     _save_state: Callable[[], None] = field(default=lambda: None, repr=False)

@@ -35,9 +35,14 @@ EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 2
 STATE_FILE = "state.json"
 CONSOLE_FILE = "console.log"
 ML_MODULE = "engine.ml.steps"
+ENV_ML_MODULE = "BPLLM_ML_MODULE"  # another module exposing register_steps (alternate ML stacks, tests)
 # Test-only knobs (documented in docs/engine.md): slow a step down, or make it raise a real error.
 ENV_SLOW = "BPLLM_TEST_SLOW_STEPS"      # "1.3=2.5,8.2=1"   seconds spent in the step, in 0.1 s slices
 ENV_INJECT = "BPLLM_TEST_INJECT"        # "2.3=cuda_oom*2"   raise that category's real exception N times
+
+
+class StallAbort(BaseException):
+    """Raised in the main thread (via SIGUSR2) when the watchdog gives up on a stalled step."""
 
 
 class StepFailed(Exception):
@@ -57,20 +62,22 @@ def build_registry(plan: Plan) -> StepRegistry:
 
     reg = StepRegistry(plan)
     steps_builtin.register_steps(reg)
+    name = os.environ.get(ENV_ML_MODULE) or ML_MODULE
     try:
-        mod = importlib.import_module(ML_MODULE)
+        mod = importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name not in (ML_MODULE, "engine.ml"):
-            reg.ml_status = f"{ML_MODULE} could not be imported: missing module {exc.name!r}"
+        parents = {name.rsplit(".", i)[0] for i in range(name.count(".") + 1)}
+        if exc.name not in parents:
+            reg.ml_status = f"{name} could not be imported: missing module {exc.name!r}"
         else:
-            reg.ml_status = f"{ML_MODULE} is not installed (ML steps come from issue 4); not faked"
+            reg.ml_status = f"{name} is not installed (the ML steps 3-7); not faked"
         return reg
     except Exception as exc:  # noqa: BLE001 - a broken ML module must not kill data steps
-        reg.ml_status = f"{ML_MODULE} failed to import: {type(exc).__name__}: {exc}"
+        reg.ml_status = f"{name} failed to import: {type(exc).__name__}: {exc}"
         return reg
     register = getattr(mod, "register_steps", None)
     if register is None:
-        reg.ml_status = f"{ML_MODULE} has no register_steps(registry)"
+        reg.ml_status = f"{name} has no register_steps(registry)"
     else:
         register(reg)
     return reg
@@ -180,7 +187,7 @@ class Runner:
         ctx = StepContext(workspace=self.ws, config=cfg, profile=state["profile"], run_id=run_id, run_dir=run_dir,
                           events=self.events, heartbeat=self.heartbeat, history=self.history, plan=self.plan,
                           state=state.setdefault("ctx", {}), cycles=int(state["cycles"]),
-                          overrides=state.setdefault("overrides", {}))
+                          overrides=state.setdefault("overrides", {}), effective=state.setdefault("effective", {}))
         ctx.cache["registry"] = self.registry
         ctx.cache["done"] = state["done"]
         ctx._stop_check = self._stop.is_set
@@ -352,8 +359,8 @@ class Runner:
                                   duration=round(time.time() - t0, 3), attempt=attempt)
                 self._save_state()
                 raise
-            except KeyboardInterrupt as exc:
-                if self._stall_abort is None:
+            except StallAbort as exc:
+                if self._stall_abort is None:  # pragma: no cover - only the watchdog raises it
                     raise
                 info = classify(StallTimeout(f"no progress for {self._stall_abort['age_s']:.0f}s in phase "
                                              f"{self._stall_abort['phase']} (limit {self._stall_abort['limit_s']:.0f}s)"))
@@ -391,8 +398,8 @@ class Runner:
         changes: dict[str, Any] = {}
         retry = info.retryable and attempt < max_attempts
         if retry and info.category == "cuda_oom":
-            current = {k: self.ctx.setting(k) for k in ("batch_size", "grad_accum", "max_seq_length", "lora_r",
-                                                        "lora_alpha")}
+            current = {k: self.ctx.setting(k, self.ctx.effective.get(k))
+                       for k in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha")}
             changes = oom_adjust(current)
             if not changes:
                 retry = False
@@ -497,7 +504,8 @@ class Runner:
             if age >= kill:
                 self._stall_abort = {"phase": phase, "age_s": age, "limit_s": kill}
                 self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=kill, step=step.id, action="abort")
-                _thread.interrupt_main()
+                if signal.SIGUSR2 in self._old_handlers:
+                    _thread.interrupt_main(signal.SIGUSR2)
             elif age >= warn and self._stall_warned_at != progress_at:
                 self._stall_warned_at = progress_at
                 self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=warn, step=step.id, action="warn")
@@ -527,8 +535,13 @@ class Runner:
                     raise KeyboardInterrupt
             self.request_stop("signal", f"{name} received")
 
+        def on_stall(_signum: int, _frame: Any) -> None:
+            if self._stall_abort is not None and self._in_step is not None:
+                raise StallAbort()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._old_handlers[sig] = signal.signal(sig, on_signal)
+        self._old_handlers[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, on_stall)
 
     def _restore_signals(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():
@@ -585,14 +598,18 @@ def _test_knobs(step: Step, ctx: StepContext) -> None:
     """BPLLM_TEST_SLOW_STEPS / BPLLM_TEST_INJECT: test-only ways to make a real step slow or fail."""
     slow = _parse_knob(os.environ.get(ENV_SLOW, ""))
     if step.id in slow:
-        seconds = float(slow[step.id])
+        spec = slow[step.id]
+        silent = spec.endswith("!")  # "1.3=5!": no progress reports (lets the stall watchdog fire)
+        seconds = float(spec.rstrip("!"))
         t_end = time.time() + seconds
         n, total = 0, max(1, int(seconds / 0.1))
         while time.time() < t_end:
-            ctx.check_stop()
+            if not silent:
+                ctx.check_stop()
             time.sleep(0.1)
             n += 1
-            ctx.progress(min(n, total), total, "test slow-down", unit="tick")
+            if not silent:
+                ctx.progress(min(n, total), total, "test slow-down", unit="tick")
     inject = _parse_knob(os.environ.get(ENV_INJECT, ""))
     if step.id in inject:
         spec = inject[step.id]
