@@ -171,9 +171,6 @@ class _Checker:
     def check_structure(self) -> None:
         doc = self.doc
         first_line = Span(1, 1, 1, 2)
-        for _, text in doc.iter_lines():
-            if text.strip():
-                break
         seen: dict[str, int] = {}
         for h in doc.headers:
             if h.key in seen:
@@ -309,12 +306,15 @@ class _Checker:
                           f"write {_literal_hint(cat.literal_kinds(ptype))}")
         for ps in spec.params:
             if ps.required and ps.name not in given:
+                example = self._example(ps.type)
+                if spec.named_pin is not None and ps.name == spec.named_pin[0] and self.var_types:
+                    example = next(iter(self.var_types))
                 self.emit(n.type_span, "missing-param",
-                          f"{spec.name} needs {ps.name}=...; e.g. NODE {n.id}: {spec.name} [{ps.name}={self._example(ps.type)}]")
+                          f"{spec.name} needs {ps.name}=...; e.g. NODE {n.id}: {spec.name} [{ps.name}={example}]")
         if spec.named_pin is not None:
             param_name = spec.named_pin[0]
             p = self._param(n, param_name)
-            if p is not None and self.doc.vars is not None:
+            if p is not None:
                 var = p.value.python
                 if isinstance(var, str) and var not in self.var_types:
                     self.emit(p.value.span, "undeclared-var",
@@ -322,7 +322,7 @@ class _Checker:
 
     @staticmethod
     def _example(type_name: str) -> str:
-        return {"Bool": "true", "Int": "0", "Float": "1.0", "String": '"Text"'}.get(type_name, "Name")
+        return {"Bool": "true", "Int": "0", "Float": "1.0", "String": '"Text"', "Text": '"Text"'}.get(type_name, "MyName")
 
     def _param(self, n: NodeDecl, canonical: str):
         if not n.params:
