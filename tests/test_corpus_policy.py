@@ -143,3 +143,14 @@ def test_derive_script_finds_every_gold_node_type_in_the_catalog():
     # what remains are the two documented quirks, reported as warnings by the validator
     assert all(("Execute" in g or "Then" in g) or g.startswith(("Event_BeginPlay", "Event_Tick")) for g in gaps), gaps
     assert not [g for g in gaps if "node " in g and "missing" in g]
+
+
+def test_formatted_gold_still_validates():
+    """The canonical form the formatter writes (aliases resolved, Name params bare) stays valid."""
+    from dsl.formatter import format_dsl
+
+    items = []
+    for path in sorted((CORPUS / "lessons").rglob("*.json")):
+        for p in json.loads(path.read_text(encoding="utf-8"))["prompts"]:
+            items.append((f"{path.name}:{p['id']} (formatted)", format_dsl(p["expected_dsl"])))
+    assert_all_valid(items)
