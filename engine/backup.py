@@ -52,6 +52,7 @@ def _copy_into(ws: Any, rel: str, dest_root: Path) -> None:
         d = sqlite3.connect(str(dst))
         try:
             s.backup(d)
+            d.execute("PRAGMA journal_mode=DELETE")  # a standalone file: opening the copy creates no -wal/-shm
         finally:
             d.close()
             s.close()

@@ -6,6 +6,10 @@ the merged split (datasets/train.jsonl + validation.jsonl) when it exists, else
 every valid row of the workspace's sources and generated datasets.  Exam summaries
 report seen and unseen prompts separately, since a score on a seen prompt measures
 recall, not generalisation.
+
+Per prompt the verdict is exact (``match`` says whether the instruction, the graph or both
+were found, ``where`` names the first training row); per lesson the status is ``seen``
+when more than half of its prompts are seen, else ``unseen``, always with both counts.
 """
 from __future__ import annotations
 
@@ -74,7 +78,10 @@ def leakage_report(ws: Any, lesson_paths: list[Path] | None = None) -> dict[str,
             prompts.append({"prompt_id": pid, "status": "seen" if seen else "unseen", "match": match,
                             "where": by_ins or by_graph})
         n_seen = sum(1 for p in prompts if p["status"] == "seen")
-        status = "seen" if prompts and n_seen == len(prompts) else "unseen" if n_seen == 0 else "partial"
+        # a lesson is `seen` when most of its prompts are; the counts (and each prompt) stay exact, so a
+        # lesson with one graph-level match (e.g. the reference's L12_07, a 2-node graph that also
+        # appears under another instruction) is reported as unseen with "1 seen"
+        status = "seen" if prompts and n_seen * 2 > len(prompts) else "unseen"
         out_lessons.append({"lesson_id": lesson.id, "file": lesson.path.name, "status": status, "seen": n_seen,
                             "unseen": len(prompts) - n_seen, "total": len(prompts), "holdout": lesson.holdout,
                             "prompts": prompts})
