@@ -216,12 +216,15 @@ class _Importer:
                 dsl = m.by_operation.get(_prop_str(obj, "OperationName"))
                 if dsl is not None and not self._has_spec(dsl):
                     dsl = None
+            near = None
             if dsl is None:
-                dsl = m.by_function.get(name)
+                dsl, near = m.function_type(name, parent)
             if dsl is None and (self_ctx or _is_user_class(parent)) and name:
                 dsl = "CallEvent" if name in self.custom_events else "CallFunction"
             if dsl is None:
                 owner = object_short_name(parent) if parent else "self"
+                if near:
+                    return None, f"function {owner}.{name} has no catalog node type (not the catalog's {near})"
                 return None, f"function {owner}.{name} has no catalog node type"
             return dsl, ""
         if sc == "K2Node_Event":

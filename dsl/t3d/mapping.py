@@ -189,7 +189,7 @@ class UEMapping:
             entry.rules = [_make_rule(d, u) for d, u in spec.get("pins", {}).items()]
             self.entries[name] = entry
         # import index: (kind, key) -> DSL type; first entry listed wins
-        self.by_function: dict[str, str] = {}
+        self.by_function: dict[str, list[str]] = {}  # member name -> DSL types, preferred first
         self.by_event: dict[str, str] = {}
         self.by_macro: dict[str, str] = {}
         self.by_cast: dict[str, str] = {}
@@ -207,7 +207,9 @@ class UEMapping:
             sc = e.short_class
             if sc in FUNCTION_CLASSES and e.member_name:
                 for member in [e.member_name, *e.data.get("also_import", []), *e.data.get("members_by_type", {}).values()]:
-                    self.by_function.setdefault(member, name)
+                    types = self.by_function.setdefault(member, [])
+                    if name not in types:
+                        types.append(name)
             elif sc == "K2Node_Event" and e.member_name:
                 self.by_event.setdefault(e.member_name, name)
             elif sc == "K2Node_MacroInstance" and e.data.get("macro"):
@@ -223,6 +225,24 @@ class UEMapping:
         for tname, t in self.types.items():
             key = (t.get("category", ""), object_short_name(t["object"]) if t.get("object") else "", t.get("container", ""))
             self.type_by_ue.setdefault(key, tname)
+
+    def function_type(self, member: str, parent: str) -> tuple[str | None, str | None]:
+        """(DSL type, None) for a called function, or (None, the catalog's nearest match).
+
+        ``MemberParent`` is the class that declares the function, so it must agree:
+        CharacterMovementComponent.AddImpulse is not PrimitiveComponent.AddImpulse."""
+        candidates = self.by_function.get(member, [])
+        if not candidates:
+            return None, None
+        if not parent:
+            return candidates[0], None
+        owner = object_short_name(parent)
+        for name in candidates:
+            declared = self.entries[name].member_parent
+            if not declared or object_short_name(declared) == owner:
+                return name, None
+        declared = self.entries[candidates[0]].member_parent or ""
+        return None, f"{candidates[0]} ({object_short_name(declared)}.{member})"
 
     def entry(self, dsl_type: str) -> UEEntry | None:
         return self.entries.get(self.catalog.canonical_node_type(dsl_type))
