@@ -57,6 +57,7 @@ class BpllmApp(App[int]):
         self.attach_on_start = attach
         self.open_lesson = open_lesson
         self.state = RunState(log_lines=self.config.log_lines)
+        self.state.seed_plan()
         self.client = EngineClient(self.workspace, self.post_message)
         self._quit_when_engine_exits = False
         self._launch_after_init: tuple[str, ...] | None = None
@@ -119,6 +120,7 @@ class BpllmApp(App[int]):
         if self.state.run_dir != message.run_dir:
             keep = list(self.state.log)
             self.state.__init__(log_lines=self.config.log_lines)  # a fresh fold for a new run
+            self.state.seed_plan()
             for rec in keep:
                 self.state.log.append(rec)
             self.state.log_total = len(keep)
@@ -132,6 +134,11 @@ class BpllmApp(App[int]):
         for problem in message.malformed:
             self.state.note_malformed(problem)
         self.state.apply_many(message.events)
+        if not message.replay:
+            for event in message.events:
+                if event.get("type") == "artifact" and event.get("kind") == "lesson_draft":
+                    self.notify(f"Grading drafted {event.get('path')}; press e then ctrl+o to review it",
+                                title="New lesson draft", timeout=10)
 
     def on_engine_heartbeat(self, message: EngineHeartbeat) -> None:
         self.state.set_heartbeat(message.beat)
@@ -190,6 +197,12 @@ class BpllmApp(App[int]):
 
     def _engine_busy(self) -> bool:
         return self.client.engine_alive() or self.state.process == "running" and self.state.active
+
+    def _run_in_progress(self) -> bool:
+        """An engine is working on a run (one that has written its end event is only exiting)."""
+        if self.state.core.status in ("done", "stopped", "failed"):
+            return False
+        return self.client.engine_alive() or (self.state.active and self.state.process == "running")
 
     def action_start_cycle(self) -> None:
         if self._engine_busy():
@@ -267,7 +280,7 @@ class BpllmApp(App[int]):
             ok = await editor.guard_unsaved("The lesson")  # type: ignore[attr-defined]
             if not ok:
                 return
-        if self.client.engine_alive() or (self.state.active and self.state.process == "running"):
+        if self._run_in_progress():
             answer = await self.push_screen_wait(quit_while_running(self.state.run_id or "?"))
             if answer == "cancel":
                 return

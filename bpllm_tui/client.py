@@ -36,7 +36,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ".lock"
 BATCH = 500  # events per message: keeps each handler well under a frame
 # console lines the engine also writes as events (shown from the events instead)
-CONSOLE_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(STEP \d+(\.\d+)?|INFO|DEBUG|WARNING|ERROR)\] ")
+CONSOLE_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(STEP \d+(\.\d+)?|INFO|DEBUG|WARNING|ERROR|RUN)\] ")
 
 
 def engine_command(*args: str) -> list[str]:

@@ -100,11 +100,24 @@ class RunState:
         self.log: deque[LogRecord] = deque(maxlen=log_lines)
         self.log_total = 0
         self.exam_items: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
+        self._seeded: set[str] = set()
         self.stall: dict[str, Any] | None = None
         self.heartbeat: dict[str, Any] | None = None
         self.events = 0
         self.malformed = 0
         self.versions: dict[str, int] = {k: 0 for k in ("steps", "loss", "mastery", "gpu", "log", "status")}
+
+    def seed_plan(self) -> None:
+        """Show the canonical plan (all pending) until a run's own plan arrives."""
+        if not self.core.plan:
+            from engine.reader import StepState
+
+            self.core.plan = load_plan()
+            self._seeded = {p["id"] for p in self.core.plan}
+            for p in self.core.plan:
+                self.core.steps.setdefault(p["id"], StepState(p["id"], p["name"], parent=p.get("parent")))
+            self._bump("steps")
 
     # ------------------------------------------------------------------ reading
     @property
@@ -208,9 +221,16 @@ class RunState:
         ts = _num(e.get("ts")) or time.time()
         if kind == "step":
             self._bump("steps", "status")
-            if e.get("status") == "error" and e.get("message"):
-                self.add_log(f"[STEP {e.get('id')}] ERROR: {e.get('message')}", "error", "engine", ts)
+            line = _step_line(e)
+            if line is not None:
+                self.add_log(line[1], line[0], "engine", ts)
         elif kind == "run":
+            if e.get("plan") and self._seeded:  # the run's own plan replaces the shipped one
+                keep = {p.get("id") for p in e["plan"] if isinstance(p, dict)}
+                for sid in self._seeded - keep:
+                    if self.core.steps.get(sid) is not None and self.core.steps[sid].status == "pending":
+                        del self.core.steps[sid]
+                self._seeded = set()
             if e.get("phase") in ("start", "resume"):
                 self.stopping = False
                 self.stall = None
@@ -243,6 +263,10 @@ class RunState:
             self._apply_gpu(e)
         elif kind == "exam_item":
             self.exam_items.append(e)
+        elif kind == "artifact":
+            self.artifacts.append(e)
+            if e.get("kind") in ("lesson_draft", "exam"):
+                self.add_log(f"{e.get('kind')} written: {e.get('path')}", "info", "engine", ts)
         elif kind == "error":
             hint = f" — {e['hint']}" if e.get("hint") else ""
             self.add_log(f"[{e.get('category')}] {e.get('message')}{hint}", "error", "engine", ts)
@@ -322,6 +346,39 @@ class RunState:
             procs = d.get("processes")
             gpu.processes = [p for p in procs if isinstance(p, dict)] if isinstance(procs, list) else []
         self._bump("gpu")
+
+
+_STEP_WORD = {"start": "STARTING", "complete": "COMPLETE", "error": "ERROR", "skip": "SKIPPED"}
+
+
+def _step_line(e: dict[str, Any]) -> tuple[str, str] | None:
+    """The console line of a step event (progress events are shown in the tree, not the log)."""
+    word = _STEP_WORD.get(str(e.get("status")))
+    if word is None:
+        return None
+    text = f"[STEP {e.get('id')}] {word}: {e.get('name', '')}"
+    if word == "COMPLETE" and e.get("duration") is not None:
+        text += f" ({float(e['duration']):.1f}s)"
+    elif word == "ERROR" and e.get("message"):
+        text += f" — {e['message']}"
+    elif word == "SKIPPED" and e.get("reason"):
+        text += f" — {e['reason']}"
+    level = "error" if word == "ERROR" else "debug" if word == "SKIPPED" else "info"
+    return level, text
+
+
+def load_plan() -> list[dict[str, Any]]:
+    """The canonical step plan shipped as data (shown before any run exists)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "step_plan.json"
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8")).get("steps", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [{"id": str(s["id"]), "name": str(s.get("name", "")), "parent": s.get("parent")}
+            for s in steps if isinstance(s, dict) and s.get("id")]
 
 
 def ema_debiased(values: list[float], beta: float = 0.9) -> list[float]:

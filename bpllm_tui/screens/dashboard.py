@@ -60,6 +60,9 @@ class DashboardScreen(Screen):
         self.set_interval(1.0, self._tick_status)
         self.sync(force=True)
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 120, "-narrow")
+
     def on_screen_resume(self) -> None:
         self.sync(force=True)
 

@@ -23,6 +23,8 @@ class MasteryTable(DataTable):
 
     def sync(self, state: RunState) -> None:
         rows = sorted(state.mastery.values(), key=lambda r: (r.score, r.node))
+        if state.mastery_version:
+            self.border_subtitle = f"version {state.mastery_version}"
         for row in rows:
             style = themed(self.app, BAND_STYLE.get(row.band, ""))
             delta = "" if row.delta is None else f"{row.delta:+.1f}"

@@ -43,7 +43,7 @@ class StatusBar(Static):
         text.append(state.core.profile or "—")
         text.append("  phase ", "dim")
         text.append(state.phase)
-        age = state.heartbeat_age(now)
+        age = state.heartbeat_age(now) if state.active or state.status == "dead" else None
         text.append("  ♥ ", "dim")
         if age is None:
             text.append("—")
