@@ -7,6 +7,8 @@ sorted. Idempotent, and ``parse(format_dsl(x))`` is the same graph as ``x``.
 """
 from __future__ import annotations
 
+import re
+
 from .ast import Document, Value, quote
 from .catalog import Catalog, default_catalog
 from .graph import GEdge, Graph, build_graph, wl_signatures
@@ -46,14 +48,21 @@ def _param_text(node, key: str) -> str:
     return node.params[key]
 
 
-def _pin_rank(g: Graph, catalog: Catalog, node_id: str, pin: str, direction: str) -> tuple[int, str]:
-    node = g.nodes.get(node_id)
+def _pin_rank(g: Graph, catalog: Catalog, node_id: str | None, pin: str, direction: str) -> tuple[int, int, str]:
+    """Catalog pin order; pattern families (Then_0, Then_1, ... Then_10) in numeric order."""
+    node = g.nodes.get(node_id) if node_id is not None else None
     spec = catalog.get(node.type) if node else None
+    stem, _, suffix = pin.rpartition("_")
+    number = int(suffix) if stem and suffix.isdigit() else -1
     if spec is not None:
         for i, p in enumerate(spec.pins):
-            if p.name == pin and p.direction == direction:
-                return (i, "")
-    return (1 << 20, pin)
+            if p.direction != direction:
+                continue
+            if p.name == pin:
+                return (i, number, "")
+            if p.pattern and spec.pins_named(pin) and p.pattern and re.fullmatch(p.pattern, pin):
+                return (i, number, pin)
+    return (1 << 20, number, pin)
 
 
 def node_order(g: Graph, catalog: Catalog) -> list[str]:
@@ -137,7 +146,7 @@ def format_graph(g: Graph, catalog: Catalog) -> str:
         dst_rank = int(new_id[e.dst][1:]) if e.dst in new_id else 1 << 30
         return (
             src_rank,
-            _pin_rank(g, catalog, e.src, e.src_pin, "out") if e.src else (0, e.src_pin),
+            _pin_rank(g, catalog, e.src, e.src_pin, "out") if e.src else (0, 0, e.src_pin),
             dst_rank,
             _pin_rank(g, catalog, e.dst, e.dst_pin, "in"),
             e.type or "",

@@ -128,14 +128,26 @@ def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph
         is_event = spec.is_event if spec is not None else ntype.startswith(_EVENT_PREFIXES)
         pure = spec.pure if spec is not None else False
         g.nodes[n.id] = GNode(n.id, ntype, params, raw, n.span.line, is_event, pure, order)
+    def pin_name(node: GNode | None, pin: str) -> str:
+        if node is None:
+            return pin
+        pin = cat.canonical_pin(node.type, pin)
+        spec = cat.get(node.type)
+        # VariableGet [VarName=Health] may be wired as n2.Health: Unreal names the pin after the variable
+        if spec is not None and spec.named_pin is not None:
+            param, generic = spec.named_pin
+            if node.params.get(param) == pin:
+                return generic
+        return pin
+
     seen_edges: set[tuple] = set()
     for c in doc.connections:
         dst_node = g.nodes.get(c.target.node)
-        dst_pin = cat.canonical_pin(dst_node.type, c.target.pin) if dst_node else c.target.pin
+        dst_pin = pin_name(dst_node, c.target.pin)
         ctype = cat.canonical_type(str(c.type)) if c.type is not None else None
         if isinstance(c.source, PinRef):
             src_node = g.nodes.get(c.source.node)
-            src_pin = cat.canonical_pin(src_node.type, c.source.pin) if src_node else c.source.pin
+            src_pin = pin_name(src_node, c.source.pin)
             edge = GEdge(c.kind, c.source.node, src_pin, c.target.node, dst_pin, ctype, c.span.line)
         else:
             edge = GEdge(c.kind, None, _value_text(c.source), c.target.node, dst_pin, ctype, c.span.line)

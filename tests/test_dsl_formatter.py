@@ -63,3 +63,11 @@ def test_corpus_gold_formats_idempotently_and_invariantly(corpus):
             assert format_dsl(shuffled) == canon, (name, prompt["id"])
             count += 1
     assert count >= 280
+
+
+def test_pattern_pins_sort_numerically():
+    body = "".join(f'NODE n{i + 3}: PrintString [InString="{i}"]\nEXEC n2.Then_{i} -> n{i + 3}.Execute\n' for i in range(12))
+    text = "BLUEPRINT: A\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\nNODE n2: Sequence\n" + body
+    text += "EXEC n1.Then -> n2.Execute\n"
+    lines = [l for l in format_dsl(text).splitlines() if l.startswith("EXEC n2.")]
+    assert [l.split()[1] for l in lines] == [f"n2.Then_{i}" for i in range(12)]

@@ -125,3 +125,13 @@ def test_gold_against_renumbered_gold(corpus):
         for prompt in lesson["prompts"]:
             gold = prompt["expected_dsl"]
             assert score(gold, _renumber_and_shuffle(gold, rng.randrange(1000))).score == 1.0, prompt["id"]
+
+
+def test_variable_named_pin_equals_generic_value_pin():
+    text = (
+        "BLUEPRINT: A\nPARENT: Actor\nVAR Health: Float\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"
+        "NODE n2: VariableGet [VarName=Health]\nNODE n3: PrintString\nEXEC n1.Then -> n3.Execute\n"
+        "DATA n2.Health -> n3.InString [String]\n"
+    )
+    assert score(text, text.replace("n2.Health", "n2.Value")).score == 1.0
+    assert score(text, text.replace("n2.Health", "n2.Other")).score < 1.0
