@@ -532,8 +532,12 @@ class _Importer:
                 continue
             sname, dname = self.dsl_pin(src, spin), self.dsl_pin(dst, dpin)
             if sname is None or dname is None:
+                bad_pin = spin if sname is None else dpin
                 bad = f"{src.type}.{spin.name}" if sname is None else f"{dst.type}.{dpin.name}"
-                self.report.add("pin", "wired pin has no catalog pin", bad)
+                if bad_pin.parent_pin:
+                    self.report.add("pin", "member pin of a split struct (Split Struct Pin) has no DSL equivalent", bad)
+                else:
+                    self.report.add("pin", "wired pin has no catalog pin", bad)
                 continue
             if spin.is_exec or dpin.is_exec:
                 execs.append(f"EXEC {src.id}.{sname} -> {dst.id}.{dname}")
