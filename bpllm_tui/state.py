@@ -394,6 +394,8 @@ def ema_debiased(values: list[float], beta: float = 0.9) -> list[float]:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)

@@ -1,0 +1,122 @@
+"""SVG snapshots of the screens (pytest-textual-snapshot): dashboard from the recorded engine events, the
+editor with errors, the review diff, and a narrow terminal. Refresh with ``--snapshot-update`` after a
+deliberate visual change (and look at the SVGs in tests/__snapshots__/)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from bpllm_tui.app import BpllmApp
+from bpllm_tui.config import TuiConfig
+from tests.tui_helpers import write_run
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tui" / "run" / "events.jsonl"
+RUN_ID = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[0])["run_id"]
+
+EXPECTED = ('BLUEPRINT: BP_Door\nPARENT: Actor\n\nGRAPH: EventGraph\n\nNODE n1: Event_BeginPlay\n'
+            'NODE n2: Delay [Duration=2.0]\nNODE n3: PrintString [InString="Open"]\n\n'
+            'EXEC n1.Then -> n2.Execute\nEXEC n2.Completed -> n3.Execute')
+ACTUAL = ('BLUEPRINT: BP_Door\nPARENT: Actor\n\nGRAPH: EventGraph\n\nNODE n1: Event_BeginPlay\n'
+          'NODE n2: Delay [Duration=5.0]\nNODE n3: PrintString [InString="Open"]\nNODE n4: DestroyActor\n\n'
+          'EXEC n1.Then -> n2.Execute\nEXEC n2.Then -> n3.Execute\nEXEC n3.Then -> n4.Execute')
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def fixture_workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    run_dir = ws / "runs" / RUN_ID
+    run_dir.mkdir(parents=True)
+    shutil.copyfile(FIXTURE, run_dir / "events.jsonl")
+    return ws
+
+
+async def follow_fixture(app, pilot, ws: Path) -> None:
+    app.client.follow(ws / "runs" / RUN_ID, live=False)
+    while app.state.status != "done":
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def test_dashboard_from_recorded_engine_events(snap_compare, tmp_path):
+    ws = fixture_workspace(tmp_path)
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=lambda pilot: follow_fixture(app, pilot, ws))
+
+
+def test_dashboard_training_with_loss_and_mastery(snap_compare, tmp_path):
+    ws = tmp_path / "ws"
+    run_dir = write_run(ws, finished=True)
+    hb = run_dir / "heartbeat.json"
+    hb.unlink()  # its age depends on the clock
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    async def before(pilot):
+        app.client.follow(run_dir, live=False)
+        while app.state.status != "done":
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=before)
+
+
+def test_dashboard_narrow_terminal(snap_compare, tmp_path):
+    ws = fixture_workspace(tmp_path)
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=lambda pilot: follow_fixture(app, pilot, ws))
+
+
+def test_editor_with_errors(snap_compare, tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "lessons").mkdir(parents=True)
+    broken = EXPECTED.replace("NODE n2: Delay [Duration=2.0]", "NODE n2: Dealy [Duration=2.0]") + "\nEXEC n3.Then ->"
+    lesson = {"lesson_id": "lesson_doors", "lesson_name": "Doors", "prompts": [
+        {"id": "D_01", "category": "delay", "instruction": "Open the door two seconds after play begins.",
+         "expected_dsl": broken},
+        {"id": "D_02", "category": "print", "instruction": "Print Open.", "expected_dsl": EXPECTED}]}
+    (ws / "lessons" / "lesson_doors.json").write_text(json.dumps(lesson), encoding="utf-8")
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    async def before(pilot):
+        await pilot.press("e")
+        while getattr(app.screen, "lesson", None) is None:
+            await pilot.pause(0.05)
+        editor = app.screen
+        editor.dsl.cursor_blink = False
+        for field in editor.query("Input"):
+            field.cursor_blink = False
+        editor.dsl.focus()
+        editor.dsl.move_cursor((6, 13))
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(160, 40), run_before=before)
+
+
+def test_review_structural_diff(snap_compare, tmp_path):
+    ws = tmp_path / "ws"
+    exams = ws / "runs" / "20260101-000000-abcd" / "exams" / "v2"
+    exams.mkdir(parents=True)
+    record = {"lesson_id": "lesson_doors", "prompt_id": "D_01", "category": "delay",
+              "instruction": "Open the door two seconds after play begins.", "expected_dsl": EXPECTED,
+              "actual_dsl": ACTUAL, "score": 0.62, "valid": True, "seen": False, "time_s": 3.2}
+    (exams / "exam_lesson_doors_20260101_000000.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    async def before(pilot):
+        await pilot.press("v")
+        while getattr(app.screen, "current", None) is None:
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(160, 40), run_before=before)
