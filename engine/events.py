@@ -273,9 +273,11 @@ class EventWriter:
             if problems and self.strict:
                 raise ValueError("invalid event: " + "; ".join(problems))
             line = json.dumps(event, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+            # seq moves first: an async exception (the stall watchdog's signal) between the two
+            # statements can leave a gap in seq, never a duplicate
+            self.seq += 1
             self._fh.write(line + "\n")
             self._fh.flush()
-            self.seq += 1
             self.last_event = event
             if self._stdout is not None:
                 try:

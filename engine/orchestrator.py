@@ -96,6 +96,9 @@ class Runner:
         self._stop = threading.Event()
         self._stop_source: str | None = None
         self._stop_emitted = False
+        self._stop_lock = threading.Lock()
+        self._stop_message: str | None = None
+        self._stop_step: str | None = None
         self._stall_abort: dict[str, Any] | None = None
         self._in_step: Step | None = None
         self._stall_warned_at: float | None = None
@@ -225,6 +228,7 @@ class Runner:
         try:
             self._run_cycles(selected)
         except StopRequested:
+            self._flush_stop_event()
             status, code, message = "stopped", EXIT_STOPPED, f"stopped on request ({self._stop_source or 'cli'})"
         except StepFailed as exc:
             status, code = "failed", EXIT_FAILED
@@ -352,6 +356,7 @@ class Runner:
             except StepSkipped as s:
                 return self._skip(step, cycle, s.reason, duration=round(time.time() - t0, 3))
             except StopRequested:
+                self._flush_stop_event()
                 self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
                                  cycle=cycle, duration=round(time.time() - t0, 3),
                                  message="interrupted by a stop request; `bpllm resume` re-runs this step")
@@ -476,13 +481,25 @@ class Runner:
         if self._stop.is_set():
             raise StopRequested()
 
-    def request_stop(self, source: str, message: str | None = None) -> None:
+    def request_stop(self, source: str, message: str | None = None, *, emit: bool = True) -> None:
+        """Flag a graceful stop.  From a signal handler pass emit=False: the handler may interrupt an
+        emit in progress, so the event is written by the watcher thread (or at the stop boundary)."""
         if self._stop.is_set():
             return
         self._stop_source = source
+        self._stop_message = message
+        self._stop_step = self._in_step.id if self._in_step else None
         self._stop.set()
-        step = self._in_step.id if self._in_step else None
-        self.events.emit("stop_requested", source=source, requested_at=time.time(), step=step, message=message)
+        if emit:
+            self._flush_stop_event()
+
+    def _flush_stop_event(self) -> None:
+        with self._stop_lock:
+            if self._stop_emitted or not self._stop.is_set():
+                return
+            self._stop_emitted = True
+        self.events.emit("stop_requested", source=self._stop_source or "cli", requested_at=time.time(),
+                         step=self._stop_step, message=self._stop_message)
         self.heartbeat.update(phase="stopping", progress=False, force=True)
 
     def _watch(self) -> None:
@@ -493,6 +510,8 @@ class Runner:
             if not self._stop.is_set() and stop_file.exists():
                 req = read_json_quiet(stop_file)
                 self.request_stop(str(req.get("source") or "cli"), req.get("message"))
+            elif self._stop.is_set() and not self._stop_emitted:
+                self._flush_stop_event()  # requested by a signal
             step = self._in_step
             if step is None or not st["enabled"] or self._stall_abort is not None:
                 continue
@@ -533,7 +552,7 @@ class Runner:
                 self._sigint_count += 1
                 if self._sigint_count > 1:
                     raise KeyboardInterrupt
-            self.request_stop("signal", f"{name} received")
+            self.request_stop("signal", f"{name} received", emit=False)
 
         def on_stall(_signum: int, _frame: Any) -> None:
             if self._stall_abort is not None and self._in_step is not None:

@@ -303,3 +303,22 @@ def engine_liveness(run_dir: str | Path, *, stale_after: float = 30.0) -> dict[s
     elif age > stale_after:
         reason = f"heartbeat is {age:.0f}s old"
     return {"alive": alive, "stale": age > stale_after, "age_s": round(age, 3), "reason": reason, "heartbeat": hb}
+
+
+def find_run(workspace_root: str | Path, run_id: str | None = None) -> tuple[Path | None, dict[str, Any] | None]:
+    """(run directory, lock holder) of a workspace: the given run, else the active one (its engine holds
+    ``runs/.lock``), else the latest.  The holder dict (pid, run_id, command, started_at) is None when no
+    engine is running -- how a client tells "attach to a live engine" from "show a finished run"."""
+    from engine.lock import lock_holder
+
+    runs = Path(workspace_root) / "runs"
+    holder = lock_holder(runs / ".lock")
+    if holder is not None and not holder.get("run_id"):
+        holder = None
+    rid = run_id or (holder or {}).get("run_id")
+    if rid is None and runs.is_dir():
+        dirs = sorted(p.name for p in runs.iterdir() if p.is_dir() and (p / "events.jsonl").exists())
+        rid = dirs[-1] if dirs else None
+    if rid is None:
+        return None, holder
+    return runs / rid, holder if holder and holder.get("run_id") == rid else None
