@@ -606,6 +606,10 @@ class _Importer:
                 continue
             if dname in node.params:
                 continue
+            if node.dynamic and node.spec is not None and node.spec.param(dname) is None:
+                # a user function's own input: the DSL names its pins but has no params for them
+                self.report.add("value", "value on a user function/event pin has no DSL param", label[:80])
+                continue
             node.params[dname] = literal
             self.report.params += 1
 
