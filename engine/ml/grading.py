@@ -1,0 +1,179 @@
+"""Grading (step 7): error taxonomy, node mastery, weakest nodes, the drafted next lesson.
+
+Everything here reads exam records (``engine.ml.exam``) and the structural scorer's
+buckets; nothing needs the model. Mastery of a node type is the mean structural
+score (0–100) of the exam prompts whose gold graph uses that type, with the count
+of prompts behind it and a band: >= 85 mastered, >= 60 learning, else struggling.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+MASTERED, LEARNING = 85.0, 60.0
+
+TAXONOMY = {
+    "missing_nodes": "missing node",
+    "extra_nodes": "extra node",
+    "wrong_params": "wrong param",
+    "missing_exec": "missing EXEC",
+    "extra_exec": "extra EXEC",
+    "missing_data": "missing DATA",
+    "extra_data": "extra DATA",
+    "missing_vars": "missing VAR",
+    "extra_vars": "extra VAR",
+    "header": "header",
+    "format_errors": "format error",
+}
+
+
+def band(score: float) -> str:
+    return "mastered" if score >= MASTERED else "learning" if score >= LEARNING else "struggling"
+
+
+def classify_errors(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts per error class over all records, plus the prompts hit by each (the reference taxonomy)."""
+    totals: Counter[str] = Counter()
+    prompts: dict[str, list[str]] = defaultdict(list)
+    extra_lines = 0
+    for r in records:
+        comp = r.get("comparison", {})
+        for bucket in TAXONOMY:
+            n = len(comp.get(bucket) or [])
+            if n:
+                totals[bucket] += n
+                prompts[bucket].append(f"{r.get('lesson_id')}:{r.get('prompt_id')}")
+        if not r.get("validation", {}).get("parses", True):
+            totals["format_errors"] += 1
+        extra_lines += len(comp.get("extra_nodes") or []) + len(comp.get("extra_exec") or []) + len(
+            comp.get("extra_data") or [])
+    return {
+        "totals": {TAXONOMY[k]: v for k, v in totals.most_common()},
+        "by_bucket": dict(totals),
+        "prompts": {k: v for k, v in prompts.items()},
+        "extra_lines": extra_lines,
+        "records": len(records),
+        "perfect": sum(1 for r in records if r.get("comparison", {}).get("exact")),
+    }
+
+
+def gold_node_types(record: dict[str, Any], catalog=None) -> set[str]:
+    from dsl.catalog import default_catalog
+    from dsl.parser import parse
+
+    cat = catalog if catalog is not None else default_catalog()
+    return {cat.canonical_node_type(n.type) for n in parse(record.get("expected_dsl", "")).nodes}
+
+
+def node_mastery(
+    records: Sequence[dict[str, Any]],
+    previous: dict[str, float] | None = None,
+    catalog=None,
+) -> list[dict[str, Any]]:
+    """Per node type: mean structural score of the prompts using it, count, band, delta vs ``previous``."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        s = float(r.get("comparison", {}).get("score", 0.0))
+        for node in gold_node_types(r, catalog):
+            scores[node].append(s)
+    table = []
+    for node, values in scores.items():
+        mean = sum(values) / len(values)
+        prev = (previous or {}).get(node)
+        table.append({
+            "node": node,
+            "score": round(mean, 2),
+            "n": len(values),
+            "band": band(mean),
+            "delta": round(mean - prev, 2) if prev is not None else None,
+        })
+    table.sort(key=lambda row: (row["score"], -row["n"], row["node"]))
+    return table
+
+
+def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,
+                  ignore: Iterable[str] = ("Event_BeginPlay",)) -> list[str]:
+    """The ``k`` lowest-mastery node types below 'mastered' (events every graph has are not the weakness)."""
+    skip = set(ignore)
+    weak = [row for row in table if row["n"] >= min_n and row["score"] < MASTERED and row["node"] not in skip]
+    return [row["node"] for row in weak[:k]]
+
+
+def draft_lesson(
+    focus_nodes: Sequence[str],
+    lesson_id: str,
+    n_prompts: int = 10,
+    seed: int = 0,
+    catalog=None,
+    version: str | None = None,
+    mastery: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A lesson aimed at ``focus_nodes``: synthetic prompts with gold DSL, every one validated."""
+    from dsl.validator import validate
+    from engine.synthetic import generate
+
+    rows = generate(n_prompts, seed=seed, catalog=catalog, focus_nodes=list(focus_nodes))
+    prompts = []
+    for i, row in enumerate(rows, 1):
+        diags = [d for d in validate(row["output"], catalog) if d.severity == "error"]
+        if diags:  # generate() already rejects these; keep the guarantee local and explicit
+            continue
+        prompts.append({
+            "id": f"{lesson_id.upper()}_{i:02d}",
+            "category": row["pattern"].split(":", 1)[0] + "_" + row["focus"].lower(),
+            "instruction": row["instruction"],
+            "expected_dsl": row["output"],
+            "focus": row["focus"],
+        })
+    scores = {m["node"]: m for m in (mastery or [])}
+    return {
+        "lesson_id": lesson_id,
+        "lesson_name": "Drill: " + ", ".join(focus_nodes[:4]) + ("…" if len(focus_nodes) > 4 else ""),
+        "description": (
+            f"Drafted after exam of {version or 'the latest version'} for the weakest node types: "
+            + ", ".join(f"{n} ({scores[n]['score']:.0f})" if n in scores else n for n in focus_nodes)
+        ),
+        "created": time.strftime("%Y-%m-%d"),
+        "status": "draft",
+        "drafted_by": "bpllm grading 7.5",
+        "focus_nodes": list(focus_nodes),
+        "prompts": prompts,
+    }
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def next_draft_id(lessons_dir: Path, drafts_dir: Path) -> str:
+    taken = {p.stem for p in list(lessons_dir.glob("*.json")) + list(drafts_dir.glob("*.json"))}
+    i = 1
+    while f"drill_{i:02d}" in taken:
+        i += 1
+    return f"drill_{i:02d}"
+
+
+def report(records: Sequence[dict[str, Any]], table: Sequence[dict[str, Any]], taxonomy: dict[str, Any],
+           version: str, previous_version: str | None) -> dict[str, Any]:
+    n = max(1, len(records))
+    return {
+        "version": version,
+        "previous_version": previous_version,
+        "prompts": len(records),
+        "avg_score": round(sum(r["comparison"]["score"] for r in records) / n, 2) if records else None,
+        "parse_pct": round(100 * sum(1 for r in records if r["validation"].get("parses")) / n, 1),
+        "valid_pct": round(100 * sum(1 for r in records if r["validation"].get("valid")) / n, 1),
+        "errors": taxonomy,
+        "bands": dict(Counter(row["band"] for row in table)),
+        "mastery": list(table),
+        "regressions": [row for row in table if row.get("delta") is not None and row["delta"] < -10],
+    }

@@ -1,0 +1,119 @@
+"""Training beyond one process: the same training under ``accelerate launch``.
+
+The step writes the TrainSpec to the run directory and starts
+``accelerate launch [--config_file F | --cpu] --num_processes N -m engine.ml.worker``
+as a child (stdin closed, its own session, output to a log file). The worker's rank 0
+appends its events to a side file that this side re-emits through ``ctx.emit``, so
+the run's event stream looks the same as in-process training; a stop request becomes
+a flag file every rank agrees on at the next step end, and the worker exits 2 after
+saving a checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .train import TrainingStopped, TrainSpec, last_checkpoint
+
+STOP_EXIT = 2
+
+
+def accelerate_command(spec_path: Path, events_path: Path, stop_path: Path, num_processes: int,
+                       config_file: str | None = None, cpu: bool | None = None) -> list[str]:
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file:
+        cmd += ["--config_file", str(config_file)]
+    else:
+        if cpu if cpu is not None else not torch.cuda.is_available():
+            cmd += ["--cpu"]
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += ["--num_processes", str(num_processes)]
+    cmd += ["-m", "engine.ml.worker", str(spec_path), str(events_path), str(stop_path)]
+    return cmd
+
+
+def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str | None = None,
+           emit=None, progress=None, should_stop=None, poll_s: float = 0.5) -> dict[str, Any]:
+    """Run the worker under accelerate; relay its events; returns the training summary."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = work_dir / "train_spec.json"
+    events_path = work_dir / "worker_events.jsonl"
+    stop_path = work_dir / "STOP"
+    log_path = work_dir / "worker.log"
+    spec_path.write_text(spec.to_json(), encoding="utf-8")
+    events_path.write_text("", encoding="utf-8")
+    stop_path.unlink(missing_ok=True)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = accelerate_command(spec_path, events_path, stop_path, num_processes, config_file)
+    offset = 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=root)
+        try:
+            while True:
+                rc = proc.poll()
+                offset = _relay(events_path, offset, emit, progress)
+                if rc is not None:
+                    break
+                if should_stop and should_stop() and not stop_path.exists():
+                    stop_path.write_text(str(time.time()), encoding="utf-8")
+                time.sleep(poll_s)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    offset = _relay(events_path, offset, emit, progress)
+    if rc == STOP_EXIT:
+        raise TrainingStopped(last_checkpoint(spec.output_dir))
+    if rc != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"accelerate training worker exited {rc}; log {log_path}:\n{tail}")
+    result = Path(spec.adapter_dir) / "train_result.json"
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
+def _relay(path: Path, offset: int, emit, progress) -> int:
+    """Forward complete lines written since ``offset``; a partial last line waits for the next poll."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except FileNotFoundError:
+        return offset
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return offset
+    for line in chunk[: end + 1].splitlines():
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        kind = ev.pop("type", None)
+        if kind == "_progress":
+            if progress:
+                progress(ev.get("n", 0), ev.get("total"), ev.get("message"))
+        elif kind and emit:
+            emit(kind, **ev)
+    return offset + end + 1
+
+
+def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
+    from .steps import _hooks
+
+    hooks = _hooks(ctx)
+    work = ctx.run_dir / "ml" / f"train-cycle{ctx.cycle}"
+    return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
+                  progress=hooks.progress, should_stop=hooks.should_stop)

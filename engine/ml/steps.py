@@ -1,0 +1,775 @@
+"""Steps 3–7 of the teaching loop, plugged into the runtime's registry.
+
+3.x model setup (tiny base built/cached or a real base loaded, LoRA attached, SFT
+trainer configured) → 4.x training (in-process, or under ``accelerate launch`` when
+the profile says so) → 5.x post-training checks and health → 6.x exam → 7.x grading,
+mastery and the drafted next lesson. Heavy objects travel between steps through
+``ctx.cache``; everything a resume needs is in ``ctx.state["ml"]`` and on disk.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.context import StepContext, StepRegistry
+
+STATE = "ml"
+
+
+def register_steps(registry: StepRegistry) -> None:
+    for sid, fn, needs in (
+        ("3.1", load_system_prompt, ()),
+        ("3.2", load_dataset, ()),
+        ("3.3", detect_device, ()),
+        ("3.4", load_base_model, ("3.1", "3.2")),
+        ("3.5", attach_adapter, ("3.4",)),
+        ("3.6", configure_trainer, ("3.5",)),
+        ("4.2", initialize_training, ()),
+        ("4.3", training_loop, ("3.6", "4.2")),
+        ("4.4", save_weights, ("4.2",)),
+        ("4.5", save_training_config, ("4.2",)),
+        ("4.6", save_system_prompt, ("3.1", "4.2")),
+        ("5.1", verify_output, ("3.1", "4.2")),
+        ("5.2", training_summary, ("4.2",)),
+        ("5.3", health_checks, ("3.2", "4.2")),
+        ("5.4", health_report, ("4.2",)),
+        ("5.5", update_training_history, ("4.2",)),
+        ("5.6", archive_logs, ("4.2",)),
+        ("6.1", load_exam_lessons, ()),
+        ("6.2", load_exam_model, ("3.1",)),
+        ("6.3", run_prompts, ("3.1", "6.1", "6.2")),
+        ("6.4", validate_responses, ("6.1",)),
+        ("6.5", compare_and_score, ("6.1",)),
+        ("6.6", save_exam_results, ("6.1",)),
+        ("7.1", load_exam_results, ()),
+        ("7.2", classify_errors, ("7.1",)),
+        ("7.3", score_mastery, ("7.1",)),
+        ("7.4", grading_report, ("7.1", "7.2", "7.3")),
+        ("7.5", draft_next_lesson, ("7.3",)),
+    ):
+        registry.register(sid, fn, needs=needs, owner="ml")
+
+
+# ---------------------------------------------------------------------------- helpers
+def ml_state(ctx: StepContext) -> dict[str, Any]:
+    return ctx.state.setdefault(STATE, {})
+
+
+def resolve_profile(ctx: StepContext):
+    """Built-in profile named by ``--profile`` / ``[profiles.X] base = ...``, then bpllm.toml and OOM overrides."""
+    from .profiles import PROFILES, get_profile
+
+    table = dict(ctx.profile_config)
+    name = ctx.profile if ctx.profile in PROFILES else str(table.pop("base", "tiny"))
+    if name not in PROFILES:  # [profiles.X] base = "/path/to/model": a real model on the 8b path
+        table["base"], name = name, "llama-8b-bf16"
+    profile = get_profile(name)
+    renames = {"model": "base", "max_seq_length": "max_seq_len", "lr": "learning_rate", "num_epochs": "epochs"}
+    values: dict[str, Any] = {}
+    known = set(profile.to_dict())
+    for key, value in table.items():
+        key = renames.get(key, key)
+        if key in known:
+            values[key] = value
+        elif key == "tiny" and isinstance(value, dict):
+            values["tiny"] = {**profile.tiny, **value}
+    for key in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha"):
+        if key in ctx.overrides:
+            values[renames.get(key, key)] = ctx.overrides[key]
+    train_table = ctx.config.get("train") or {}
+    for key, value in train_table.items():
+        key = renames.get(key, key)
+        if key in known and key not in values:
+            values[key] = value
+    return profile.with_overrides(**values) if values else profile
+
+
+def version_of(ctx: StepContext) -> str:
+    """This cycle's model version (assigned once by 4.2, reused on resume)."""
+    st = ml_state(ctx)
+    key = f"version:{ctx.cycle}"
+    if key not in st:
+        existing = {v["version"] for v in ctx.history.versions()}
+        existing |= {p.name for p in ctx.workspace.models.glob("v*") if p.is_dir()}
+        n = 1
+        while f"v{n}" in existing:
+            n += 1
+        st[key] = f"v{n}"
+        ctx.save_state()
+    return st[key]
+
+
+def version_dir(ctx: StepContext, version: str | None = None) -> Path:
+    return ctx.workspace.models / (version or version_of(ctx))
+
+
+def latest_adapter_version(ctx: StepContext) -> str | None:
+    """The version examined by 6.x: this cycle's when it trained, else the newest on disk."""
+    key = f"version:{ctx.cycle}"
+    st = ml_state(ctx)
+    if key in st and (version_dir(ctx, st[key]) / "adapter" / "adapter_config.json").exists():
+        return st[key]
+    for row in reversed(ctx.history.versions()):
+        if (version_dir(ctx, row["version"]) / "adapter" / "adapter_config.json").exists():
+            return row["version"]
+    return None
+
+
+def _system_prompt(ctx: StepContext) -> str:
+    def read() -> str:
+        for path in (ctx.workspace.datasets / "system_prompt.txt", ctx.workspace.system_prompt_path):
+            if path.exists():
+                return path.read_text(encoding="utf-8").strip()
+        from engine.failures import DataError
+
+        raise DataError(f"no system prompt: {ctx.workspace.system_prompt_path} is missing",
+                        hint="restore it or run `bpllm init` again")
+
+    return ctx.resource("ml.system", read)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if not path.exists():
+        return rows
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                from engine.failures import DataError
+
+                raise DataError(f"{path}:{i}: not JSON ({exc.msg})", hint="re-run step 1.5 to rebuild it") from exc
+    return rows
+
+
+def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
+    def read() -> dict[str, list[dict[str, Any]]]:
+        ws = ctx.workspace
+        if not ws.train_path.exists():
+            from engine.failures import DataError
+
+            raise DataError(f"{ws.train_path} does not exist", hint="run steps 1-2 first (`bpllm run --only 1,2`)")
+        return {"train": _read_jsonl(ws.train_path), "validation": _read_jsonl(ws.validation_path)}
+
+    return ctx.resource("ml.data", read)
+
+
+def _hooks(ctx: StepContext):
+    from .train import Hooks
+
+    return Hooks(
+        emit=lambda type, **p: ctx.emit(type, **p),
+        progress=lambda n, total, message=None: ctx.progress(n, total, message, unit="step"),
+        should_stop=lambda: ctx.stop_requested,
+    )
+
+
+def _base_progress(ctx: StepContext):
+    def report(d: dict[str, Any]) -> None:
+        ctx.progress(d["step"], d["total"], f"pretraining tiny base, loss {d['loss']:.3f}", unit="step")
+
+    return report
+
+
+def tiny_base(ctx: StepContext, profile) -> Path:
+    """The workspace's pinned tiny base, built (and pinned) on first use."""
+    from dsl.catalog import default_catalog
+    from engine.synthetic import generate
+
+    from .base import ensure_tiny_base
+
+    root = ctx.workspace.models / "base"
+    pin = root / "PINNED.json"
+    settings = dict(profile.tiny)
+    if pin.exists():
+        pinned = json.loads(pin.read_text(encoding="utf-8"))
+        path = Path(pinned.get("path", ""))
+        if not path.is_absolute():
+            path = root / path
+        if (path / "base.json").exists() and pinned.get("settings") == settings:
+            return path
+    rows = generate(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
+    data = _data(ctx)
+    rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
+    ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
+            "(cached for later cycles)")
+    path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
+                            on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
+    from .grading import write_json_atomic
+
+    write_json_atomic(pin, {"path": path.name, "settings": settings, "created": time.time()})
+    return path
+
+
+def _base_ref(ctx: StepContext, profile) -> str:
+    return str(tiny_base(ctx, profile)) if profile.is_tiny else profile.base
+
+
+# ---------------------------------------------------------------------------- 3.x
+def load_system_prompt(ctx: StepContext) -> dict[str, Any]:
+    text = _system_prompt(ctx)
+    return {"chars": len(text)}
+
+
+def load_dataset(ctx: StepContext) -> dict[str, Any]:
+    data = _data(ctx)
+    if not data["train"]:
+        from engine.failures import DataError
+
+        raise DataError(f"{ctx.workspace.train_path} has no rows", hint="add lessons or datasets, then re-run step 1")
+    return {"train": len(data["train"]), "validation": len(data["validation"])}
+
+
+def detect_device(ctx: StepContext) -> dict[str, Any]:
+    from .train import device_info
+
+    info = device_info()
+    profile = resolve_profile(ctx)
+    info["profile"] = profile.name
+    info["precision"] = "8-bit" if profile.load_in_8bit else ("bf16" if profile.bf16 and info["bf16"] else "fp32")
+    if info["device"] == "cpu" and not profile.is_tiny:
+        ctx.log(f"profile {profile.name} on a CPU: expect it to be very slow", level="warning")
+    ml_state(ctx)["device"] = info
+    return info
+
+
+def load_base_model(ctx: StepContext) -> dict[str, Any]:
+    from .base import BaseUnavailable
+
+    profile = resolve_profile(ctx)
+    ctx.phase("loading")
+    base = _base_ref(ctx, profile)
+    ml_state(ctx)[f"base:{ctx.cycle}"] = base
+    if profile.launcher == "accelerate":
+        return {"base": base, "launcher": "accelerate", "loaded": False}
+    from .train import load_model_for_training
+
+    try:
+        model, tokenizer = load_model_for_training(base, profile)
+    except BaseUnavailable as exc:
+        from engine.failures import ConfigProblem
+
+        raise ConfigProblem(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
+    ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
+    ctx.cache.pop("ml.trainer", None)
+    params = sum(p.numel() for p in model.parameters())
+    return {"base": base, "parameters": params, "8bit": profile.load_in_8bit}
+
+
+def attach_adapter(ctx: StepContext) -> dict[str, Any]:
+    profile = resolve_profile(ctx)
+    if profile.launcher == "accelerate":
+        return {"launcher": "accelerate", "lora_r": profile.lora_r}
+    from .train import attach_lora
+
+    model = attach_lora(ctx.cache["ml.model"], profile)
+    ctx.cache["ml.model"] = model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"lora_r": profile.lora_r, "lora_alpha": profile.lora_alpha, "trainable": trainable,
+            "trainable_pct": round(100 * trainable / max(1, total), 3)}
+
+
+def _spec(ctx: StepContext, profile):
+    from .train import TrainSpec
+
+    version = version_of(ctx)
+    vdir = version_dir(ctx, version)
+    data = _data(ctx)
+    base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
+    return TrainSpec(
+        base=base, profile=profile.to_dict(), train_rows=data["train"], validation_rows=data["validation"],
+        system_prompt=_system_prompt(ctx), output_dir=str(vdir / "checkpoints"), adapter_dir=str(vdir / "adapter"),
+        version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)),
+    )
+
+
+def configure_trainer(ctx: StepContext) -> dict[str, Any]:
+    profile = resolve_profile(ctx)
+    spec = _spec(ctx, profile)
+    if profile.launcher == "accelerate":
+        return {"launcher": "accelerate", "num_processes": profile.num_processes}
+    from .train import build_trainer
+
+    trainer, callback = build_trainer(spec, _hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
+    ctx.cache["ml.trainer"] = (trainer, callback, json.dumps(profile.to_dict(), sort_keys=True))
+    args = trainer.args
+    return {"epochs": args.num_train_epochs, "batch_size": args.per_device_train_batch_size,
+            "grad_accum": args.gradient_accumulation_steps, "lr": args.learning_rate, "max_length": args.max_length,
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, "packing": args.packing}
+
+
+# ---------------------------------------------------------------------------- 4.x
+def initialize_training(ctx: StepContext) -> dict[str, Any]:
+    version = version_of(ctx)
+    vdir = version_dir(ctx, version)
+    (vdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    from .train import last_checkpoint
+
+    ckpt = last_checkpoint(vdir / "checkpoints")
+    return {"version": version, "path": str(vdir), "resume_from": ckpt}
+
+
+def training_loop(ctx: StepContext) -> dict[str, Any]:
+    from .train import TrainingStopped, last_checkpoint, train_adapter
+
+    profile = resolve_profile(ctx)
+    ctx.phase("training")
+    spec = _spec(ctx, profile)
+    spec.resume_from = ctx.step_state.get("checkpoint") or last_checkpoint(spec.output_dir)
+    if spec.resume_from and not Path(spec.resume_from).exists():
+        spec.resume_from = last_checkpoint(spec.output_dir)
+    if spec.resume_from:
+        ctx.log(f"resuming training from {spec.resume_from}")
+    try:
+        if profile.launcher == "accelerate":
+            from .launch import run_accelerate
+
+            summary = run_accelerate(ctx, spec, profile)
+        else:
+            cached = ctx.cache.get("ml.trainer")
+            key = json.dumps(profile.to_dict(), sort_keys=True)
+            if cached is None or cached[2] != key:  # settings changed (OOM retry halved batch/seq/rank)
+                for sid in ("3.4", "3.5", "3.6"):
+                    globals()[_STEP_FNS[sid]](ctx)
+                cached = ctx.cache["ml.trainer"]
+            trainer, callback = cached[0], cached[1]
+            summary = train_adapter(spec, _hooks(ctx), trainer, callback)
+    except TrainingStopped as stop:
+        ctx.step_state["checkpoint"] = stop.checkpoint
+        ctx.save_state()
+        ctx.cache.pop("ml.trainer", None)
+        ctx.check_stop()
+        raise RuntimeError("training stopped without a stop request")  # pragma: no cover
+    ctx.step_state.pop("checkpoint", None)
+    ml_state(ctx)[f"train:{ctx.cycle}"] = summary
+    ctx.save_state()
+    return {k: summary.get(k) for k in ("version", "global_step", "first_loss", "final_loss", "eval_loss",
+                                        "seconds", "tokens_per_s", "resumed_from")}
+
+
+_STEP_FNS = {"3.4": "load_base_model", "3.5": "attach_adapter", "3.6": "configure_trainer"}
+
+
+def save_weights(ctx: StepContext) -> dict[str, Any]:
+    adapter = version_dir(ctx) / "adapter"
+    files = {p.name: p.stat().st_size for p in adapter.glob("*") if p.is_file()} if adapter.is_dir() else {}
+    if "adapter_config.json" not in files:
+        from engine.failures import CorruptCheckpoint
+
+        raise CorruptCheckpoint(f"{adapter} has no adapter_config.json", hint="re-run step 4.3 (`bpllm run --from 4.3`)")
+    ctx.artifact("adapter", adapter, f"LoRA adapter {version_of(ctx)}", version=version_of(ctx))
+    return {"path": str(adapter), "files": len(files), "bytes": sum(files.values())}
+
+
+def save_training_config(ctx: StepContext) -> dict[str, Any]:
+    from .grading import write_json_atomic
+
+    profile = resolve_profile(ctx)
+    version = version_of(ctx)
+    summary = ml_state(ctx).get(f"train:{ctx.cycle}") or _read_train_result(ctx, version)
+    data_hash = ctx.state.get("data_hash")
+    base = ml_state(ctx).get(f"base:{ctx.cycle}") or profile.base
+    config = {"version": version, "profile": profile.to_dict(), "base": base, "data_hash": data_hash,
+              "metrics": summary, "run_id": ctx.run_id, "cycle": ctx.cycle, "created": time.time()}
+    path = write_json_atomic(version_dir(ctx, version) / "training_config.json", config)
+    ctx.history.add_version(version, run_id=ctx.run_id, cycle=ctx.cycle, profile=profile.name,
+                            path=str(version_dir(ctx, version) / "adapter"), base=base, data_hash=data_hash,
+                            metrics=summary)
+    ctx.emit("version", version=version, path=str(version_dir(ctx, version) / "adapter"), profile=profile.name,
+             data_hash=data_hash, metrics=summary, base=base)
+    return {"path": str(path), "version": version}
+
+
+def _read_train_result(ctx: StepContext, version: str) -> dict[str, Any]:
+    from .train import TRAIN_RESULT
+
+    p = version_dir(ctx, version) / "adapter" / TRAIN_RESULT
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+
+
+def save_system_prompt(ctx: StepContext) -> dict[str, Any]:
+    path = version_dir(ctx) / "system_prompt.txt"
+    path.write_text(_system_prompt(ctx) + "\n", encoding="utf-8")
+    return {"path": str(path)}
+
+
+# ---------------------------------------------------------------------------- 5.x
+def _exam_model(ctx: StepContext, version: str):
+    """Base + this version's adapter, for generation (merged on the tiny profile)."""
+    key = f"ml.exam_model:{version}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    profile = resolve_profile(ctx)
+    from peft import PeftModel
+
+    from .train import load_model_for_training
+
+    base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
+    model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False))
+    model = PeftModel.from_pretrained(model, str(version_dir(ctx, version) / "adapter"))
+    if not profile.load_in_8bit:
+        model = model.merge_and_unload()  # plain weights: no LoRA matmuls per generated token
+    model.eval()
+    for k in [k for k in ctx.cache if k.startswith("ml.exam_model:")]:
+        ctx.cache.pop(k)
+    ctx.cache[key] = (model, tokenizer)
+    return model, tokenizer
+
+
+def _gen_config(ctx: StepContext, **changes: Any):
+    from .generate import GenConfig
+
+    profile = resolve_profile(ctx)
+    exam = ctx.config.get("exam") or {}
+    return GenConfig(
+        max_new_tokens=int(exam.get("max_new_tokens", profile.exam_max_new_tokens)),
+        batch_size=int(exam.get("batch_size", profile.exam_batch_size)),
+        constrained=bool(exam.get("constrained", profile.constrained)),
+        time_budget_s=float(exam.get("time_budget_s", profile.exam_time_budget_s)),
+        **changes,
+    )
+
+
+def verify_output(ctx: StepContext) -> dict[str, Any]:
+    from dsl.parser import parse
+
+    from .base import render_example
+    from .generate import generate
+
+    version = version_of(ctx)
+    model, tokenizer = _exam_model(ctx, version)
+    rows = (_data(ctx)["validation"] or _data(ctx)["train"])[:2]
+    prompts = [render_example(tokenizer, _system_prompt(ctx), r["instruction"]) for r in rows]
+    results = generate(model, tokenizer, prompts, _gen_config(ctx, batch_size=2))
+    parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+    return {"prompts": len(results), "parsed": parsed, "tokens": sum(r.n_tokens for r in results),
+            "sample": results[0].text[:300] if results else ""}
+
+
+def _events(ctx: StepContext, types: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    path = ctx.run_dir / "events.jsonl"
+    if not path.exists():
+        return out
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if ev.get("type") in types:
+                out.append(ev)
+    return out
+
+
+def _train_events(ctx: StepContext, version: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    evs = [e for e in _events(ctx, ("train", "eval")) if e.get("version") == version]
+    return [e for e in evs if e["type"] == "train"], [e for e in evs if e["type"] == "eval"]
+
+
+def training_summary(ctx: StepContext) -> dict[str, Any]:
+    version = version_of(ctx)
+    train, evals = _train_events(ctx, version)
+    summary = ml_state(ctx).get(f"train:{ctx.cycle}") or _read_train_result(ctx, version)
+    losses = [e["loss"] for e in train if e.get("loss") is not None]
+    out = {"version": version, "logs": len(train), "first_loss": losses[0] if losses else summary.get("first_loss"),
+           "final_loss": losses[-1] if losses else summary.get("final_loss"),
+           "eval_loss": evals[-1]["eval_loss"] if evals else summary.get("eval_loss"),
+           "steps": summary.get("global_step"), "seconds": summary.get("seconds")}
+    if out["first_loss"] is not None and out["final_loss"] is not None:
+        ctx.log(f"{version}: loss {out['first_loss']:.3f} -> {out['final_loss']:.3f}"
+                + (f", eval {out['eval_loss']:.3f}" if out["eval_loss"] is not None else ""))
+    return out
+
+
+def _emit_alerts(ctx: StepContext, alerts: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
+    for a in alerts:
+        a["count"] = ctx.health(a["check"], a["severity"], a["message"], key=a["key"], value=a["value"],
+                                threshold=a["threshold"], scope=version, version=version)
+    return alerts
+
+
+def health_checks(ctx: StepContext) -> dict[str, Any]:
+    from .health import data_alerts, training_alerts
+
+    version = version_of(ctx)
+    train, evals = _train_events(ctx, version)
+    alerts = training_alerts(train, evals) + data_alerts(_data(ctx)["train"])
+    _emit_alerts(ctx, alerts, version)
+    if not alerts:
+        ctx.health("training", "info", f"{version}: no health alerts", version=version)
+    ml_state(ctx)[f"health:{ctx.cycle}"] = alerts
+    return {"alerts": len(alerts), "checks": sorted({a["check"] for a in alerts})}
+
+
+def health_report(ctx: StepContext) -> dict[str, Any]:
+    from .grading import write_json_atomic
+
+    version = version_of(ctx)
+    alerts = ml_state(ctx).get(f"health:{ctx.cycle}", [])
+    path = write_json_atomic(version_dir(ctx, version) / "health_report.json",
+                             {"version": version, "alerts": alerts, "created": time.time(),
+                              "status": "critical" if any(a["severity"] == "critical" for a in alerts)
+                              else "warning" if alerts else "healthy"})
+    ctx.artifact("report", path, f"health report {version}", version=version)
+    return {"path": str(path), "alerts": len(alerts)}
+
+
+def update_training_history(ctx: StepContext) -> dict[str, Any]:
+    from .grading import write_json_atomic
+
+    path = ctx.workspace.models / "training_history.json"
+    history = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    version = version_of(ctx)
+    summary = ml_state(ctx).get(f"train:{ctx.cycle}") or _read_train_result(ctx, version)
+    history = [h for h in history if h.get("version") != version] + [
+        {"version": version, "run_id": ctx.run_id, "cycle": ctx.cycle, "profile": resolve_profile(ctx).name,
+         "data_hash": ctx.state.get("data_hash"), **{k: summary.get(k) for k in
+                                                     ("global_step", "first_loss", "final_loss", "eval_loss",
+                                                      "seconds", "tokens", "train_rows")}}]
+    write_json_atomic(path, history)
+    return {"path": str(path), "versions": len(history)}
+
+
+def archive_logs(ctx: StepContext) -> dict[str, Any]:
+    src = ctx.run_dir / "events.jsonl"
+    dst = version_dir(ctx) / "logs" / f"{ctx.run_id}.events.jsonl"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.exists():
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    return {"path": str(dst)}
+
+
+# ---------------------------------------------------------------------------- 6.x
+def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
+    from .exam import exam_prompts, load_lessons
+
+    ws = ctx.workspace
+    lessons = [l for l in load_lessons(ws.lesson_files()) if l.get("status") != "draft"]
+    if not lessons:
+        ctx.skip(f"no lessons in {ws.lessons}")
+    try:
+        from engine.leakage import seen_map
+
+        seen = seen_map(ws)
+    except Exception as exc:  # noqa: BLE001 - leakage is a report; the exam still runs without it
+        ctx.log(f"leakage check unavailable ({type(exc).__name__}: {exc}); seen/unseen left unknown", level="warning")
+        seen = {}
+    prompts = exam_prompts(lessons, seen)
+    ctx.cache["ml.exam_prompts"] = prompts
+    return {"lessons": len(lessons), "prompts": len(prompts),
+            "seen": sum(1 for p in prompts if p.seen), "unseen": sum(1 for p in prompts if p.seen is False)}
+
+
+def _exam_version(ctx: StepContext) -> str:
+    version = latest_adapter_version(ctx)
+    if version is None:
+        ctx.skip("no trained adapter to examine (run step 4 first)")
+    ml_state(ctx)[f"exam_version:{ctx.cycle}"] = version
+    return version
+
+
+def exam_dir(ctx: StepContext, version: str) -> Path:
+    return version_dir(ctx, version) / "exams"
+
+
+def load_exam_model(ctx: StepContext) -> dict[str, Any]:
+    ctx.phase("loading")
+    version = _exam_version(ctx)
+    model, tokenizer = _exam_model(ctx, version)
+    return {"version": version, "constrained": _gen_config(ctx).constrained}
+
+
+def run_prompts(ctx: StepContext) -> dict[str, Any]:
+    from .exam import run_exam
+
+    version = _exam_version(ctx)
+    model, tokenizer = _exam_model(ctx, version)
+    prompts = ctx.cache.get("ml.exam_prompts") or []
+    ctx.phase("exam")
+    ctx.progress(0, len(prompts), "examining", unit="prompt", force=True)
+
+    def on_record(rec: dict[str, Any], n: int, total: int) -> None:
+        ctx.emit("exam_item", lesson_id=rec["lesson_id"], prompt_id=rec["prompt_id"], n=n, total=total,
+                 score=rec["comparison"]["score"], valid=rec["validation"]["valid"], seen=rec.get("seen"),
+                 time_s=rec["time_seconds"], status=rec["status"], version=version, category=rec.get("category"),
+                 errors=rec["validation"]["errors"], path=str(exam_dir(ctx, version) / f"exam_{rec['lesson_id']}.jsonl"))
+        ctx.progress(n, total, f"{rec['lesson_id']} {rec['prompt_id']}", unit="prompt")
+
+    outcome = run_exam(model, tokenizer, _system_prompt(ctx), prompts, exam_dir(ctx, version), version,
+                       _gen_config(ctx), on_record=on_record, should_stop=lambda: ctx.stop_requested)
+    if outcome.stopped:
+        ctx.check_stop()
+    ml_state(ctx)[f"exam:{ctx.cycle}"] = {"version": version, "paths": outcome.paths}
+    recs = outcome.records
+    n = max(1, len(recs))
+    return {"version": version, "prompts": len(recs), "seconds": round(outcome.seconds, 2),
+            "avg_score": round(sum(r["comparison"]["score"] for r in recs) / n, 2),
+            "parse_pct": round(100 * sum(1 for r in recs if r["validation"]["parses"]) / n, 1)}
+
+
+def _exam_records(ctx: StepContext, version: str | None = None) -> list[dict[str, Any]]:
+    from .exam import read_records
+
+    version = version or ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
+    if not version:
+        return []
+    records = []
+    for path in sorted(exam_dir(ctx, version).glob("exam_*.jsonl")):
+        records.extend(read_records(path))
+    return records
+
+
+def validate_responses(ctx: StepContext) -> dict[str, Any]:
+    recs = _exam_records(ctx)
+    n = max(1, len(recs))
+    stats = {"records": len(recs),
+             "parse_pct": round(100 * sum(1 for r in recs if r["validation"]["parses"]) / n, 1),
+             "valid_pct": round(100 * sum(1 for r in recs if r["validation"]["valid"]) / n, 1),
+             "syntax_errors": sum(r["validation"]["syntax_errors"] for r in recs),
+             "semantic_errors": sum(r["validation"]["errors"] for r in recs),
+             "stops": {}}
+    for r in recs:
+        stats["stops"][r.get("stop_reason", "?")] = stats["stops"].get(r.get("stop_reason", "?"), 0) + 1
+    return stats
+
+
+def compare_and_score(ctx: StepContext) -> dict[str, Any]:
+    from .exam import summarize
+    from .grading import write_json_atomic
+
+    version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
+    recs = _exam_records(ctx, version)
+    by_lesson: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        by_lesson.setdefault(r["lesson_id"], []).append(r)
+    out = {}
+    for lesson_id, rs in by_lesson.items():
+        s = summarize(lesson_id, rs, version)
+        path = write_json_atomic(exam_dir(ctx, version) / f"exam_{lesson_id}_summary.json", s)
+        ctx.emit("exam_summary", lesson_id=lesson_id, version=version, n=s["n"], avg_score=s.get("avg_score"),
+                 valid_pct=s.get("valid_pct"), seen=s["seen"], unseen=s["unseen"], path=str(path))
+        out[lesson_id] = s.get("avg_score")
+    return {"version": version, "lessons": out}
+
+
+def save_exam_results(ctx: StepContext) -> dict[str, Any]:
+    version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
+    recs = _exam_records(ctx, version)
+    rows = [{**r, "score": r["comparison"]["score"], "valid": r["validation"]["valid"],
+             "time_s": r.get("time_seconds")} for r in recs]
+    ctx.history.add_exam_results(version, ctx.run_id, rows)
+    for path in sorted(exam_dir(ctx, version).glob("exam_*.jsonl")):
+        ctx.artifact("exam", path, f"exam {path.stem} ({version})", version=version)
+    return {"version": version, "records": len(rows)}
+
+
+# ---------------------------------------------------------------------------- 7.x
+def _previous_version(ctx: StepContext, version: str) -> str | None:
+    examined = [row["version"] for row in ctx.history.query(
+        "SELECT version, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
+    earlier = [v for v in examined if v != version]
+    if version in examined:
+        earlier = examined[: examined.index(version)]
+    return earlier[-1] if earlier else None
+
+
+def load_exam_results(ctx: StepContext) -> dict[str, Any]:
+    version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
+    if version is None:
+        ctx.skip("no exam results to grade")
+    recs = _exam_records(ctx, version)
+    if not recs:
+        ctx.skip(f"no exam records for {version}")
+    ctx.cache["ml.grade_records"] = (version, recs)
+    return {"version": version, "records": len(recs), "previous_version": _previous_version(ctx, version)}
+
+
+def _grade_records(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
+    if "ml.grade_records" not in ctx.cache:
+        load_exam_results(ctx)
+    return ctx.cache["ml.grade_records"]
+
+
+def classify_errors(ctx: StepContext) -> dict[str, Any]:
+    from .grading import classify_errors as classify
+
+    version, recs = _grade_records(ctx)
+    tax = classify(recs)
+    ctx.cache["ml.taxonomy"] = tax
+    return {"version": version, "totals": tax["totals"], "perfect": tax["perfect"], "extra_lines": tax["extra_lines"]}
+
+
+def score_mastery(ctx: StepContext) -> dict[str, Any]:
+    from .grading import node_mastery, weakest_nodes
+    from .health import mastery_alerts
+
+    version, recs = _grade_records(ctx)
+    prev = _previous_version(ctx, version)
+    previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
+    table = node_mastery(recs, previous)
+    ctx.history.set_mastery(version, table)
+    weakest = weakest_nodes(table, k=int((ctx.config.get("grading") or {}).get("weakest", 5)))
+    ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
+    _emit_alerts(ctx, mastery_alerts(table), version)
+    ctx.cache["ml.mastery"] = (table, weakest, prev)
+    bands: dict[str, int] = {}
+    for row in table:
+        bands[row["band"]] = bands.get(row["band"], 0) + 1
+    return {"version": version, "nodes": len(table), "bands": bands, "weakest": weakest, "previous_version": prev}
+
+
+def grading_report(ctx: StepContext) -> dict[str, Any]:
+    from .grading import report, write_json_atomic
+    from .health import stagnation_alerts
+
+    version, recs = _grade_records(ctx)
+    if "ml.mastery" not in ctx.cache:
+        score_mastery(ctx)
+    if "ml.taxonomy" not in ctx.cache:
+        classify_errors(ctx)
+    table, weakest, prev = ctx.cache["ml.mastery"]
+    rep = report(recs, table, ctx.cache["ml.taxonomy"], version, prev)
+    rep["weakest"] = weakest
+    path = write_json_atomic(version_dir(ctx, version) / "grading_report.json", rep)
+    ctx.artifact("report", path, f"grading report {version}", version=version)
+    averages = [(row["version"], row["avg"]) for row in ctx.history.query(
+        "SELECT version, AVG(score) AS avg, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
+    _emit_alerts(ctx, stagnation_alerts(averages), version)
+    return {"path": str(path), "avg_score": rep["avg_score"], "parse_pct": rep["parse_pct"],
+            "valid_pct": rep["valid_pct"], "bands": rep["bands"]}
+
+
+def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
+    from .grading import draft_lesson, next_draft_id, write_json_atomic
+
+    version, _ = _grade_records(ctx)
+    if "ml.mastery" not in ctx.cache:
+        score_mastery(ctx)
+    table, weakest, _prev = ctx.cache["ml.mastery"]
+    if not weakest:
+        ctx.skip("every examined node type is mastered: no drill needed")
+    grading = ctx.config.get("grading") or {}
+    ws = ctx.workspace
+    existing = ml_state(ctx).get(f"draft:{ctx.cycle}")
+    if existing and Path(existing).exists():
+        return {"path": existing, "reused": True}
+    lesson_id = next_draft_id(ws.lessons, ws.drafts)
+    lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 12)),
+                          seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table)
+    auto = bool(grading.get("auto_accept", False))
+    if auto:
+        lesson["status"] = "accepted"
+    path = write_json_atomic((ws.lessons if auto else ws.drafts) / f"{lesson_id}.json", lesson)
+    ml_state(ctx)[f"draft:{ctx.cycle}"] = str(path)
+    ctx.artifact("lesson_draft", path, f"drafted lesson {lesson_id} for {', '.join(weakest)}", version=version,
+                 lesson_id=lesson_id)
+    return {"path": str(path), "lesson_id": lesson_id, "focus": weakest, "prompts": len(lesson["prompts"]),
+            "accepted": auto}

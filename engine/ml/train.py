@@ -1,0 +1,355 @@
+"""LoRA training (step 4): trl's SFTTrainer + peft, one code path for every profile.
+
+``train_adapter(spec, hooks)`` runs in-process or inside an ``accelerate launch``
+worker (``python -m engine.ml.worker``): the spec is plain JSON, and the hooks —
+emit an event, report progress, ask whether to stop — are the only link back to
+the runtime. The trainer callback turns log lines into ``train``/``eval`` events,
+saves a checkpoint and ends training at the first step end after a stop request,
+and announces each checkpoint so a resume continues from the last one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .profiles import Profile
+
+TRAIN_RESULT = "train_result.json"
+
+
+@dataclass
+class Hooks:
+    """How training talks to its caller (the step, a worker's side channel, a benchmark)."""
+
+    emit: Callable[..., Any] = lambda type, **payload: None
+    progress: Callable[[int, int | None, str | None], Any] = lambda n, total, message=None: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class TrainSpec:
+    """Everything one training run needs, JSON-serialisable (it crosses process boundaries)."""
+
+    base: str  # a base directory (tiny) or a local path / hub id
+    profile: dict[str, Any]
+    train_rows: list[dict[str, Any]]
+    validation_rows: list[dict[str, Any]]
+    system_prompt: str
+    output_dir: str  # checkpoints
+    adapter_dir: str  # final adapter (standard PEFT layout)
+    version: str = "v1"
+    resume_from: str | None = None
+    seed: int = 42
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainSpec":
+        return cls(**json.loads(text))
+
+
+class TrainingStopped(Exception):
+    """Training ended early on a stop request; a checkpoint was saved (``checkpoint``)."""
+
+    def __init__(self, checkpoint: str | None):
+        super().__init__(f"stopped; checkpoint {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+def to_conversation(row: dict[str, Any], system: str) -> dict[str, Any]:
+    """A dataset row as a conversational prompt/completion pair (trl masks the prompt out of the loss)."""
+    instruction = row.get("instruction", "")
+    if row.get("input"):
+        instruction = f"{instruction}\n\n{row['input']}"
+    return {
+        "prompt": [{"role": "system", "content": system}, {"role": "user", "content": instruction}],
+        "completion": [{"role": "assistant", "content": row["output"]}],
+    }
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "gpus": torch.cuda.device_count() if cuda else 0,
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def load_model_for_training(base: str, profile: Profile):
+    """Base model + tokenizer, 8-bit when the profile says so (then prepared for k-bit training)."""
+    import torch
+
+    from .base import load_base
+
+    info = device_info()
+    dtype = torch.bfloat16 if (profile.bf16 and info["bf16"]) else torch.float32
+    model, tokenizer = load_base(base, load_in_8bit=profile.load_in_8bit, dtype=dtype)
+    if profile.load_in_8bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(profile.gradient_checkpointing and info["device"] == "cuda")
+        )
+    return model, tokenizer
+
+
+def attach_lora(model, profile: Profile):
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in profile.target_modules if t in names] or "all-linear"
+    config = LoraConfig(
+        r=profile.lora_r,
+        lora_alpha=profile.lora_alpha,
+        lora_dropout=profile.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bool = True):
+    from trl import SFTConfig
+
+    info = device_info()
+    on_gpu = info["device"] == "cuda"
+    kwargs: dict[str, Any] = dict(
+        output_dir=spec.output_dir,
+        num_train_epochs=profile.epochs,
+        max_steps=profile.max_steps if profile.max_steps and profile.max_steps > 0 else -1,
+        per_device_train_batch_size=profile.batch_size,
+        per_device_eval_batch_size=max(1, profile.batch_size),
+        gradient_accumulation_steps=profile.grad_accum,
+        learning_rate=profile.learning_rate,
+        warmup_steps=0,
+        weight_decay=profile.weight_decay,
+        lr_scheduler_type="cosine",
+        logging_steps=profile.logging_steps,
+        save_strategy="steps",
+        save_steps=profile.save_steps,
+        save_total_limit=profile.save_total_limit,
+        eval_strategy="steps" if profile.eval_steps else "epoch",
+        report_to="none",
+        disable_tqdm=True,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        max_length=profile.max_seq_len,
+        packing=False,
+        completion_only_loss=True,
+        # trl 1.16 turns both on by default; on a CPU they are slow or unsupported
+        bf16=bool(profile.bf16 and info["bf16"]),
+        gradient_checkpointing=bool(profile.gradient_checkpointing and on_gpu),
+        use_cpu=not on_gpu,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        dataset_num_proc=None,
+        save_only_model=False,
+    )
+    if profile.eval_steps:
+        kwargs["eval_steps"] = profile.eval_steps
+    steps_per_epoch = max(1, -(-n_train // (profile.batch_size * profile.grad_accum)))
+    kwargs["warmup_steps"] = int(profile.warmup_ratio * steps_per_epoch * max(1.0, profile.epochs))
+    return SFTConfig(**kwargs)
+
+
+def make_callback(hooks: Hooks, version: str):
+    """The engine's TrainerCallback: events, heartbeat, stop at step ends."""
+    from transformers import TrainerCallback
+
+    class EngineCallback(TrainerCallback):
+        def __init__(self):
+            self.stopped = False
+            self.last_checkpoint: str | None = None
+            self._t0 = time.perf_counter()
+            self._tokens0 = 0
+            self._last_t = self._t0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self._t0 = self._last_t = time.perf_counter()
+            self._tokens0 = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            if state.is_world_process_zero:
+                hooks.progress(state.global_step, state.max_steps, "training")
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                hooks.progress(state.global_step, state.max_steps, f"epoch {state.epoch:.2f}" if state.epoch else None)
+            if _agree(hooks.should_stop()):
+                self.stopped = True
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            now = time.perf_counter()
+            tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            elapsed = max(1e-9, now - self._t0)
+            if "eval_loss" in logs:
+                hooks.emit("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
+                           eval_loss=float(logs["eval_loss"]), version=version,
+                           metrics={k: v for k, v in logs.items() if isinstance(v, (int, float))})
+            elif "loss" in logs:
+                hooks.emit("train", step=state.global_step, max_steps=state.max_steps,
+                           epoch=round(state.epoch or 0, 4), loss=float(logs["loss"]),
+                           lr=float(logs.get("learning_rate", 0.0)),
+                           grad_norm=float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
+                           tokens_per_s=round((tokens - self._tokens0) / elapsed, 1) if tokens else None,
+                           version=version)
+            self._last_t = now
+
+        def on_save(self, args, state, control, **kw):
+            path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            self.last_checkpoint = path
+            if state.is_world_process_zero:
+                hooks.emit("checkpoint", path=path, step=state.global_step, epoch=round(state.epoch or 0, 4),
+                           kind="trainer", version=version)
+
+    return EngineCallback()
+
+
+def _agree(flag: bool) -> bool:
+    """Every rank stops at the same step end (one rank stopping alone would hang the others)."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return flag
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+    return flag
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``output_dir`` (one with trainer_state.json)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for p in out.glob("checkpoint-*"):
+        try:
+            n = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if (p / "trainer_state.json").exists() and (best is None or n > best[0]):
+            best = (n, p)
+    return str(best[1]) if best else None
+
+
+def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, tokenizer=None, with_callback: bool = True):
+    """Model (+LoRA), datasets and SFTTrainer for ``spec``; returns (trainer, callback or None)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    profile = Profile(**{**spec.profile, "target_modules": tuple(spec.profile.get("target_modules", ()))})
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model_for_training(spec.base, profile)
+    if not hasattr(model, "peft_config"):
+        model = attach_lora(model, profile)
+    train_ds = Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.train_rows])
+    eval_ds = (Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.validation_rows])
+               if spec.validation_rows else None)
+    args = sft_config(spec, profile, len(spec.train_rows))
+    if eval_ds is None:
+        args.eval_strategy = "no"
+    callback = make_callback(hooks or Hooks(), spec.version) if with_callback else None
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        callbacks=[callback] if callback else None,
+    )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for noisy in (PrinterCallback, ProgressCallback):  # events replace console dumps of the log dict
+        trainer.remove_callback(noisy)
+    return trainer, callback
+
+
+def train_adapter(spec: TrainSpec, hooks: Hooks | None = None, trainer=None, callback=None) -> dict[str, Any]:
+    """Train (or resume) and save the adapter; raises TrainingStopped after a stop request."""
+    hooks = hooks or Hooks()
+    if trainer is None:
+        trainer, callback = build_trainer(spec, hooks)
+    resume = spec.resume_from or last_checkpoint(spec.output_dir)
+    if resume and not Path(resume, "trainer_state.json").exists():
+        from engine.failures import CorruptCheckpoint
+
+        raise CorruptCheckpoint(f"checkpoint {resume} has no trainer_state.json",
+                                hint=f"delete {resume} to restart training from the previous checkpoint")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    if callback is not None and callback.stopped:
+        ckpt = last_checkpoint(spec.output_dir)
+        raise TrainingStopped(ckpt)
+    is_main = trainer.is_world_process_zero()
+    metrics = dict(result.metrics)
+    eval_metrics: dict[str, Any] = {}
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[-1].get("step") == trainer.state.global_step:
+        eval_metrics = dict(evals[-1])  # the epoch-end evaluation already ran on the final weights
+    elif trainer.eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        if is_main:
+            hooks.emit("eval", step=trainer.state.global_step, epoch=round(trainer.state.epoch or 0, 4),
+                       eval_loss=float(eval_metrics.get("eval_loss", float("nan"))), version=spec.version,
+                       metrics={k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "version": spec.version,
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": metrics.get("train_loss"),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "eval_loss": eval_metrics.get("eval_loss"),
+        "seconds": round(seconds, 2),
+        "tokens": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
+        "resumed_from": resume,
+        "train_rows": len(spec.train_rows),
+        "validation_rows": len(spec.validation_rows),
+    }
+    summary["tokens_per_s"] = round(summary["tokens"] / seconds, 1) if seconds > 0 and summary["tokens"] else None
+    if is_main:
+        save_adapter(trainer, spec.adapter_dir)
+        Path(spec.adapter_dir, TRAIN_RESULT).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        hooks.emit("checkpoint", path=spec.adapter_dir, step=trainer.state.global_step, kind="adapter",
+                   version=spec.version)
+    return summary
+
+
+def save_adapter(trainer, adapter_dir: str | Path) -> None:
+    """Standard PEFT layout (adapter_config.json + adapter_model.safetensors) plus the tokenizer."""
+    adapter_dir = Path(adapter_dir)
+    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.model
+    unwrap = getattr(trainer, "accelerator", None)
+    if unwrap is not None:
+        model = unwrap.unwrap_model(model)
+    model.save_pretrained(tmp)
+    trainer.processing_class.save_pretrained(tmp)
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    os.replace(tmp, adapter_dir)

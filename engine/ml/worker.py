@@ -1,0 +1,47 @@
+"""``accelerate launch -m engine.ml.worker SPEC EVENTS STOP``: one rank of distributed training.
+
+Rank 0 appends its events to EVENTS (the parent relays them into the run's stream);
+every rank watches for the STOP file, and they agree at each step end. Exit 0 done,
+2 stopped after saving a checkpoint, 1 failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, events_path, stop_path = (Path(a) for a in argv[:3])
+    from .train import Hooks, TrainingStopped, TrainSpec, train_adapter
+
+    spec = TrainSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    rank = int(os.environ.get("RANK", "0"))
+    last = [0.0]
+
+    def write(obj: dict) -> None:
+        if rank != 0:
+            return
+        with events_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(obj, default=float) + "\n")
+
+    def progress(n, total, message=None):
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or (total and n >= total):
+            last[0] = now
+            write({"type": "_progress", "n": n, "total": total, "message": message})
+
+    hooks = Hooks(emit=lambda type, **p: write({"type": type, **p}), progress=progress,
+                  should_stop=lambda: stop_path.exists())
+    try:
+        train_adapter(spec, hooks)
+    except TrainingStopped:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
