@@ -225,6 +225,10 @@ class RunState:
             if line is not None:
                 self.add_log(line[1], line[0], "engine", ts)
         elif kind == "run":
+            for p in e.get("plan") or ():  # names/parents as this run defines them
+                if isinstance(p, dict) and p.get("id") in self.core.steps:
+                    self.core.steps[p["id"]].name = str(p.get("name") or self.core.steps[p["id"]].name)
+                    self.core.steps[p["id"]].parent = p.get("parent")
             if e.get("plan") and self._seeded:  # the run's own plan replaces the shipped one
                 keep = {p.get("id") for p in e["plan"] if isinstance(p, dict)}
                 for sid in self._seeded - keep:

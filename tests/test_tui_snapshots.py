@@ -57,7 +57,7 @@ def test_dashboard_from_recorded_engine_events(snap_compare, tmp_path):
 
 def test_dashboard_training_with_loss_and_mastery(snap_compare, tmp_path):
     ws = tmp_path / "ws"
-    run_dir = write_run(ws, finished=True)
+    run_dir = write_run(ws, finished=True, fixed_clock=1_772_323_200.0)
     hb = run_dir / "heartbeat.json"
     hb.unlink()  # its age depends on the clock
     app = BpllmApp(ws, config=TuiConfig(), attach=False)

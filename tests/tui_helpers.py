@@ -22,7 +22,7 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) 
 
 
 def write_run(workspace: Path, *, finished: bool = True, run_id: str = RUN_ID, pid: int | None = None,
-              train_steps: int = 120) -> Path:
+              train_steps: int = 120, fixed_clock: float | None = None) -> Path:
     """A run directory written with the engine's real EventWriter/Heartbeat (deterministic values)."""
     run_dir = workspace / "runs" / run_id
     writer = EventWriter(run_dir, run_id)
@@ -65,6 +65,14 @@ def write_run(workspace: Path, *, finished: bool = True, run_id: str = RUN_ID, p
         writer.emit("step", id="4", name="Training", status="complete", duration=42.5)
         writer.emit("run", phase="end", status="done", exit_code=0, duration=50.0)
     writer.close()
+    if fixed_clock is not None:  # snapshots: the same timestamps on every run (1 event = 0.25 s)
+        import json
+
+        path = run_dir / "events.jsonl"
+        events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for e in events:
+            e["ts"] = fixed_clock + e["seq"] * 0.25
+        path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
     hb = Heartbeat(run_dir, run_id)
     hb.data["pid"] = pid or 999_999_999
     hb.update(force=True, phase="exited" if finished else "training", step="4.2",
