@@ -132,6 +132,8 @@ def _literal_type(value: Value) -> str | None:
         return "Bool"
     if value.kind == "string":
         return "String"
+    if value.kind == "ident":
+        return "Enum"  # a bare name given to a generic pin: an enumerator
     if value.kind == "struct":
         names = {f.name for f in value.fields}
         if names <= {"X", "Y", "Z"}:
@@ -327,6 +329,16 @@ class _Exporter:
         elif sc == "K2Node_InputAction":
             value = gnode.raw_params.get("ActionName")
             node.props.append(("InputActionName", escape(str(value.python) if value else "None")))
+        elif e.params:
+            # other params kept as node properties (EnhancedInputAction's InputAction asset)
+            for param, prop in e.params.items():
+                value = gnode.raw_params.get(param)
+                if value is None:
+                    continue
+                name = str(value.python)
+                if prop == "InputAction":
+                    name = f"/Script/EnhancedInput.InputAction'{self.asset_root}/{name}.{name}'"
+                node.props.append((prop, escape(name)))
         for key, value in data.get("props", {}).items():
             node.props.append((key, value))
 
@@ -353,10 +365,13 @@ class _Exporter:
         t = spec_pin.type
         if t and t not in NON_CONCRETE:
             return t
-        if t == "Numeric" and node.dsl_id in self.operand_types:
-            # a promotable operator's pins share one type; a wire into String is a conversion
-            return self.operand_types[node.dsl_id]
         wired = wire_types.get((node.dsl_id, dsl_name, spec_pin.direction))
+        promotable = node.entry.short_class == "K2Node_PromotableOperator"
+        if promotable and wired and spec_pin.direction == "in":
+            return wired  # promotable inputs take what is wired (Vector * Float)
+        if t == "Numeric" and node.dsl_id in self.operand_types:
+            # otherwise the operator's pins share one type; a wire into String is a conversion
+            return self.operand_types[node.dsl_id]
         if wired:
             return wired
         if t == "Wildcard" and node.dsl_id in self.operand_types:

@@ -264,6 +264,10 @@ class _Importer:
         # custom events defined in this paste turn self calls into CallEvent
         self.custom_events = {
             _prop_str(o, "CustomFunctionName") for o in doc.objects if o.short_class == "K2Node_CustomEvent"
+        } | {
+            _member(o, "EventReference")[0]
+            for o in doc.objects
+            if o.short_class == "K2Node_Event" and _is_user_class(_member(o, "EventReference")[1])
         }
         for obj in doc.objects:
             sc = obj.short_class
