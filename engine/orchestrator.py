@@ -337,7 +337,6 @@ class Runner:
         while True:
             ctx = self.ctx
             ctx.step, ctx.attempt, ctx.cycle = step, attempt, cycle
-            self.state["attempt_of"][key] = attempt
             self.heartbeat.update(phase=step.phase, step=step.id, step_name=step.name, cycle=cycle, n=None,
                                   total=None, message=None, force=True)
             t0 = time.time()
@@ -417,6 +416,7 @@ class Runner:
         self.history.step(self.run_id, cycle, step.id, step.name, "error", duration=duration, attempt=attempt,
                           message=f"{info.category}: {info.message}")
         if not retry:
+            self.state["attempt_of"].pop(f"{cycle}:{step.id}", None)  # a resume after a fix starts afresh
             self._save_state()
             return False
         for k, (_old, new) in changes.items():
