@@ -105,6 +105,8 @@ class BpllmApp(App[int]):
         if not (self.workspace / "bpllm.toml").is_file():
             self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
                                "press s to create it and start a cycle", "warning", "tui")
+        if self.open_lesson is not None:
+            self.call_later(self.switch_mode, "editor")
         if self.attach_on_start:
             run_dir, live = find_attach_target(self.workspace)
             if run_dir is not None:
@@ -325,14 +327,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra directory of exam JSONL files to review (repeatable)")
     parser.add_argument("--lesson", type=Path, help="open this lesson file in the editor")
     parser.add_argument("--no-attach", action="store_true", help="do not attach to the workspace's last run")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve the app to a browser (textual-serve) instead of this terminal")
+    parser.add_argument("--host", default="127.0.0.1", help="--serve: address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="--serve: port (default 8000)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.serve:
+        from bpllm_tui.serve import serve
+
+        extra = [arg for path in args.exams for arg in ("--exams", str(path.resolve()))]
+        return serve(args.workspace, args.host, args.port, extra)
     app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
-    if args.lesson:
-        app.DEFAULT_MODE = "dashboard"
     result = app.run()
     return int(result or 0)
 
