@@ -234,6 +234,23 @@ def test_cli_export_and_coverage(tmp_path: Path):
     assert cov.returncode == 0 and json.loads(cov.stdout)["exported"] == export_coverage()["exported"]
 
 
+def test_spawn_actor_is_two_unreal_nodes_and_one_dsl_node():
+    text = (
+        "BLUEPRINT: BP_Spawner\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\nNODE n2: GetActorLocation\n"
+        "NODE n3: SpawnActor [ActorClass=BP_Enemy, SpawnRotation=(Pitch=0,Yaw=90,Roll=0)]\n"
+        "EXEC n1.Then -> n3.Execute\nDATA n2.ReturnValue -> n3.SpawnLocation [Vector]\n"
+    )
+    objs = _objects(export_t3d(text, seed=2))
+    classes = sorted(o.short_class for o in objs.values())
+    assert classes == ["K2Node_CallFunction", "K2Node_CallFunction", "K2Node_Event", "K2Node_SpawnActorFromClass"]
+    make = next(o for o in objs.values() if "MakeTransform" in str(o.props.get("FunctionReference", "")))
+    spawn = next(o for o in objs.values() if o.short_class == "K2Node_SpawnActorFromClass")
+    out = next(p for p in make.pins if p.name == "ReturnValue")
+    assert out.linked_to == [(spawn.name, next(p.pin_id for p in spawn.pins if p.name == "SpawnTransform"))]
+    back = import_t3d_text(export_t3d(text, seed=2), context=text)
+    assert score(text, back.dsl_text).score == 1.0 and back.report.nodes_folded == 1
+
+
 def test_unexportable_parts_are_reported():
     text = SAMPLE + "NODE n11: NoSuchNode\nEXEC n10.Completed -> n11.Execute\n"
     result = export_t3d_result(text, seed=0)

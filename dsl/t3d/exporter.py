@@ -107,6 +107,9 @@ class _UENode:
     var_name: str | None = None
     guid: str = ""
     pos: tuple[int, int] = (0, 0)
+    # DSL pins that live on a helper node (SpawnActor's SpawnLocation on its MakeTransform)
+    redirect: dict[str, tuple["_UENode", str]] = field(default_factory=dict)
+    helpers: list["_UENode"] = field(default_factory=list)
 
     def pin(self, name: str, direction: str | None = None) -> _Pin | None:
         for p in self.pins:
@@ -232,6 +235,8 @@ class _Exporter:
                 node.var_name = str(gnode.raw_params["VarName"].python)
             self._props(node, gnode)
             self._pins(node, gnode, wire_types, families.get(nid, {}), g)
+            if entry.data.get("expand"):
+                self._expand(node, g)
             self.nodes[nid] = node
             self.report.nodes_exported += 1
         for nid, gnode in g.nodes.items():
@@ -466,6 +471,9 @@ class _Exporter:
             return True  # written as a node property
         if node.type in ("Event_Custom", "CallEvent", "CallFunction") and dsl_name in ("EventName", "FunctionName"):
             return True
+        if dsl_name in node.redirect:
+            helper, helper_pin = node.redirect[dsl_name]
+            return self._set_value(helper, helper.pin(helper_pin, "in").dsl or helper_pin, value, spec_type)
         ue_name = e.ue_pin(dsl_name, node.var_name)
         if ue_name is None:
             self.report.add("param has no Unreal pin", f"{node.type}.{dsl_name}")
@@ -519,7 +527,46 @@ class _Exporter:
             if self._set_value(node, name, value, spec_param.type if spec_param else None):
                 self.report.params += 1
 
+    def _expand(self, node: _UENode, g) -> None:
+        """One DSL node that Unreal draws as two: add the helper node and wire it in."""
+        spec = node.entry.data["expand"]
+        via = self.mapping.entry(spec["via"])
+        if via is None:
+            self.report.add("expansion helper has no Unreal mapping", spec["via"])
+            return
+        helper = _UENode(node.dsl_id + "~" + spec["via"], spec["via"], via, self.catalog.get(spec["via"]))
+        helper.name = f"{via.short_class}_{self.class_counts[via.short_class]}"
+        self.class_counts[via.short_class] += 1
+        helper.guid = self.guid()
+        helper.props.append(("FunctionReference", _ref(via.member_parent, via.member_name or "")))
+        for sp in helper.spec.pins if helper.spec is not None else ():
+            ue_name = via.ue_pin(sp.name)
+            if ue_name is None:
+                continue
+            pin = self._new_pin(helper, ue_name, sp.direction, sp.kind, sp.type)
+            pin.dsl = sp.name
+            helper.pins.append(pin)
+        if _is_library(via.member_parent):
+            self_pin = _Pin("self", "in", "object", sub_object=via.member_parent or "", pin_id=self.guid(), hidden=True, friendly=_TARGET_FRIENDLY)
+            self_pin.default_object = _default_object_path(via.member_parent or "")
+            helper.pins.insert(0, self_pin)
+        out = helper.pin(via.ue_pin("ReturnValue") or "ReturnValue", "out")
+        into = node.pin(spec["into"], "in")
+        if into is None:
+            into = self._new_pin(node, spec["into"], "in", "data", "Transform")
+            node.pins.append(into)
+        if out is not None:
+            out.links.append((node.name, into.pin_id))
+            into.links.append((helper.name, out.pin_id))
+        for dsl_pin, helper_pin in spec["pins"].items():
+            node.redirect[dsl_pin] = (helper, helper_pin)
+        node.pins = [p for p in node.pins if p.dsl not in spec["pins"]]
+        node.helpers.append(helper)
+
     def _find_pin(self, node: _UENode, dsl_pin: str, direction: str) -> _Pin | None:
+        if dsl_pin in node.redirect:
+            helper, name = node.redirect[dsl_pin]
+            return helper.pin(name, direction)
         for p in node.pins:
             if p.dsl == dsl_pin and p.direction == direction:
                 return p
@@ -550,8 +597,10 @@ class _Exporter:
                 missing = f"{src.type}.{e.src_pin}" if sp is None else f"{dst.type}.{e.dst_pin}"
                 self.report.add("wired pin has no Unreal pin", missing)
                 continue
-            sp.links.append((dst.name, dp.pin_id))
-            dp.links.append((src.name, sp.pin_id))
+            dst_name = dst.redirect[e.dst_pin][0].name if e.dst_pin in dst.redirect else dst.name
+            src_name = src.redirect[e.src_pin][0].name if e.src_pin in src.redirect else src.name
+            sp.links.append((dst_name, dp.pin_id))
+            dp.links.append((src_name, sp.pin_id))
             if e.kind == "DATA" and e.type and not self._fits(e.type, dp):
                 self.report.add(
                     "DATA wire type does not fit the Unreal pin (the editor will refuse or convert the link)",
@@ -561,11 +610,6 @@ class _Exporter:
                 self.report.exec_wires += 1
             else:
                 self.report.data_wires += 1
-        for nid, pins in self._unmapped.items():
-            for dsl_name, direction in sorted(pins):
-                used = any((e.src == nid and e.src_pin == dsl_name) or (e.dst == nid and e.dst_pin == dsl_name) for e in g.edges)
-                if used:
-                    self.report.add("wired pin has no Unreal pin", f"{self.nodes[nid].type}.{dsl_name}" if nid in self.nodes else dsl_name)
 
     def _layout(self, g) -> None:
         ids = [nid for nid in g.nodes if nid in self.nodes]
@@ -574,7 +618,10 @@ class _Exporter:
         pure = {nid for nid in ids if g.nodes[nid].pure}
         positions = layered_layout(ids, edges, events, pure)
         for nid, pos in positions.items():
-            self.nodes[nid].pos = pos
+            node = self.nodes[nid]
+            node.pos = pos
+            for i, helper in enumerate(node.helpers):
+                helper.pos = (pos[0] - 288, pos[1] + 160 + 112 * i)
 
     # -- text -------------------------------------------------------------------------
 
@@ -622,7 +669,8 @@ class _Exporter:
 
     def _render(self) -> str:
         out: list[str] = []
-        for node in self.nodes.values():
+        everything = [n for node in self.nodes.values() for n in (node, *node.helpers)]
+        for node in everything:
             cls = node.entry.cls
             path = f"{cls}'{self.asset_root}/{self.blueprint}.{self.blueprint}:{self.graph}.{node.name}'"
             out.append(f'Begin Object Class={cls} Name="{node.name}" ExportPath={escape(path)}')

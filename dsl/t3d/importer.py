@@ -66,6 +66,7 @@ class ImportReport:
     literal_inputs: int = 0
     knots_collapsed: int = 0
     comments_dropped: int = 0
+    nodes_folded: int = 0  # helper nodes merged into the DSL node they serve (MakeTransform into SpawnActor)
     rigvm_objects: int = 0
     node_types: Counter = field(default_factory=Counter)
     unsupported: dict[tuple[str, str], Unsupported] = field(default_factory=dict)
@@ -104,6 +105,7 @@ class ImportReport:
             "literal_inputs": self.literal_inputs,
             "knots_collapsed": self.knots_collapsed,
             "comments_dropped": self.comments_dropped,
+            "nodes_folded": self.nodes_folded,
             "rigvm_objects": self.rigvm_objects,
             "node_types": dict(sorted(self.node_types.items())),
             "unsupported_total": self.unsupported_total,
@@ -118,6 +120,7 @@ class ImportReport:
             + (f", {self.literal_inputs} literal inputs" if self.literal_inputs else "")
             + (f", {self.knots_collapsed} knots collapsed" if self.knots_collapsed else "")
             + (f", {self.comments_dropped} comment boxes dropped" if self.comments_dropped else "")
+            + (f", {self.nodes_folded} helper nodes folded" if self.nodes_folded else "")
         ]
         for u in sorted(self.unsupported.values(), key=lambda u: (-u.count, u.what, u.reason)):
             ex = f" (e.g. {', '.join(u.examples[:3])})" if u.examples else ""
@@ -163,6 +166,7 @@ class _Node:
     id: str = ""
     dynamic: bool = False  # pins pass through by name (user functions, custom events)
     key: str = ""  # unique object key (names can repeat when copies are concatenated)
+    borrowed_pins: list[T3DPin] = field(default_factory=list)  # a folded helper's inputs (SpawnActor)
 
 
 def _prop_str(obj: T3DObject, key: str) -> str:
@@ -517,9 +521,47 @@ class _Importer:
 
     # -- assembly -----------------------------------------------------------------
 
+    def _fold_expansions(self, wires: list[tuple[str, T3DPin, str, T3DPin]]) -> list[tuple[str, T3DPin, str, T3DPin]]:
+        """Two Unreal nodes that are one DSL node: SpawnActorFromClass fed only by a
+        MakeTransform (default scale) is ``SpawnActor`` with SpawnLocation/SpawnRotation."""
+        for dsl_type, entry in self.mapping.entries.items():
+            spec = entry.data.get("expand")
+            if not spec or not self._has_spec(dsl_type):
+                continue
+            for key, node in list(self.nodes.items()):
+                if node.obj.cls != entry.cls or node.type == dsl_type:
+                    continue
+                feeding = [w for w in wires if w[2] == key and w[3].name == spec["into"]]
+                if len(feeding) != 1:
+                    continue
+                helper_key = feeding[0][0]
+                helper = self.nodes.get(helper_key)
+                if helper is None or helper.type != spec["via"]:
+                    continue
+                mapped = set(spec["pins"].values())
+                if any(w[0] == helper_key and w[2] != key for w in wires):
+                    continue  # the transform is used elsewhere too
+                extra = [
+                    p for p in helper.obj.pins
+                    if p.direction == "in" and not p.hidden and p.name not in mapped
+                    and (any(w[2] == helper_key and w[3] is p for w in wires) or not self._is_default(helper, p))
+                ]
+                if extra:
+                    continue  # a scale (or anything else) set: keep both nodes
+                node.type, node.spec, node.entry = dsl_type, self.catalog.get(dsl_type), entry
+                node.borrowed_pins = [p for p in helper.obj.pins if p.name in mapped]
+                del self.nodes[helper_key]
+                self.report.nodes_folded += 1
+                wires = [
+                    (s, sp, key if d == helper_key else d, dp)
+                    for s, sp, d, dp in wires
+                    if not (s == helper_key and d == key)
+                ]
+        return wires
+
     def build(self) -> str:
         self.classify()
-        wires = self.collect_wires()
+        wires = self._fold_expansions(self.collect_wires())
         ids = {}
         for i, (name, node) in enumerate(self._ordered_nodes(), start=1):
             node.id = f"n{i}"
@@ -586,7 +628,7 @@ class _Importer:
         return False
 
     def _pin_params(self, node: _Node, linked_inputs: set[tuple[str, str]]) -> None:
-        for pin in node.obj.pins:
+        for pin in [*node.obj.pins, *node.borrowed_pins]:
             if pin.direction != "in" or pin.is_exec or pin.hidden or pin.parent_pin:
                 continue
             if (node.key, pin.pin_id) in linked_inputs or pin.linked_to:
