@@ -7,7 +7,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from dsl.parser import parse
 from dsl.scorer import score

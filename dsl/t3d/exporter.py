@@ -187,7 +187,6 @@ class _Exporter:
         self.class_counts: Counter = Counter()
         self.blueprint = doc.name or "BP_Exported"
         self.graph = doc.graphs[0].name if doc.graphs else "EventGraph"
-        self._unmapped: dict[str, set[tuple[str, str]]] = {}
 
     def guid(self) -> str:
         return "%032X" % self.rng.getrandbits(128)
@@ -423,8 +422,7 @@ class _Exporter:
             else:
                 ue_name = e.ue_pin(dsl_name, node.var_name)
             if ue_name is None:
-                self._unmapped.setdefault(node.dsl_id, set()).add((dsl_name, sp.direction))
-                continue
+                continue  # a catalog pin Unreal lacks; reported only if a wire uses it (see _wires)
             pin = self._new_pin(node, ue_name, sp.direction, sp.kind, None if sp.kind == "exec" else self._pin_type(node, sp, dsl_name, wire_types))
             pin.dsl = dsl_name
             (exec_in if sp.kind == "exec" and sp.direction == "in" else exec_out if sp.kind == "exec" else data_in if sp.direction == "in" else data_out).append(pin)

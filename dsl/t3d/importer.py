@@ -12,7 +12,6 @@ equivalent is counted in :class:`ImportReport` under a reason.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from ..ast import Diagnostic, Document, quote
 from ..catalog import NodeSpec
 from .mapping import FUNCTION_CLASSES, UEEntry, UEMapping, default_mapping, is_ident, object_short_name, sanitize_ident
-from .parser import Bare, Struct, T3DObject, T3DPin, parse_t3d
+from .parser import Struct, T3DObject, T3DPin, parse_t3d
 from .values import ue_to_dsl
 
 NON_CONCRETE = frozenset({"Wildcard", "Numeric", "Var", "Struct", "Enum"})
