@@ -354,7 +354,14 @@ class Runner:
                     self._in_step = None
             except StepSkipped as s:
                 return self._skip(step, cycle, s.reason, duration=round(time.time() - t0, 3))
-            except StopRequested:
+            except Exception as exc:  # noqa: BLE001
+                if not _is_stop(exc):
+                    info = classify(exc)
+                    del exc
+                    if not self._handle_failure(step, cycle, attempt, max_attempts, t0, info):
+                        raise StepFailed(step, info) from None
+                    attempt += 1
+                    continue
                 self._flush_stop_event()
                 self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
                                  cycle=cycle, duration=round(time.time() - t0, 3),
@@ -362,7 +369,7 @@ class Runner:
                 self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
                                   duration=round(time.time() - t0, 3), attempt=attempt)
                 self._save_state()
-                raise
+                raise StopRequested() from None
             except StallAbort as exc:
                 if self._stall_abort is None:  # pragma: no cover - only the watchdog raises it
                     raise
@@ -370,13 +377,6 @@ class Runner:
                                              f"{self._stall_abort['phase']} (limit {self._stall_abort['limit_s']:.0f}s)"))
                 info.traceback = ""
                 self._stall_abort = None
-                del exc
-                if not self._handle_failure(step, cycle, attempt, max_attempts, t0, info):
-                    raise StepFailed(step, info) from None
-                attempt += 1
-                continue
-            except Exception as exc:  # noqa: BLE001
-                info = classify(exc)
                 del exc
                 if not self._handle_failure(step, cycle, attempt, max_attempts, t0, info):
                     raise StepFailed(step, info) from None
@@ -592,6 +592,17 @@ class Runner:
 
     def _print_err(self, message: str) -> None:
         print(message, file=sys.stderr)
+
+
+def _is_stop(exc: BaseException | None) -> bool:
+    """A StopRequested, or any exception of that name (an ML library's own) anywhere in the chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, StopRequested) or type(exc).__name__ == "StopRequested":
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def read_json_quiet(path: Path) -> dict[str, Any]:
