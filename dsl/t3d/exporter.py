@@ -212,12 +212,17 @@ class _Exporter:
         wire_types: dict[tuple[str, str, str], str] = {}
         for e in g.edges:
             if e.kind == "DATA" and e.type:
+                wtype = e.type
+                src_node = g.nodes.get(e.src) if e.src is not None else None
+                var = src_node.raw_params.get("VarName") if src_node is not None else None
+                if var is not None and self.catalog.base_type(self.vars.get(str(var.python), "")) == self.catalog.base_type(wtype):
+                    wtype = self.vars[str(var.python)]  # DATA [Array] from an Array<Actor> variable carries Array<Actor>
                 keys = [(e.dst, e.dst_pin, "in")] + ([(e.src, e.src_pin, "out")] if e.src is not None else [])
                 for key in keys:
                     old = wire_types.get(key)
                     # an output read as Object and as Actor is an Actor: keep the most specific
-                    if old is None or self._is_subtype(e.type, old):
-                        wire_types[key] = e.type
+                    if old is None or self._is_subtype(wtype, old):
+                        wire_types[key] = wtype
         families = self._family_members(g)
         self.operand_types = self._operand_types(g, wire_types)
         for nid, gnode in g.nodes.items():
@@ -367,9 +372,15 @@ class _Exporter:
         """Concrete catalog type; else the type of the wire on it, the node's operand type,
         the variable's type, in that order (Unreal pins are always concretely typed)."""
         t = spec_pin.type
+        wired = wire_types.get((node.dsl_id, dsl_name, spec_pin.direction))
+        if t == "Array" and wired and wired.startswith("Array<"):
+            return wired  # the element type rides along from the variable
         if t and t not in NON_CONCRETE:
             return t
-        wired = wire_types.get((node.dsl_id, dsl_name, spec_pin.direction))
+        if t == "Var" and node.var_name in self.vars and (
+            not wired or self.catalog.base_type(self.vars[node.var_name]) == self.catalog.base_type(wired)
+        ):
+            return self.vars[node.var_name]
         promotable = node.entry.short_class == "K2Node_PromotableOperator"
         if promotable and wired and spec_pin.direction == "in":
             return wired  # promotable inputs take what is wired (Vector * Float)
@@ -440,6 +451,10 @@ class _Exporter:
         for p in data_in:
             if p.name == "self":
                 p.friendly = _TARGET_FRIENDLY
+                if sc in ("K2Node_VariableGet", "K2Node_VariableSet"):
+                    # self-context variables: the editor hides Target until something is wired in
+                    p.hidden = not any(e.dst == node.dsl_id and e.dst_pin == p.dsl for e in g.edges)
+                    p.sub_object = f"/Script/Engine.BlueprintGeneratedClass'{self.asset_root}/{self.blueprint}.{self.blueprint}_C'"
         if e.data.get("world_context"):
             hidden.append(_Pin("WorldContextObject", "in", "object", sub_object="/Script/CoreUObject.Class'/Script/CoreUObject.Object'", pin_id=self.guid(), hidden=True))
         if sc == "K2Node_DynamicCast":
@@ -509,6 +524,8 @@ class _Exporter:
         """Can a value of the wire's DSL type flow into this Unreal pin (as typed on export)?"""
         if pin.category in ("wildcard", ""):
             return True
+        if pin.container == "Array":
+            return self.catalog.base_type(wire_type) in ("Array", "Wildcard")
         for tname, t in self.mapping.types.items():
             if t.get("category") == pin.category and (t.get("object", "") == pin.sub_object or not pin.sub_object) and t.get("container", "") == pin.container:
                 if self.catalog.assignable(wire_type, tname):

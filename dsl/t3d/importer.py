@@ -665,6 +665,10 @@ class _Importer:
         for pin in node.obj.pins:
             if pin.name == node.var_name:
                 t = self.ue_pin_type(pin)
+                if t == "Array":
+                    elem = self.ue_pin_type(_element_pin(pin))
+                    if elem is not None and elem != "Array":
+                        t = f"Array<{elem}>"
                 if t is not None:
                     self.variables.setdefault(dsl_name, t)
                     return
@@ -730,6 +734,13 @@ class _Importer:
                 elif short in ("Pawn", "Character", "PlayerController", "Actor"):
                     parents[short] += 1
         return parents.most_common(1)[0][0] if parents else "Actor"
+
+
+def _element_pin(pin: T3DPin) -> T3DPin:
+    """The same pin type without its container (an Array<Actor> pin's Actor)."""
+    from dataclasses import replace
+
+    return replace(pin, container="")
 
 
 def _same_value(a: str, b: str) -> bool:
