@@ -370,3 +370,19 @@ def test_gpus_reports_no_gpu_cleanly(ws: Path) -> None:
         assert s["reason"].startswith("no GPU") and s["devices"] == []
     else:  # pragma: no cover - on a GPU box
         assert all(d["mem_total"] > 0 for d in s["devices"])
+
+
+def test_step_selection_errors_and_listing(ws: Path) -> None:
+    r = bpllm("run", "-w", str(ws), "--only", "1,42")
+    assert r.returncode == 1 and "unknown step id(s) 42" in r.stderr
+    r = bpllm("run", "-w", str(ws), "--from", "10.1")
+    assert r.returncode == 1 and "unknown step id '10.1'" in r.stderr
+    assert not (ws / "runs").exists() or not run_dirs(ws), "a refused run leaves no run directory"
+    r = bpllm("run", "--list-steps")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 59 and lines[0].startswith("1 ") and "Dashboard & Finalize" in r.stdout
+    r = bpllm("run", "-w", str(ws), "--only", "9", "--from", "9.4", "-q")
+    assert r.returncode == 0, r.stderr
+    started = [e["id"] for e in events(run_dirs(ws)[-1]) if e["type"] == "step" and e["status"] == "start"]
+    assert started == ["9", "9.4", "9.5"]
