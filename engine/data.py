@@ -1,7 +1,7 @@
 """Data foundation: reading, validating, quarantining, deduplicating and splitting rows.
 
 Every training row and every lesson prompt goes through ``dsl/`` (parser +
-validator).  What fails goes to ``datasets/quarantine/<source>.jsonl`` with its
+validator).  What fails goes to ``datasets/quarantine/merge-<source>.jsonl`` with its
 diagnostics and the line it came from -- nothing is dropped silently.
 
 Deduplication:
@@ -393,7 +393,8 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, min_val: int, seed: 
 
 
 def write_quarantine(qdir: Path, problems: list[Problem], *, prefix: str = "") -> dict[str, Path]:
-    """One JSONL per source (invalid/malformed) plus duplicates.jsonl; rewritten atomically."""
+    """``<prefix><source>.jsonl`` per source (invalid/malformed) plus ``<prefix>duplicates.jsonl``, rewritten
+    atomically; stale files of the same prefix (a source that is clean now) are removed, others never."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for p in problems:
         if p.kind == "warning":

@@ -3,7 +3,7 @@ and datasets into a workspace, through the same validation and quarantine as the
 engine's own data steps.
 
 * ``lessons/*.json`` → workspace ``lessons/`` (invalid prompts are removed from the
-  imported copy and written to ``datasets/quarantine/import-lessons.jsonl``);
+  imported copy and written to ``datasets/quarantine/import-lessons-<lesson>.jsonl``);
   ``lessons/holdout/*.json`` are imported with ``"holdout": true`` unless identical to a
   lesson already imported (the reference's holdout lesson_11 is a copy of lesson_11).
 * ``datasets/*.jsonl`` → ``datasets/sources/blueprintllm_<name>.jsonl`` holding the

@@ -163,7 +163,7 @@ def _merge(ctx: StepContext, step: str) -> dict[str, Any]:
                         val_fraction=float(dcfg["validation_fraction"]), min_val=int(dcfg["min_validation"]),
                         seed=int(dcfg["seed"]), progress=lambda n: ctx.progress(n, total, unit="row"))
     ctx.progress(total, total, unit="row")
-    qfiles = write_quarantine(ws.quarantine, [p for p in result.problems], prefix="")
+    qfiles = write_quarantine(ws.quarantine, result.problems, prefix="merge-")
     write_split(ws, result)
     st = result.stats
     bad = [p for p in result.problems if p.kind in ("invalid", "malformed")]
@@ -243,7 +243,7 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
     dup_share = (int(manifest.get("duplicates", 0)) + int(manifest.get("near_duplicates", 0))) / total
     if dup_share > 0.05:
         ctx.health("duplicates", "warning", f"{dup_share:.0%} of the source rows were duplicates "
-                                            f"(removed; listed in datasets/quarantine/duplicates.jsonl)",
+                                            f"(removed; listed in datasets/quarantine/merge-duplicates.jsonl)",
                    value=round(dup_share, 4), threshold=0.05, key="data.duplicates")
     by_lesson: dict[str, int] = {}
     for r in rows:

@@ -86,8 +86,10 @@ def test_data_steps_on_imported_corpus_then_leakage(imported: Path) -> None:
     evs = events(run_dirs(imported)[-1])
     merged = next(e for e in evs if e["type"] == "data" and e["name"] == "merged")
     assert merged["duplicates"] > 0 and merged["train"] > 1000
-    dups = (imported / "datasets" / "quarantine" / "duplicates.jsonl").read_text().splitlines()
+    q = imported / "datasets" / "quarantine"
+    dups = (q / "merge-duplicates.jsonl").read_text().splitlines()
     assert len(dups) == merged["duplicates"] + merged["near_duplicates"]
+    assert (q / "import-auto_translated.jsonl").exists(), "the import's quarantine survives the merge"
     rep = _check_leakage(imported)
     assert rep["training_data"].startswith("merged split")
     # the split never puts two rows of one graph on both sides

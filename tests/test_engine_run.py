@@ -335,7 +335,7 @@ def test_malformed_lesson_and_dataset_lines_are_reported_and_quarantined(ws: Pat
     assert r.returncode == 0, r.stderr
     assert "broken.json" in r.stdout and "line 3" in r.stdout
     q = ws / "datasets" / "quarantine"
-    mine = [json.loads(x) for x in (q / "mine.jsonl").read_text().splitlines()]
+    mine = [json.loads(x) for x in (q / "merge-mine.jsonl").read_text().splitlines()]
     assert [m["line"] for m in mine] == [2, 3, 4, 5]
     assert "not valid JSON" in mine[0]["reason"] and "'output'" in mine[1]["reason"]
     assert "invalid DSL" in mine[2]["reason"] and mine[2]["diagnostics"]
