@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -101,7 +102,12 @@ async def _burst(workspace: Path, n: int) -> dict[str, Any]:
         gaps.clear()
         last = time.perf_counter()
         start = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(None, _write_burst, run_dir, run_id, n)
+        # the engine is another process: so is the writer here (no shared GIL with the app)
+        writer_proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from bpllm_tui.bench import _write_burst; from pathlib import Path; "
+            "_write_burst(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))", str(run_dir), run_id, str(n),
+            cwd=str(ROOT), stdin=asyncio.subprocess.DEVNULL)
+        await writer_proc.wait()
         written = time.perf_counter() - start
         target = n + 2
         while app.state.events < target:
@@ -169,6 +175,8 @@ def bench_tui(args: Any) -> int:
         for src in sorted(starter.glob("*.json"))[:1]:
             (lessons / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
 
+        load = os.getloadavg()[0]
+        print(f"machine       load average {load:.2f} on {os.cpu_count()} cores (timings stretch when it is above that)")
         tui = _first_paint("bpllm", ws)
         bare = _first_paint("bare", ws)
         print(f"first paint   bpllm-tui {tui * 1000:7.0f} ms   bare Textual app {bare * 1000:7.0f} ms   "

@@ -234,7 +234,7 @@ class EngineClient:
             # events, in bounded batches
             drained = False
             while not stop.is_set():
-                batch = tail.poll(max_bytes=4 * 1024 * 1024)
+                batch = tail.poll(max_bytes=512 * 1024)  # small bites: the UI thread gets the GIL often
                 malformed = [str(m) for m in batch.malformed]
                 if batch.reset:
                     malformed.append(f"events.jsonl was {batch.reset}; re-reading from the start")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -15,6 +16,7 @@ from textual.widgets import Input, RichLog, Static
 from bpllm_tui.state import LEVELS, LogRecord, RunState
 from bpllm_tui.widgets._theme import themed
 
+_DIM = Style(dim=True)
 LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "$warning", "error": "bold $error"}
 SOURCE_STYLE = {"stderr": "$warning", "stdout": "", "tui": "$accent", "engine": ""}
 
@@ -28,7 +30,7 @@ class LogView(Vertical):
     LogView > RichLog { height: 1fr; }
     """
 
-    MAX_PER_SYNC = 120  # lines painted per refresh tick (10/s): a flood never freezes a frame
+    MAX_PER_SYNC = 40  # lines painted per refresh tick (10/s): a flood never freezes a frame
 
     def __init__(self, *, max_lines: int = 5000, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -38,6 +40,7 @@ class LogView(Vertical):
         self.follow = True
         self._seen = 0
         self._state: RunState | None = None
+        self._styles: dict = {}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-header")
@@ -53,12 +56,19 @@ class LogView(Vertical):
             return False
         return not self.needle or self.needle.lower() in rec.text.lower()
 
+    def _style(self, spec: str):
+        key = (self.app.theme, spec)
+        style = self._styles.get(key)
+        if style is None:
+            style = self._styles[key] = themed(self.app, spec)
+        return style
+
     def _format(self, rec: LogRecord) -> Text:
         text = Text(no_wrap=True)
-        text.append(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), "dim")
+        text.append(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), _DIM)
         if rec.source != "engine":
-            text.append(f"{rec.source}: ", themed(self.app, SOURCE_STYLE.get(rec.source, "")))
-        text.append(rec.text, themed(self.app, LEVEL_STYLE.get(rec.level, "")))
+            text.append(f"{rec.source}: ", self._style(SOURCE_STYLE.get(rec.source, "")))
+        text.append(rec.text, self._style(LEVEL_STYLE.get(rec.level, "")))
         return text
 
     def sync(self, state: RunState, force: bool = False) -> None:

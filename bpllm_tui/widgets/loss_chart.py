@@ -104,7 +104,8 @@ class LossChart(Widget):
         raw = [v for _, v in train]
         smooth = ema_debiased(raw, self.beta) if raw else []
         xs = [x for x, _ in train] + [x for x, _ in evals]
-        ys = [self._ty(v) for v in raw + smooth + [v for _, v in evals]]
+        log = self.log_scale  # reactive reads are slow: once per repaint, not per point
+        ys = [math.log10(max(v, 1e-8)) if log else v for v in raw + smooth + [v for _, v in evals]]
         x0, x1 = min(xs), max(xs)
         y0, y1 = min(ys), max(ys)
         if x1 == x0:
@@ -114,37 +115,61 @@ class LossChart(Widget):
         pad = (y1 - y0) * 0.05
         y0, y1 = y0 - pad, y1 + pad
 
-        def to_dot(x: float, v: float) -> tuple[int, int]:
-            dx = int(round((x - x0) / (x1 - x0) * (dots_w - 1)))
-            dy = int(round((y1 - self._ty(v)) / (y1 - y0) * (dots_h - 1)))
-            return min(max(dx, 0), dots_w - 1), min(max(dy, 0), dots_h - 1)
+        sx = (dots_w - 1) / (x1 - x0)
+        sy = (dots_h - 1) / (y1 - y0)
+        max_x, max_y = dots_w - 1, dots_h - 1
+        log10 = math.log10
 
-        # layer per cell: 0 none, 1 raw, 2 smooth ; eval cells separate
+        def to_dots(points: list[tuple[float, float]]) -> list[tuple[int, int]]:
+            out = []
+            for x, v in points:
+                yv = log10(v if v > 1e-8 else 1e-8) if log else v
+                dx = int((x - x0) * sx + 0.5)
+                dy = int((y1 - yv) * sy + 0.5)
+                out.append((0 if dx < 0 else max_x if dx > max_x else dx, 0 if dy < 0 else max_y if dy > max_y else dy))
+            return out
+
+        # layer per cell: 0 none, 1 raw, 2 smooth
         bits = [[0] * plot_w for _ in range(plot_h)]
         layer = [[0] * plot_w for _ in range(plot_h)]
 
+        def dot(dx: int, dy: int, level: int) -> None:
+            cx, cy = dx >> 1, dy >> 2
+            bits[cy][cx] |= _BITS[dy & 3][dx & 1]
+            if layer[cy][cx] < level:
+                layer[cy][cx] = level
+
         def plot_series(points: list[tuple[float, float]], level: int) -> None:
-            prev = None
-            for x, v in points:
-                cur = to_dot(x, v)
-                if prev is None:
-                    segs = [cur]
-                else:  # connect with a straight dotted line
-                    (ax, ay), (bx, by) = prev, cur
-                    n = max(abs(bx - ax), abs(by - ay), 1)
-                    segs = [(ax + (bx - ax) * i // n, ay + (by - ay) * i // n) for i in range(n + 1)]
-                for dx, dy in segs:
-                    cx, cy = dx // 2, dy // 4
-                    bits[cy][cx] |= _BITS[dy % 4][dx % 2]
-                    layer[cy][cx] = max(layer[cy][cx], level)
-                prev = cur
+            """Decimate to one (first, lo, hi, last) span per dot column, then draw columns and joins:
+            O(points + width × height) however long the run is."""
+            columns: dict[int, list[int]] = {}
+            order: list[int] = []
+            for dx, dy in to_dots(points):
+                span = columns.get(dx)
+                if span is None:
+                    columns[dx] = [dy, dy, dy, dy]
+                    order.append(dx)
+                else:
+                    if dy < span[1]:
+                        span[1] = dy
+                    if dy > span[2]:
+                        span[2] = dy
+                    span[3] = dy
+            prev: tuple[int, int] | None = None
+            for dx in order:
+                first, lo, hi, last = columns[dx]
+                for dy in range(lo, hi + 1):
+                    dot(dx, dy, level)
+                if prev is not None:
+                    px, py = prev
+                    n = max(abs(dx - px), abs(first - py), 1)
+                    for i in range(1, n):
+                        dot(px + (dx - px) * i // n, py + (first - py) * i // n, level)
+                prev = (dx, last)
 
         plot_series(train, 1)
         plot_series(list(zip([x for x, _ in train], smooth)), 2)
-        eval_cells = set()
-        for x, v in evals:
-            dx, dy = to_dot(x, v)
-            eval_cells.add((dy // 4, dx // 2))
+        eval_cells = {(dy >> 2, dx >> 1) for dx, dy in to_dots(evals)}
 
         styles = {
             1: base + self.get_component_rich_style("loss-chart--raw", partial=True),
