@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (the TUI, a resumed engine) never sees half a file.
+"""Atomic file writes: a reader (the TUI, a resumed engine, an editor) never sees half a file.
 
 Every state file the engine owns goes through here: write a temp file in the same
 directory, flush + fsync it, then ``os.replace`` it over the target.  A crash

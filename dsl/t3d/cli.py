@@ -14,28 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    """temp file + os.replace: a crash never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+from ..atomic import atomic_write_text
 
 
 def _read(path: Path) -> str:
@@ -119,7 +103,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         if row is not None:
             rows.append(row)
         if out_dir is not None:
-            _atomic_write(out_dir / f"{path.stem}.dsl", result.dsl_text)
+            atomic_write_text(out_dir / f"{path.stem}.dsl", result.dsl_text)
         entry = {
             "path": str(path),
             "dsl": result.dsl_text,
@@ -138,7 +122,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             if out_dir is None:
                 sys.stdout.write(result.dsl_text + ("\n" if len(args.files) > 1 else ""))
     if out_dir is not None and rows:
-        _atomic_write(out_dir / "training_rows.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic_write_text(out_dir / "training_rows.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     if args.json:
         json.dump({"files": results, "totals": totals}, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -181,7 +165,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for d in result.diagnostics:
         print(f"{args.file}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}", file=sys.stderr)
     if args.out:
-        _atomic_write(Path(args.out), result.text)
+        atomic_write_text(Path(args.out), result.text)
     if args.json:
         print(
             json.dumps(
