@@ -286,9 +286,10 @@ class _Builder:
 # Lark's LALR parse is a function of the token types alone, and a line's tree shape is a
 # function of the parse. So for a line that lexes the way Lark's contextual lexer would
 # lex it, the tree is "the shape for this token-type sequence" filled with this line's
-# token values and columns. ``_FastPath`` replays the contextual lexer with the very
-# regexes Lark compiled for each parser state (walking a trie of token-type prefixes that
-# records which state lexes the next token), and on a shape it has not seen it runs the
+# token values and columns. ``_FastPath`` replays the contextual lexer with the regexes
+# Lark compiled for each parser state (fused with the ignored-whitespace run where that
+# provably reads the same tokens), walking a trie of token-type prefixes that records
+# which state lexes the next token; on a shape it has not seen it runs the
 # grammar's LALR table with Lark's own tree callbacks, checks that the compiled builder
 # reproduces ``_Builder`` on that tree, and memoises the builder. Lexing or parsing
 # trouble of any kind returns None and the line goes through Lark as before, so error
