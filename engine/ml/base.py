@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-BASE_FORMAT = 1
+BASE_FORMAT = 2  # bump when the tokenizer, template or pretraining recipe changes
 
 
 class StopRequested(Exception):
@@ -50,9 +50,10 @@ def catalog_vocabulary(catalog) -> list[str]:
     return words
 
 
-def render_example(tokenizer, system: str, instruction: str, output: str | None = None) -> str:
+def render_example(tokenizer, system: str | None, instruction: str, output: str | None = None) -> str:
     """One conversation rendered by the tokenizer's chat template (prompt only when ``output`` is None)."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": instruction}]
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": instruction})
     if output is None:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     messages.append({"role": "assistant", "content": output})
@@ -127,7 +128,13 @@ def pretrain_tiny_base(
         tokenizer_texts.append(row.get("output", ""))
     tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)))
 
-    texts = [render_example(tokenizer, system, r["instruction"], r["output"]) for r in rows]
+    # Most documents skip the system prompt: it is ~half the tokens of an example and the
+    # same every time, so pretraining on it in every row would halve the throughput for
+    # nothing. A share keeps it (the fine-tune and the exam always use it).
+    share = float(settings.get("system_prompt_share", 0.25))
+    pick = random.Random(seed + 1)
+    texts = [render_example(tokenizer, system if pick.random() < share else None, r["instruction"], r["output"])
+             for r in rows]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     max_len = int(settings.get("max_position_embeddings", 1024))
     encoded = [ids[:max_len] for ids in encoded if ids]
@@ -200,7 +207,7 @@ def pretrain_tiny_base(
             tokens_seen += int(mask.sum())
             losses.append(loss.item())
             if on_progress and (step % 10 == 0 or step == total_steps):
-                on_progress({"step": step, "total": total_steps, "loss": float(loss), "tokens": tokens_seen,
+                on_progress({"step": step, "total": total_steps, "loss": losses[-1], "tokens": tokens_seen,
                              "elapsed": time.perf_counter() - started})
         if stopped_early:
             break
@@ -227,7 +234,7 @@ def pretrain_tiny_base(
     }
 
 
-def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None):
+def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_4bit: bool = False):
     """Model + tokenizer from a base directory, local path or hub id (offline-friendly message)."""
     from transformers import AutoModelForCausalLM
 
@@ -235,10 +242,11 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None):
 
     path_str = str(path)
     kwargs: dict[str, Any] = {}
-    if load_in_8bit:
+    if load_in_8bit or load_in_4bit:
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if load_in_8bit
+                                         else BitsAndBytesConfig(load_in_4bit=True))
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:

@@ -27,6 +27,8 @@ class Profile:
     grad_accum: int = 1
     max_seq_len: int = 512
     warmup_ratio: float = 0.05
+    warmup_steps: int = 0  # > 0 wins over warmup_ratio
+    max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     eval_steps: int = 0  # 0: evaluate once per epoch
     save_steps: int = 25
@@ -34,6 +36,7 @@ class Profile:
     save_total_limit: int = 2
     # precision / memory
     load_in_8bit: bool = False
+    load_in_4bit: bool = False
     bf16: bool = False  # forced off on CPU
     gradient_checkpointing: bool = False  # forced off on CPU
     # distribution: run training under `accelerate launch` instead of in-process
@@ -82,6 +85,7 @@ TINY_BASE_DEFAULTS: dict[str, Any] = {
     "pretrain_batch_size": 16,
     "pretrain_lr": 3e-3,
     "pretrain_max_seconds": 150.0,
+    "system_prompt_share": 0.25,
     "seed": 7,
 }
 

@@ -70,12 +70,19 @@ def resolve_profile(ctx: StepContext):
     renames = {"model": "base", "max_seq_length": "max_seq_len", "lr": "learning_rate", "num_epochs": "epochs"}
     values: dict[str, Any] = {}
     known = set(profile.to_dict())
+    ignored = []
     for key, value in table.items():
         key = renames.get(key, key)
-        if key in known:
-            values[key] = value
-        elif key == "tiny" and isinstance(value, dict):
+        if key == "tiny" and isinstance(value, dict):
             values["tiny"] = {**profile.tiny, **value}
+        elif key in known:
+            values[key] = value
+        else:
+            ignored.append(key)
+    if ignored and not ml_state(ctx).get("warned_ignored"):
+        ml_state(ctx)["warned_ignored"] = True
+        ctx.log(f"[profiles.{ctx.profile}] keys not used by the ML profile: {', '.join(sorted(ignored))} "
+                f"(known: {', '.join(sorted(known))})", level="warning")
     for key in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha"):
         if key in ctx.overrides:
             values[renames.get(key, key)] = ctx.overrides[key]
@@ -180,7 +187,7 @@ def tiny_base(ctx: StepContext, profile) -> Path:
     from dsl.catalog import default_catalog
     from engine.synthetic import generate
 
-    from .base import ensure_tiny_base
+    from .base import BASE_FORMAT, ensure_tiny_base
 
     root = ctx.workspace.models / "base"
     pin = root / "PINNED.json"
@@ -190,7 +197,7 @@ def tiny_base(ctx: StepContext, profile) -> Path:
         path = Path(pinned.get("path", ""))
         if not path.is_absolute():
             path = root / path
-        if (path / "base.json").exists() and pinned.get("settings") == settings:
+        if (path / "base.json").exists() and pinned.get("settings") == settings and pinned.get("format") == BASE_FORMAT:
             return path
     rows = generate(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
     data = _data(ctx)
@@ -201,7 +208,7 @@ def tiny_base(ctx: StepContext, profile) -> Path:
                             on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
     from .grading import write_json_atomic
 
-    write_json_atomic(pin, {"path": path.name, "settings": settings, "created": time.time()})
+    write_json_atomic(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
     return path
 
 
@@ -412,7 +419,7 @@ def _exam_model(ctx: StepContext, version: str):
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
     model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False))
     model = PeftModel.from_pretrained(model, str(version_dir(ctx, version) / "adapter"))
-    if not profile.load_in_8bit:
+    if not (profile.load_in_8bit or profile.load_in_4bit):
         model = model.merge_and_unload()  # plain weights: no LoRA matmuls per generated token
     model.eval()
     for k in [k for k in ctx.cache if k.startswith("ml.exam_model:")]:
@@ -426,13 +433,14 @@ def _gen_config(ctx: StepContext, **changes: Any):
 
     profile = resolve_profile(ctx)
     exam = ctx.config.get("exam") or {}
-    return GenConfig(
+    values = dict(
         max_new_tokens=int(exam.get("max_new_tokens", profile.exam_max_new_tokens)),
         batch_size=int(exam.get("batch_size", profile.exam_batch_size)),
         constrained=bool(exam.get("constrained", profile.constrained)),
         time_budget_s=float(exam.get("time_budget_s", profile.exam_time_budget_s)),
-        **changes,
     )
+    values.update(changes)
+    return GenConfig(**values)
 
 
 def verify_output(ctx: StepContext) -> dict[str, Any]:

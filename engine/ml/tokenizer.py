@@ -14,18 +14,19 @@ PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 SYSTEM, USER, ASSISTANT = "<|system|>", "<|user|>", "<|assistant|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, SYSTEM, USER, ASSISTANT]
 
-# One message per turn; the generation prompt ends on the <|assistant|> special token
-# plus a newline, a token boundary, so prompt and prompt+completion tokenize alike
-# (trl derives the completion mask from their common prefix).
+# One message per turn; the generation prompt ends exactly on the <|assistant|> special
+# token — a hard token boundary — so prompt and prompt+completion tokenize alike (trl
+# derives the completion mask from their common prefix; a trailing "\n" would merge
+# into the answer's first piece and differ between training and inference).
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}<|system|>\n{{ message['content'] }}\n"
     "{% elif message['role'] == 'user' %}<|user|>\n{{ message['content'] }}\n"
-    "{% elif message['role'] == 'assistant' %}<|assistant|>\n{{ message['content'] }}{{ eos_token }}"
+    "{% elif message['role'] == 'assistant' %}<|assistant|>{{ message['content'] }}{{ eos_token }}"
     "{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
 

@@ -93,8 +93,8 @@ def load_model_for_training(base: str, profile: Profile):
 
     info = device_info()
     dtype = torch.bfloat16 if (profile.bf16 and info["bf16"]) else torch.float32
-    model, tokenizer = load_base(base, load_in_8bit=profile.load_in_8bit, dtype=dtype)
-    if profile.load_in_8bit:
+    model, tokenizer = load_base(base, load_in_8bit=profile.load_in_8bit, load_in_4bit=profile.load_in_4bit, dtype=dtype)
+    if profile.load_in_8bit or profile.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
@@ -158,7 +158,8 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
     if profile.eval_steps:
         kwargs["eval_steps"] = profile.eval_steps
     steps_per_epoch = max(1, -(-n_train // (profile.batch_size * profile.grad_accum)))
-    kwargs["warmup_steps"] = int(profile.warmup_ratio * steps_per_epoch * max(1.0, profile.epochs))
+    kwargs["warmup_steps"] = profile.warmup_steps or int(profile.warmup_ratio * steps_per_epoch * max(1.0, profile.epochs))
+    kwargs["max_grad_norm"] = profile.max_grad_norm
     return SFTConfig(**kwargs)
 
 
@@ -252,8 +253,11 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, tokenizer=None, with_callback: bool = True):
     """Model (+LoRA), datasets and SFTTrainer for ``spec``; returns (trainer, callback or None)."""
+    import datasets
     from datasets import Dataset
     from trl import SFTTrainer
+
+    datasets.disable_progress_bars()  # the step's progress events say it; bars would garble the console
 
     profile = Profile(**{**spec.profile, "target_modules": tuple(spec.profile.get("target_modules", ()))})
     if model is None or tokenizer is None:

@@ -1,0 +1,195 @@
+"""`bpllm bench exam` and `bpllm bench train`: ML speed, measured side by side in one run.
+
+exam:  the same model and prompts, (a) batched vs one prompt at a time (prompts/s ratio) and
+       (b) grammar-constrained vs unconstrained decoding (ms per generated token, parse rate).
+train: tokens/s of the engine's training (its callback writing real events) vs a bare
+       SFTTrainer on the same data and model, interleaved so machine load hits both alike.
+
+The model is the workspace's newest adapter when there is one (``-w``), else a tiny base
+built once into ``~/.cache/bpllm/bench``. Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("BPLLM_CACHE", Path.home() / ".cache" / "bpllm")) / "bench"
+
+
+def _system_prompt(ws_root: Path | None) -> str:
+    for p in ([ws_root / "datasets" / "system_prompt.txt", ws_root / "system_prompt.txt"] if ws_root else []):
+        if p.exists():
+            return p.read_text(encoding="utf-8").strip()
+    starter = Path(__file__).resolve().parents[1] / "data" / "starter" / "system_prompt.txt"
+    return starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
+
+
+def _bench_base(quick: bool) -> Path:
+    """A small tiny base for benchmarks (cached; same code path as the profile's)."""
+    from dsl.catalog import default_catalog
+    from engine.synthetic import generate
+
+    from engine.ml.base import ensure_tiny_base
+    from engine.ml.profiles import TINY_BASE_DEFAULTS
+
+    settings = dict(TINY_BASE_DEFAULTS)
+    settings.update(synthetic_examples=600, pretrain_epochs=1.0, pretrain_max_seconds=40.0 if quick else 90.0)
+    rows = generate(settings["synthetic_examples"], seed=settings["synthetic_seed"])
+    print(f"  (building a cached tiny base in {CACHE} — once)")
+    return ensure_tiny_base(CACHE, rows, _system_prompt(None), default_catalog(), settings)
+
+
+def _load_model(args: argparse.Namespace):
+    """(model, tokenizer, label, workspace root or None)."""
+    from engine.ml.base import load_base
+
+    ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
+    if ws_root is not None:
+        versions = sorted((p for p in (ws_root / "models").glob("v*") if (p / "adapter" / "adapter_config.json").exists()),
+                          key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0)
+        pin = ws_root / "models" / "base" / "PINNED.json"
+        if versions and pin.exists():
+            from peft import PeftModel
+
+            base = ws_root / "models" / "base" / json.loads(pin.read_text())["path"]
+            model, tok = load_base(base)
+            model = PeftModel.from_pretrained(model, str(versions[-1] / "adapter")).merge_and_unload()
+            model.eval()
+            return model, tok, f"{ws_root.name} {versions[-1].name}", ws_root
+    base = _bench_base(bool(getattr(args, "quick", False)))
+    model, tok = load_base(base)
+    model.eval()
+    return model, tok, f"tiny base {base.name}", ws_root
+
+
+def _prompts(ws_root: Path | None, n: int) -> list[str]:
+    instructions: list[str] = []
+    if ws_root is not None:
+        for path in sorted((ws_root / "lessons").glob("*.json")):
+            try:
+                instructions += [p["instruction"] for p in json.loads(path.read_text(encoding="utf-8"))["prompts"]]
+            except (ValueError, KeyError):
+                continue
+    if len(instructions) < n:
+        from engine.synthetic import generate
+
+        instructions += [r["instruction"] for r in generate(n, seed=4242)]
+    return instructions[:n]
+
+
+def _run(model, tok, prompts, config) -> dict[str, Any]:
+    from dsl.parser import parse
+
+    from engine.ml.generate import generate
+
+    t0 = time.perf_counter()
+    results = generate(model, tok, prompts, config)
+    seconds = time.perf_counter() - t0
+    tokens = sum(r.n_tokens for r in results)
+    parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+    return {"seconds": seconds, "tokens": tokens, "prompts": len(results),
+            "prompts_per_s": len(results) / seconds, "ms_per_token": 1000 * seconds / max(1, tokens),
+            "parse_rate": parsed / max(1, len(results)),
+            "mask_ms_per_token": 1000 * sum(r.mask_seconds for r in results) / max(1, tokens)}
+
+
+def bench_exam(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.ml.base import render_example
+    from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size
+
+    quick = bool(getattr(args, "quick", False))
+    model, tok, label, ws_root = _load_model(args)
+    n = 16 if quick else 32
+    system = _system_prompt(ws_root)
+    prompts = [render_example(tok, system, i) for i in _prompts(ws_root, n)]
+    max_new = 160 if quick else 256
+    constraint = GrammarConstraint(tok, _vocab_size(model, tok))
+    print(f"bench exam — {label}, {len(prompts)} prompts, greedy, max {max_new} new tokens, "
+          f"{torch.get_num_threads()} torch threads")
+    # warm up kernels and the grammar once, outside the timings
+    from engine.ml.generate import generate
+
+    generate(model, tok, prompts[:2], GenConfig(max_new_tokens=8, batch_size=2), constraint)
+
+    cfg = lambda **kw: GenConfig(max_new_tokens=max_new, time_budget_s=600.0, **kw)  # noqa: E731
+    from engine.ml import generate as gen_mod
+
+    gen_mod_generate = gen_mod.generate
+
+    def run(config):
+        from dsl.parser import parse
+
+        t0 = time.perf_counter()
+        results = gen_mod_generate(model, tok, prompts, config, constraint if config.constrained else None)
+        seconds = time.perf_counter() - t0
+        tokens = sum(r.n_tokens for r in results)
+        parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+        return {"seconds": seconds, "tokens": tokens, "prompts_per_s": len(results) / seconds,
+                "ms_per_token": 1000 * seconds / max(1, tokens), "parse_rate": parsed / max(1, len(results)),
+                "mask_ms_per_token": 1000 * sum(r.mask_seconds for r in results) / max(1, tokens)}
+
+    batched = run(cfg(batch_size=16, constrained=True))
+    single = run(cfg(batch_size=1, constrained=True))
+    unconstrained = run(cfg(batch_size=16, constrained=False))
+    constrained2 = run(cfg(batch_size=16, constrained=True))  # second sample: load drift shows up here
+    c_ms = statistics.fmean([batched["ms_per_token"], constrained2["ms_per_token"]])
+    overhead = 100 * (c_ms / unconstrained["ms_per_token"] - 1)
+    print(f"  batched (16, constrained)   {batched['prompts_per_s']:7.2f} prompts/s  {batched['seconds']:6.2f} s  "
+          f"{batched['tokens']} tokens")
+    print(f"  one-by-one (constrained)    {single['prompts_per_s']:7.2f} prompts/s  {single['seconds']:6.2f} s  "
+          f"{single['tokens']} tokens")
+    print(f"  batched / one-by-one        {batched['prompts_per_s'] / single['prompts_per_s']:7.2f}x prompts/s")
+    print(f"  constrained                 {c_ms:7.3f} ms/token (mask {batched['mask_ms_per_token']:.3f} ms/token)  "
+          f"parse rate {100 * batched['parse_rate']:.0f}%")
+    print(f"  unconstrained               {unconstrained['ms_per_token']:7.3f} ms/token  "
+          f"parse rate {100 * unconstrained['parse_rate']:.0f}%  ({unconstrained['tokens']} tokens)")
+    print(f"  constrained overhead        {overhead:+7.1f}% per token")
+    if getattr(args, "json", False):
+        print(json.dumps({"batched": batched, "single": single, "unconstrained": unconstrained,
+                          "constrained_repeat": constrained2, "overhead_pct": overhead}))
+    return 0
+
+
+def bench_train(args: argparse.Namespace) -> int:
+    from engine.events import EventWriter
+    from engine.ml.profiles import get_profile
+    from engine.ml.train import Hooks, TrainSpec, build_trainer
+    from engine.synthetic import generate
+
+    quick = bool(getattr(args, "quick", False))
+    ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
+    base = _bench_base(quick)
+    rows = generate(160, seed=77)
+    steps = 8 if quick else 16
+    rounds = 2 if quick else 3
+    profile = get_profile("tiny", max_steps=steps, save_steps=10_000, logging_steps=1, eval_steps=0)
+    system = _system_prompt(ws_root)
+    print(f"bench train — tiny base {base.name}, {len(rows)} rows, {steps} steps x {rounds} rounds each, "
+          "engine callback (events to a real run dir) vs bare SFTTrainer")
+    results: dict[str, list[float]] = {"engine": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = EventWriter(Path(tmp) / "run", "bench")
+        hooks = Hooks(emit=lambda type, **p: writer.emit(type, **p),
+                      progress=lambda n, total, message=None: None, should_stop=lambda: False)
+        for r in range(rounds):
+            for mode in ("bare", "engine") if r % 2 == 0 else ("engine", "bare"):
+                spec = TrainSpec(base=str(base), profile=profile.to_dict(), train_rows=rows, validation_rows=[],
+                                 system_prompt=system, output_dir=f"{tmp}/{mode}{r}", adapter_dir=f"{tmp}/{mode}{r}/a")
+                trainer, _cb = build_trainer(spec, hooks, with_callback=(mode == "engine"))
+                out = trainer.train()
+                tokens = int(trainer.state.num_input_tokens_seen or 0)
+                results[mode].append(tokens / out.metrics["train_runtime"])
+        writer.close()
+    eng, bare = statistics.median(results["engine"]), statistics.median(results["bare"])
+    print(f"  bare SFTTrainer     {bare:9.1f} tokens/s  (runs: {', '.join(f'{x:.0f}' for x in results['bare'])})")
+    print(f"  engine callbacks    {eng:9.1f} tokens/s  (runs: {', '.join(f'{x:.0f}' for x in results['engine'])})")
+    print(f"  overhead            {100 * (bare / eng - 1):+9.1f}%")
+    return 0

@@ -1,0 +1,120 @@
+"""ML helper commands: ``bpllm synth``, ``bpllm generate``, ``bpllm mastery``.
+
+Small tools around the ML core for debugging a workspace by hand: what the synthetic
+generator writes (and its template distribution), what a model version answers to a
+prompt (constrained or not), and a version's node-mastery table. Heavy imports happen
+inside the handlers so ``bpllm --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write synthetic instruction/DSL rows covering the node catalog")
+    p.add_argument("-n", "--count", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--focus", default="", help="comma-separated node types to focus on")
+    p.add_argument("--report", action="store_true", help="print the template / node coverage report instead")
+    p.add_argument("-o", "--output", help="JSONL file to write (default: stdout)")
+    p.set_defaults(func=cmd_synth)
+
+    g = sub.add_parser("generate", help="answer one instruction with a model version of a workspace")
+    g.add_argument("instruction")
+    g.add_argument("-w", "--workspace", default=None)
+    g.add_argument("--version", default=None, help="model version (default: newest)")
+    g.add_argument("--unconstrained", action="store_true", help="turn grammar-constrained decoding off")
+    g.add_argument("--max-new-tokens", type=int, default=384)
+    g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("mastery", help="node mastery table of a model version")
+    m.add_argument("-w", "--workspace", default=None)
+    m.add_argument("--version", default=None)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_mastery)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from engine.synthetic import coverage_report, generate
+
+    focus = [f.strip() for f in args.focus.split(",") if f.strip()] or None
+    rows = generate(args.count, seed=args.seed, focus_nodes=focus)
+    if args.report:
+        rep = coverage_report(rows)
+        print(f"{rep['rows']} rows, {rep['node_types_covered']}/{rep['node_types_total']} node types covered, "
+              f"largest template share {rep['max_template_share']:.0%}")
+        for name, count in rep["templates"].items():
+            print(f"  {name:<12} {count:5d}  {count / max(1, rep['rows']):6.1%}")
+        if rep["missing_node_types"]:
+            print("  not covered:", ", ".join(rep["missing_node_types"]))
+        return 0
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _workspace(arg: str | None):
+    from engine.workspace import resolve_workspace
+
+    return resolve_workspace(arg)
+
+
+def _versions(ws) -> list[str]:
+    out = [p.name for p in ws.models.glob("v*") if (p / "adapter" / "adapter_config.json").exists()]
+    return sorted(out, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from peft import PeftModel
+
+    from engine.ml.base import load_base, render_example
+    from engine.ml.generate import GenConfig, generate
+
+    ws = _workspace(args.workspace)
+    versions = _versions(ws)
+    version = args.version or (versions[-1] if versions else None)
+    if version is None:
+        print(f"no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
+        return 1
+    cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
+    model, tok = load_base(cfg["base"])
+    model = PeftModel.from_pretrained(model, str(ws.models / version / "adapter")).merge_and_unload().eval()
+    system = (ws.models / version / "system_prompt.txt")
+    system_text = system.read_text(encoding="utf-8").strip() if system.exists() else ws.system_prompt_path.read_text()
+    res = generate(model, tok, [render_example(tok, system_text, args.instruction)],
+                   GenConfig(max_new_tokens=args.max_new_tokens, batch_size=1, constrained=not args.unconstrained))[0]
+    print(res.text.rstrip())
+    print(f"# {version}: {res.n_tokens} tokens, {res.time_seconds:.2f} s, stop={res.stop_reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_mastery(args: argparse.Namespace) -> int:
+    from engine.history import History
+
+    ws = _workspace(args.workspace)
+    hist = History(ws.history_path, readonly=True)
+    version = args.version
+    if version is None:
+        rows = hist.query("SELECT version, MAX(created_at) AS t FROM mastery GROUP BY version ORDER BY t DESC LIMIT 1")
+        version = rows[0]["version"] if rows else None
+    if version is None:
+        print("no mastery recorded yet (run steps 6-7)", file=sys.stderr)
+        return 1
+    table = hist.mastery(version)
+    if args.json:
+        print(json.dumps({"version": version, "nodes": table}, indent=2))
+        return 0
+    print(f"node mastery of {version} ({len(table)} node types)")
+    print(f"  {'node':<28} {'score':>6} {'n':>4}  {'band':<10} {'delta':>6}")
+    for row in table:
+        delta = "" if row["delta"] is None else f"{row['delta']:+.1f}"
+        print(f"  {row['node']:<28} {row['score']:6.1f} {row['n']:4d}  {row['band']:<10} {delta:>6}")
+    return 0

@@ -1,0 +1,122 @@
+"""LoRA training through the real trl/peft path: events, stop -> checkpoint, resume, 8-bit, accelerate."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from engine.ml.profiles import get_profile  # noqa: E402
+from engine.ml.testing import test_base  # noqa: E402
+from engine.ml.train import Hooks, TrainingStopped, TrainSpec, last_checkpoint, train_adapter  # noqa: E402
+from engine.synthetic import generate  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SYSTEM = "Write Blueprint DSL."
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return test_base(tmp_path_factory.getbasetemp() / "ml-test-base")
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return generate(40, seed=21)
+
+
+def spec_for(base, rows, out: Path, **profile) -> TrainSpec:
+    prof = get_profile("tiny", batch_size=4, save_steps=2, logging_steps=1, **profile)
+    return TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:32], validation_rows=rows[32:],
+                     system_prompt=SYSTEM, output_dir=str(out / "ckpt"), adapter_dir=str(out / "adapter"))
+
+
+class Recorder:
+    def __init__(self, stop_after: int | None = None):
+        self.events: list[tuple[str, dict]] = []
+        self.steps: list[int] = []
+        self.stop_after = stop_after
+
+    def hooks(self) -> Hooks:
+        return Hooks(emit=lambda type, **p: self.events.append((type, p)),
+                     progress=lambda n, total, message=None: self.steps.append(n),
+                     should_stop=lambda: self.stop_after is not None and len(self.steps) > self.stop_after)
+
+    def of(self, kind):
+        return [p for t, p in self.events if t == kind]
+
+
+def test_train_emits_events_and_saves_a_peft_adapter(base, rows, tmp_path):
+    rec = Recorder()
+    summary = train_adapter(spec_for(base, rows, tmp_path, max_steps=4), rec.hooks())
+    train = rec.of("train")
+    assert [e["step"] for e in train] == [1, 2, 3, 4]
+    assert all(e["loss"] > 0 and e["lr"] >= 0 for e in train)
+    assert rec.of("eval") and rec.of("eval")[-1]["eval_loss"] > 0
+    kinds = [e.get("kind") for e in rec.of("checkpoint")]
+    assert "trainer" in kinds and kinds[-1] == "adapter"
+    adapter = tmp_path / "adapter"
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert cfg["r"] == 16 and cfg["peft_type"] == "LORA"
+    assert summary["global_step"] == 4 and summary["eval_loss"] is not None
+
+
+def test_stop_saves_a_checkpoint_and_resume_continues_from_it(base, rows, tmp_path):
+    rec = Recorder(stop_after=2)
+    with pytest.raises(TrainingStopped) as stopped:
+        train_adapter(spec_for(base, rows, tmp_path, max_steps=6), rec.hooks())
+    ckpt = stopped.value.checkpoint
+    assert ckpt and Path(ckpt, "trainer_state.json").exists()
+    step_at_stop = int(Path(ckpt).name.rsplit("-", 1)[1])
+    assert 2 <= step_at_stop < 6
+    assert last_checkpoint(tmp_path / "ckpt") == ckpt
+    assert not (tmp_path / "adapter").exists()
+
+    rec2 = Recorder()
+    summary = train_adapter(spec_for(base, rows, tmp_path, max_steps=6), rec2.hooks())
+    assert summary["resumed_from"] == ckpt
+    assert summary["global_step"] == 6
+    assert min(e["step"] for e in rec2.of("train")) > step_at_stop  # no step was trained twice
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+
+
+def test_real_profile_path_8bit_lora_r64_on_cpu(base, rows, tmp_path):
+    """The llama-70b-8bit values (8-bit base, prepare_model_for_kbit_training, r=64, a=128) on the tiny base."""
+    pytest.importorskip("bitsandbytes")
+    prof = get_profile("llama-70b-8bit").with_overrides(base=str(base), max_steps=2, save_steps=100, logging_steps=1,
+                                                        max_seq_len=256, bf16=False)
+    spec = TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:8], validation_rows=[],
+                     system_prompt=SYSTEM, output_dir=str(tmp_path / "ckpt"), adapter_dir=str(tmp_path / "adapter"))
+    rec = Recorder()
+    try:
+        summary = train_adapter(spec, rec.hooks())
+    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pragma: no cover - platform dependent
+        pytest.skip(f"bitsandbytes cannot run 8-bit training on this machine: {exc}")
+    assert summary["global_step"] == 2
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 64 and cfg["lora_alpha"] == 128
+    assert len(rec.of("train")) == 2
+
+
+def test_accelerate_launch_two_cpu_processes(base, rows, tmp_path):
+    """The profile's launcher=accelerate path: 2 CPU ranks, events relayed, adapter saved by rank 0."""
+    if shutil.which("accelerate") is None and subprocess.run([sys.executable, "-c", "import accelerate"]).returncode:
+        pytest.skip("accelerate is not installed")
+    from engine.ml.launch import launch
+
+    spec = spec_for(base, rows, tmp_path, max_steps=3, launcher="accelerate", num_processes=2)
+    rec = Recorder()
+    summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec.events.append((type, p)),
+                     progress=lambda n, total, message=None: rec.steps.append(n), poll_s=0.2)
+    assert summary["global_step"] == 3
+    assert [e["step"] for e in rec.of("train")] == [1, 2, 3]
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    log = (tmp_path / "work" / "worker.log").read_text(errors="replace")
+    assert "world_size" in log or summary["global_step"] == 3
