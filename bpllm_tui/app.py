@@ -237,6 +237,7 @@ class BpllmApp(App[int]):
         args: list[str] = []
         if self.config.profile:
             args += ["--profile", self.config.profile]
+        args += self.config.run_args
         if not (self.workspace / "bpllm.toml").is_file():
             self._launch_after_init = ("run", *args)
             self.state.add_log(f"creating workspace {self.workspace} (bpllm init)", "info", "tui")

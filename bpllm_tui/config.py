@@ -29,6 +29,7 @@ class TuiConfig:
     stall_seconds: float = 120.0  # heartbeat age that counts as a stall warning
     loss_window: int = 200  # "last N" window of the loss chart
     profile: str | None = None  # profile passed to `bpllm run` (None: the workspace default)
+    run_args: list[str] = field(default_factory=list)  # more `bpllm run` arguments, e.g. ["--only", "1,2,8,9"]
     sources: list[str] = field(default_factory=list)  # files the settings came from
     problems: list[str] = field(default_factory=list)  # bad keys/values, shown as a notification
 
@@ -56,6 +57,8 @@ def _merge(cfg: TuiConfig, table: dict[str, Any], origin: str) -> None:
             cfg.theme = value
         elif key == "profile" and isinstance(value, str):
             cfg.profile = value
+        elif key == "run_args" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            cfg.run_args = list(value)
         elif key in ("log_lines", "loss_window") and isinstance(value, int) and value > 0:
             setattr(cfg, key, value)
         elif key == "stall_seconds" and isinstance(value, (int, float)) and value > 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bpllm_tui.app import BpllmApp
+from bpllm_tui.config import TuiConfig
 from bpllm_tui.client import engine_command, engine_env, read_lock
 from bpllm_tui.screens.dialogs import Choice
 from tests.tui_helpers import aio, wait_for
@@ -41,7 +42,8 @@ def group_gone(pgid: int) -> bool:
 async def test_start_stop_resume_the_real_engine_from_the_keyboard(tmp_path, monkeypatch):
     ws = init_workspace(tmp_path)
     monkeypatch.setenv(SLOW, "1.3=60")
-    app = BpllmApp(ws)
+    # the data, integration and finalize steps: real, and quick enough for a test (training has its own)
+    app = BpllmApp(ws, config=TuiConfig(run_args=["--only", "1,2,8,9"]))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("s")
         assert await wait_for(pilot, lambda: app.client.proc is not None, timeout=10)
@@ -81,7 +83,7 @@ async def test_quit_leaves_the_engine_running_and_a_new_app_reattaches(tmp_path,
     ws = init_workspace(tmp_path)
     env = engine_env()
     env[SLOW] = "1.3=90"
-    engine = subprocess.Popen(engine_command("run", "-w", str(ws), "--quiet"), cwd=ws, env=env,
+    engine = subprocess.Popen(engine_command("run", "-w", str(ws), "--quiet", "--only", "1,2,8,9"), cwd=ws, env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:

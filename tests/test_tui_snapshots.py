@@ -12,6 +12,7 @@ import pytest
 
 from bpllm_tui.app import BpllmApp
 from bpllm_tui.config import TuiConfig
+from bpllm_tui.widgets.log_view import LogView
 from tests.tui_helpers import write_run
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tui" / "run" / "events.jsonl"
@@ -42,11 +43,20 @@ def fixture_workspace(tmp_path: Path) -> Path:
     return ws
 
 
+async def settle(app, pilot) -> None:
+    """Wait until the dashboard has painted everything it was given."""
+    await pilot.pause(0.3)
+    log = app.screen.query_one(LogView)
+    while not log.settled or app.screen._seen != app.state.versions:
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
 async def follow_fixture(app, pilot, ws: Path) -> None:
     app.client.follow(ws / "runs" / RUN_ID, live=False)
     while app.state.status != "done":
         await pilot.pause(0.05)
-    await pilot.pause(0.3)
+    await settle(app, pilot)
 
 
 def test_dashboard_from_recorded_engine_events(snap_compare, tmp_path):
@@ -66,7 +76,7 @@ def test_dashboard_training_with_loss_and_mastery(snap_compare, tmp_path):
         app.client.follow(run_dir, live=False)
         while app.state.status != "done":
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(app, pilot)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=before)
 
