@@ -463,54 +463,68 @@ class EditorScreen(Screen):
     async def action_import_t3d(self) -> None:
         if self.lesson is None:
             return
-        try:
-            from dsl.t3d import import_t3d_text  # type: ignore[attr-defined]
-        except ImportError:
-            self.notify("T3D import is not available in this build (dsl.t3d.import_t3d_text).", severity="error")
-            return
         value = await self.app.push_screen_wait(Prompt("Import an Unreal clipboard file (T3D text)",
-                                                       "path to a .txt/.t3d copied from the Blueprint editor"))
-        if not value:
-            return
-        path = Path(value).expanduser()
+                                                       "path to a .txt copied from the Blueprint editor"))
+        if value:
+            self.import_t3d(Path(value).expanduser())
+
+    def import_t3d(self, path: Path) -> bool:
+        """Replace this prompt's DSL with the graph of an Unreal clipboard file (one undoable edit)."""
+        from dsl.t3d import import_t3d_text
+
+        if not path.is_absolute():
+            path = self.workspace / path
         try:
-            result = import_t3d_text(path.read_text(encoding="utf-8", errors="replace"))
+            result = import_t3d_text(path.read_text(encoding="utf-8", errors="replace"), path.name)
         except OSError as exc:
-            self.notify(f"{path}: {exc}", severity="error")
-            return
-        except Exception as exc:  # a bad file must not take the editor down
-            self.notify(f"{path}: import failed: {exc}", severity="error", timeout=10)
-            return
-        text = result if isinstance(result, str) else getattr(result, "dsl", None) or getattr(result, "text", "")
-        if not text:
-            self.notify(f"{path}: nothing importable", severity="warning")
-            return
-        self.dsl.replace(text, (0, 0), self.dsl.document.end)
-        unsupported = getattr(result, "unsupported", None) or getattr(result, "report", None)
-        self.notify(f"Imported {path.name}" + (f"; not supported: {unsupported}" if unsupported else ""), timeout=8)
+            self.notify(f"{path}: {exc.strerror or exc}", title="Import failed", severity="error")
+            return False
+        except Exception as exc:  # noqa: BLE001 - a bad file must not take the editor down
+            self.notify(f"{path}: {type(exc).__name__}: {exc}", title="Import failed", severity="error", timeout=10)
+            return False
+        if not result.dsl_text.strip():
+            self.notify(f"{path.name}: no Blueprint graph in this file ({result.report.summary()})",
+                        severity="warning", timeout=10)
+            return False
+        self.dsl.replace(result.dsl_text, (0, 0), self.dsl.document.end)
+        report = result.report
+        message = (f"{report.nodes_imported} nodes, {report.exec_wires} EXEC, {report.data_wires} DATA wires, "
+                   f"{report.params} params")
+        if report.unsupported:
+            message += "; not supported: " + ", ".join(f"{k} ×{v}" if isinstance(v, int) else str(k)
+                                                       for k, v in list(report.unsupported.items())[:4])
+        for note in report.notes[:2]:
+            message += f"\n{note}"
+        self.notify(message, title=f"Imported {path.name}", timeout=10,
+                    severity="warning" if report.unsupported else "information")
+        return True
 
     def action_export_t3d(self) -> None:
-        if self.lesson is None:
-            return
-        try:
-            from dsl.t3d import export_t3d  # type: ignore[attr-defined]
-        except ImportError:
-            self.notify("T3D export is not available in this build (dsl.t3d.export_t3d).", severity="error")
-            return
+        if self.lesson is not None:
+            self.export_t3d()
+
+    def export_t3d(self) -> Path | None:
+        """Write this prompt's DSL as Unreal clipboard text to exports/ and put it on the clipboard."""
+        from dsl.t3d import export_t3d
         from engine.atomic import atomic_write_text
 
+        assert self.lesson is not None
+        if any(d.severity == "error" for d in self.diagnostics):
+            self.notify("Fix the errors first: Unreal would reject a broken graph", title="Cannot export",
+                        severity="warning")
+            return None
         try:
-            result = export_t3d(self.dsl.text)
-        except Exception as exc:
-            self.notify(f"Export failed: {exc}", severity="error", timeout=10)
-            return
-        text = result if isinstance(result, str) else getattr(result, "text", str(result))
+            text = export_t3d(self.dsl.text)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(f"{type(exc).__name__}: {exc}", title="Export failed", severity="error", timeout=10)
+            return None
         prompt_id = self.lesson.prompts[self.index].get("id", "prompt")
         out = self.workspace / "exports" / f"{self.lesson.lesson_id}_{prompt_id}.t3d.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, text)
         self.app.copy_to_clipboard(text)
-        self.notify(f"Wrote {out} (also copied to the clipboard); paste it into the Blueprint editor", timeout=8)
+        self.notify(f"Wrote {out} and copied it to the clipboard: paste into the Blueprint editor", timeout=8)
+        return out
 
     # ------------------------------------------------------------------ guard
     async def guard_unsaved(self, what: str) -> bool:

@@ -34,6 +34,7 @@ class StepTree(Tree[str]):
         self.guide_depth = 2
         self._step_nodes: dict[str, TreeNode[str]] = {}
         self._signature: tuple[str, ...] = ()
+        self._followed: str | None = None
 
     def sync(self, state: RunState) -> None:
         core = state.core
@@ -46,6 +47,11 @@ class StepTree(Tree[str]):
         current = core.current_step
         for sid, node in self._step_nodes.items():
             node.set_label(self._label(state, sid, sid == current))
+        if current != self._followed and current in self._step_nodes and state.active:
+            self._followed = current  # keep the running step in view (the cursor stays where the user put it)
+            line = self._step_nodes[current].line
+            if line >= 0:
+                self.scroll_to_line(line, animate=False)
 
     def _rebuild(self, state: RunState, ids: list[str]) -> None:
         self.clear()
