@@ -317,6 +317,7 @@ class BpllmApp(App[int]):
                 self.client.request_stop()
                 self.notify("Stopping the engine; the app quits when it has exited.", timeout=10)
                 return
+            self.client.detach()  # our own child keeps its output somewhere once we are gone
         self.client.close()
         self.exit(0)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -37,6 +38,23 @@ LOCK_FILE = ".lock"
 BATCH = 500  # events per message: keeps each handler well under a frame
 # console lines the engine also writes as events (shown from the events instead)
 CONSOLE_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(STEP \d+(\.\d+)?|INFO|DEBUG|WARNING|ERROR|RUN)\] ")
+
+
+# the drain a detached engine's pipes are handed to (see EngineClient.detach)
+_DRAIN = r"""
+import os, sys, threading
+out_fd, err_fd, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+sink = open(path, "ab", buffering=0)
+def pump(fd, tag):
+    with os.fdopen(fd, "rb", buffering=0) as src:
+        for line in iter(src.readline, b""):
+            with lock:
+                sink.write(tag + line)
+threads = [threading.Thread(target=pump, args=(out_fd, b"")), threading.Thread(target=pump, args=(err_fd, b"stderr: "))]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
 
 
 def engine_command(*args: str) -> list[str]:
@@ -97,6 +115,8 @@ class EngineClient:
         self._stop_follow = threading.Event()
         self._follower: threading.Thread | None = None
         self._known_runs: set[str] = set()
+        self._detached = threading.Event()
+        self._drainers: list[threading.Thread] = []
         self._launched_at = 0.0
 
     # --------------------------------------------------------------- queries
@@ -127,18 +147,44 @@ class EngineClient:
             env=engine_env(),
         )
         self.engine_pid = self.proc.pid
+        self._detached = threading.Event()
+        self._drainers = []
         for stream_name, stream in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
-            threading.Thread(target=self._drain, args=(stream_name, stream), daemon=True,
-                             name=f"bpllm-tui-{stream_name}").start()
+            thread = threading.Thread(target=self._drain, args=(stream_name, stream), daemon=True,
+                                      name=f"bpllm-tui-{stream_name}")
+            thread.start()
+            self._drainers.append(thread)
         self._output.append(("tui", f"$ bpllm {subcommand} --workspace {self.workspace} {' '.join(args)}".rstrip()))
         self.follow(None, live=True)
 
     def _drain(self, name: str, stream: Any) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line and not CONSOLE_LINE.match(line):
-                self._output.append((name, line))
-        stream.close()
+        """Read one pipe of the child (select + os.read, so detach() can take the pipe over cleanly)."""
+        fd = stream.fileno()
+        pending = b""
+        while not self._detached.is_set():
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            if not ready or self._detached.is_set():
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._take_line(name, raw)
+        if pending and not self._detached.is_set():
+            self._take_line(name, pending)
+
+    def _take_line(self, name: str, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if line and not CONSOLE_LINE.match(line):
+            self._output.append((name, line))
 
     def run_command(self, name: str, *args: str, timeout: float = 60.0) -> None:
         """Run a short ``bpllm`` command (stop, init) in a thread; reports a CommandFinished."""
@@ -281,6 +327,26 @@ class EngineClient:
                         self.post(EngineProcess("exited", None))
                     self.engine_pid = None
             stop.wait(self.poll_interval)
+
+    def detach(self) -> Path | None:
+        """Leave our child running without us: hand its stdout/stderr pipes to a small detached drain
+        process that appends them to ``runs/<id>/engine-output.log`` until the engine exits. Without it the
+        engine's next print would hit a pipe with no reader (EPIPE) and could fail a long training step."""
+        if not self.child_running or self.proc is None or self.proc.stdout is None or self.proc.stderr is None:
+            return None
+        target_dir = self.run_dir if self.run_dir is not None else self.workspace / ".bpllm"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / "engine-output.log"
+        self._detached.set()  # our readers stop first, so no line is split between two readers
+        for thread in self._drainers:
+            thread.join(timeout=1.0)
+        out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        subprocess.Popen(
+            [sys.executable, "-c", _DRAIN, str(out_fd), str(err_fd), str(target)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(out_fd, err_fd), start_new_session=True, close_fds=True,
+        )
+        return target
 
     def process_group_alive(self) -> bool:
         """Does any process of the child's group remain? (used by tests and the quit dialog)"""

@@ -117,3 +117,26 @@ async def test_quit_leaves_the_engine_running_and_a_new_app_reattaches(tmp_path,
         if engine.poll() is None:
             os.killpg(engine.pid, signal.SIGKILL)
             engine.wait()
+
+
+@aio
+async def test_an_engine_left_running_by_the_app_keeps_its_output_and_finishes(tmp_path, monkeypatch):
+    """The app's own child outlives the app: its pipes go to a drain, so its prints never hit a dead pipe."""
+    ws = init_workspace(tmp_path)
+    monkeypatch.setenv(SLOW, "1.3=4")
+    app = BpllmApp(ws, config=TuiConfig(run_args=["--only", "1,2,8,9"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: app.state.step_status("1.3") == "running", timeout=60)
+        proc = app.client.proc
+        run_dir = Path(app.state.run_dir)
+        await pilot.press("ctrl+q")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.press("enter")  # leave running
+        await wait_for(pilot, lambda: app.return_value is not None, timeout=5)
+    assert proc.poll() is None, "still running after the app quit"
+    assert proc.wait(timeout=120) == 0, "finished normally (no broken pipe)"
+    output = (run_dir / "engine-output.log").read_text(encoding="utf-8")
+    assert "[STEP 9.5] COMPLETE" in output, output[-2000:]
+    events = (run_dir / "events.jsonl").read_text(encoding="utf-8")
+    assert "Broken pipe" not in events
