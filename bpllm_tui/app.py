@@ -110,9 +110,9 @@ class BpllmApp(App[int]):
         if not (self.workspace / "bpllm.toml").is_file():
             self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
                                "press s to create it and start a cycle", "warning", "tui")
-        self.call_after_refresh(self._freeze_startup_objects)
+        self.set_timer(1.5, self._freeze_startup_objects)  # after the first frames, off the startup path
         if self.open_lesson is not None:
-            self.call_later(self.switch_mode, "editor")
+            self.call_later(self.open_lesson_in_editor, self.open_lesson)
         if self.attach_on_start:
             run_dir, live = find_attach_target(self.workspace)
             if run_dir is not None:
@@ -163,7 +163,7 @@ class BpllmApp(App[int]):
         if not message.replay:
             for event in message.events:
                 if event.get("type") == "artifact" and event.get("kind") == "lesson_draft":
-                    self.notify(f"Grading drafted {event.get('path')}; press e then ctrl+o to review it",
+                    self.notify(f"Grading drafted {event.get('path')}; press o to review it in the editor",
                                 title="New lesson draft", timeout=10)
 
     def on_engine_heartbeat(self, message: EngineHeartbeat) -> None:
@@ -288,13 +288,23 @@ class BpllmApp(App[int]):
             keymap = dict(self.config.keys)
             self.push_screen(HelpScreen(keymap, self.config.sources))
 
+    def action_open_latest_draft(self) -> None:
+        drafts = self.workspace / "lessons" / "drafts"
+        newest = max(drafts.glob("*.json"), key=lambda p: p.stat().st_mtime, default=None) if drafts.is_dir() else None
+        if newest is None:
+            self.notify("No drafted lessons yet (grading writes them to lessons/drafts/).", severity="warning")
+            return
+        self.open_lesson_in_editor(newest)
+
     def open_lesson_in_editor(self, path: Path) -> None:
         """Open a lesson file (e.g. a draft from grading) in the editor mode."""
-        self.open_lesson = path
-        self.switch_mode("editor")
         editor = self.mode_screen("editor")
-        if editor is not None and hasattr(editor, "request_open"):
-            editor.request_open(path)
+        if editor is None:  # the editor opens it when it mounts
+            self.open_lesson = path
+            self.switch_mode("editor")
+            return
+        self.switch_mode("editor")
+        editor.request_open(path)  # type: ignore[attr-defined]  (asks about unsaved edits first)
 
     # ------------------------------------------------------------ quitting
     @work(exclusive=True, group="quit")

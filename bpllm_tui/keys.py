@@ -42,6 +42,8 @@ APP_KEYS: tuple[KeySpec, ...] = (
     KeySpec("screen.editor", "e", "show_editor", "Editor", "Open the lesson editor"),
     KeySpec("screen.review", "v", "show_review", "Review", "Review exam results: expected vs actual"),
     KeySpec("screen.history", "h", "show_history", "History", "Scores per lesson and model version, mastery trends"),
+    KeySpec("lesson.latest_draft", "o", "open_latest_draft", "Latest draft",
+            "Open the newest lesson drafted by grading in the editor", show=False),
     KeySpec("app.theme", "t", "change_theme", "Theme", "Pick a colour theme", show=False),
     KeySpec("app.help", "f1,question_mark", "help", "Help", "Show every key and how to rebind it"),
     KeySpec("app.quit", "ctrl+q", "quit", "Quit", "Quit (asks about unsaved edits and a running engine)", priority=True),

@@ -272,3 +272,21 @@ async def test_import_a_real_unreal_clipboard_export(tmp_path):
         assert "NODE n1: Event_Tick" in text and 'PrintString [InString="Hello World"]' in text
         assert "EXEC n1.Then -> n2.Execute" in text
         assert editor.dirty
+
+
+@aio
+async def test_latest_draft_opens_in_the_editor(tmp_path):
+    ws = make_workspace(tmp_path)
+    drafts = ws / "lessons" / "drafts"
+    drafts.mkdir()
+    draft = {"lesson_id": "draft_13", "lesson_name": "Weak nodes: Branch", "prompts": [
+        {"id": "D13_01", "category": "branch", "instruction": "Branch on a bool.", "expected_dsl": GOOD}]}
+    (drafts / "draft_13.json").write_text(json.dumps(draft), encoding="utf-8")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        editor = app.mode_screen("editor")
+        assert await wait_for(pilot, lambda: editor is not None and editor.lesson is not None
+                              and editor.lesson.lesson_id == "draft_13")
+        assert app.current_mode == "editor"
+        assert editor.query_one("#instruction").value == "Branch on a bool."
