@@ -101,6 +101,7 @@ class RunState:
         self.log_total = 0
         self.exam_items: list[dict[str, Any]] = []
         self.artifacts: list[dict[str, Any]] = []
+        self.eta_at: dict[str, tuple[float, float]] = {}  # step id -> (eta seconds, when reported)
         self._seeded: set[str] = set()
         self.stall: dict[str, Any] | None = None
         self.heartbeat: dict[str, Any] | None = None
@@ -169,14 +170,15 @@ class RunState:
             end = time.time() if now is None else now
         return max(0.0, end - start)
 
-    def eta(self) -> float | None:
-        """Seconds left in the current step (the engine's mean of the last 10 durations)."""
-        step = self.core.steps.get(self.core.current_step or "")
-        if step is None or step.eta is None or step.started_at is None:
+    def eta(self, step_id: str | None = None, now: float | None = None) -> float | None:
+        """Seconds left in a step (default: the current one): the engine's last ETA for it (from the mean of
+        that step's last 10 durations) minus the time since the engine said so."""
+        sid = step_id or self.core.current_step or ""
+        reported = self.eta_at.get(sid)
+        if reported is None or self.status not in ("running", "stopping") or self.step_status(sid) != "running":
             return None
-        if self.status not in ("running", "stopping"):
-            return None
-        return max(0.0, float(step.eta) - (time.time() - float(step.started_at)))
+        eta, at = reported
+        return max(0.0, eta - ((time.time() if now is None else now) - at))
 
     def step_status(self, step_id: str) -> str:
         step = self.core.steps.get(step_id)
@@ -221,6 +223,8 @@ class RunState:
         ts = _num(e.get("ts")) or time.time()
         if kind == "step":
             self._bump("steps", "status")
+            if e.get("eta") is not None and _num(e.get("eta")) is not None:
+                self.eta_at[str(e.get("id"))] = (float(e["eta"]), ts)
             line = _step_line(e)
             if line is not None:
                 self.add_log(line[1], line[0], "engine", ts)

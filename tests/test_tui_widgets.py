@@ -133,3 +133,16 @@ async def test_mastery_table_sorts_weakest_first_and_updates_in_place():
         assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["A", "B"]
         row_b = table.get_row("B")
         assert "+55.0" in str(row_b[4]) and "mastered" in str(row_b[3])
+
+
+def test_eta_counts_down_from_the_engines_last_estimate():
+    state = RunState()
+    state.apply(ev(1, "run", phase="start", plan=[{"id": "4.3", "name": "Training loop", "parent": None}]))
+    state.set_process("running")
+    state.apply(ev(2, "step", id="4.3", name="Training loop", status="start", eta=60.0))
+    t = 1_772_323_200.0 + 2
+    assert state.eta(now=t + 20) == pytest.approx(40.0)
+    state.apply(ev(30, "step", id="4.3", name="Training loop", status="progress", n=5, total=10, eta=10.0))
+    assert state.eta(now=1_772_323_200.0 + 30 + 4) == pytest.approx(6.0)
+    state.apply(ev(31, "step", id="4.3", name="Training loop", status="complete", duration=29.0))
+    assert state.eta() is None
