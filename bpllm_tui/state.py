@@ -178,7 +178,13 @@ class RunState:
         if reported is None or self.status not in ("running", "stopping") or self.step_status(sid) != "running":
             return None
         eta, at = reported
-        return max(0.0, eta - ((time.time() if now is None else now) - at))
+        return eta - ((time.time() if now is None else now) - at)  # negative: running longer than usual
+
+    def eta_text(self, step_id: str | None = None, now: float | None = None) -> str:
+        eta = self.eta(step_id, now)
+        if eta is None:
+            return "—"
+        return format_duration(eta) if eta >= 0 else f"+{format_duration(-eta)} over"
 
     def step_status(self, step_id: str) -> str:
         step = self.core.steps.get(step_id)

@@ -142,6 +142,7 @@ def test_eta_counts_down_from_the_engines_last_estimate():
     state.apply(ev(2, "step", id="4.3", name="Training loop", status="start", eta=60.0))
     t = 1_772_323_200.0 + 2
     assert state.eta(now=t + 20) == pytest.approx(40.0)
+    assert state.eta_text(now=t + 20) == "40s" and state.eta_text(now=t + 75) == "+15s over"
     state.apply(ev(30, "step", id="4.3", name="Training loop", status="progress", n=5, total=10, eta=10.0))
     assert state.eta(now=1_772_323_200.0 + 30 + 4) == pytest.approx(6.0)
     state.apply(ev(31, "step", id="4.3", name="Training loop", status="complete", duration=29.0))

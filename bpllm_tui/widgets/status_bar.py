@@ -59,9 +59,8 @@ class StatusBar(Static):
                 text.append(" STALL?", themed(self.app, "bold $error"))
         text.append("  elapsed ", "dim")
         text.append(format_duration(state.elapsed(now)))
-        eta = state.eta()
         text.append("  ETA ", "dim")
-        text.append(format_duration(eta))
+        text.append(state.eta_text(now=now))
         if state.process == "dead":
             text.append(f"  {state.process_note}", themed(self.app, "$error"))
         self.update(text)

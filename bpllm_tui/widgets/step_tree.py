@@ -81,9 +81,8 @@ class StepTree(Tree[str]):
         if status == "running":
             if step and step.total:
                 detail = f"{step.n or 0}/{step.total}"
-            eta = state.eta(sid)
-            if eta is not None:
-                detail += f" ETA {format_duration(eta)}"
+            if state.eta(sid) is not None:
+                detail += f" ETA {state.eta_text(sid)}"
         elif step and step.duration is not None and status in ("complete", "error"):
             detail = format_duration(step.duration)
         elif status == "skip" and step and step.message:
