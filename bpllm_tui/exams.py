@@ -82,7 +82,12 @@ def _pct(value: Any) -> float | None:
 def normalise(raw: dict[str, Any], lesson_id: str = "") -> ExamRecord:
     comparison = _as_dict(raw.get("comparison"))
     validation = _as_dict(raw.get("validation"))
-    score = _pct(raw.get("score")) if raw.get("score") is not None else _pct(comparison.get("score"))
+    if raw.get("score") is not None:
+        score = _pct(raw.get("score"))
+    elif "exact" in comparison or "precision" in comparison:  # bpllm's exam: structural score in percent
+        score = float(comparison["score"]) if comparison.get("score") is not None else None
+    else:  # the reference project's: a 0..1 fraction
+        score = _pct(comparison.get("score"))
     valid = raw.get("valid")
     if valid is None:
         valid = validation.get("valid")
@@ -134,11 +139,15 @@ def describe(path: Path) -> ExamFile:
     lesson = str(summary.get("lesson_id") or (head or {}).get("lesson_id") or (m.group(1) if m else path.stem))
     stamp = str(summary.get("timestamp") or (m.group(2) if m else ""))
     version = _version_of(summary, head)
-    if version == "?":  # engine layout: .../<version>/exam_*.jsonl or runs/<id>/...
-        for part in reversed(path.parts[:-1]):
-            if re.fullmatch(r"v\d+", part):
-                version = part
-                break
+    if version == "?":  # engine layout: models/<version>/exams/exam_<lesson>.jsonl
+        parts = path.parts
+        if len(parts) >= 3 and parts[-2] == "exams":
+            version = parts[-3]
+        else:
+            for part in reversed(parts[:-1]):
+                if re.fullmatch(r"v\d+", part):
+                    version = part
+                    break
     return ExamFile(path, lesson, version, stamp, summary)
 
 
@@ -146,7 +155,7 @@ def discover(workspace: Path | None, extra: list[Path] = ()) -> list[ExamFile]:
     """Every exam JSONL file we can find, newest version last."""
     roots: list[Path] = []
     if workspace is not None:
-        roots += [workspace / "runs", workspace / "results", workspace / "exams"]
+        roots += [workspace / "models", workspace / "runs", workspace / "results", workspace / "exams"]
     roots += list(extra)
     seen: set[Path] = set()
     files: list[ExamFile] = []

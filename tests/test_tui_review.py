@@ -159,3 +159,18 @@ async def test_history_screen_renders_scores_split_and_trends(tmp_path):
         row = [str(c) for c in trends.get_row_at(0)]
         assert row[0] == "Branch" and "40.0" in row[1] and "80.0" in row[2]
         assert "unseen 100.0" in str(screen.query_one("#seen-split").render())
+
+
+def test_engine_exam_layout_and_percent_scores_are_understood(tmp_path):
+    """bpllm's exam step writes models/<version>/exams/exam_<lesson>.jsonl with comparison.score in percent."""
+    ws = tmp_path / "ws"
+    path = ws / "models" / "v2" / "exams" / "exam_lesson_x.jsonl"
+    path.parent.mkdir(parents=True)
+    row = {"prompt_id": "X_01", "lesson_id": "lesson_x", "instruction": "Print A", "expected_dsl": GOLD,
+           "actual_dsl": WRONG, "validation": {"valid": True, "parses": True},
+           "comparison": {"score": 0.9, "precision": 1.0, "recall": 0.8, "exact": False}}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    [found] = exams.discover(ws)
+    assert (found.version, found.lesson_id) == ("v2", "lesson_x")
+    [record] = exams.load(found)[0]
+    assert record.score == pytest.approx(0.9)  # percent already: not 90
