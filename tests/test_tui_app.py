@@ -197,3 +197,21 @@ async def test_quit_with_nothing_running_exits(workspace):
         await pilot.press("ctrl+q")
         await pilot.pause(0.2)
     assert app.return_value == 0
+
+
+@aio
+async def test_theme_key_opens_the_picker_and_back_keys_return(workspace):
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        for key in ("v", "h"):
+            await pilot.press(key)
+            assert app.current_mode != "dashboard"
+            if key == "h":
+                await pilot.press("ctrl+r")  # reload the history store: no crash on an empty workspace
+            await pilot.press("escape")
+            assert app.current_mode == "dashboard"

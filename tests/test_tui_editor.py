@@ -290,3 +290,39 @@ async def test_latest_draft_opens_in_the_editor(tmp_path):
                               and editor.lesson.lesson_id == "draft_13")
         assert app.current_mode == "editor"
         assert editor.query_one("#instruction").value == "Branch on a bool."
+
+
+@aio
+async def test_open_picker_delete_prompt_and_next_problem(tmp_path):
+    ws = make_workspace(tmp_path)
+    other = {"lesson_id": "lesson_u", "lesson_name": "Other", "prompts": [
+        {"id": "U_01", "category": "", "instruction": "Broken.", "expected_dsl": GOOD + "\nNODE n3: Nope\nNODE n4: Nada"}]}
+    (ws / "lessons" / "lesson_u.json").write_text(json.dumps(other), encoding="utf-8")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        assert editor.lesson.lesson_id == "lesson_t"
+        await pilot.press("f5")  # delete T_01 (asks first)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.click("#choice-delete")
+        assert await wait_for(pilot, lambda: len(editor.lesson.prompts) == 1)
+        assert editor.lesson.prompts[0]["id"] == "T_02" and editor.dirty
+        await pilot.press("ctrl+o")  # the picker, then the guard (discard), then lesson_u
+        assert await wait_for(pilot, lambda: app.screen.id == "lesson-picker")
+        await pilot.press("down", "enter")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, Choice) and app.screen.id == "unsaved-dialog")
+        await pilot.click("#choice-discard")
+        assert await wait_for(pilot, lambda: editor.lesson is not None and editor.lesson.lesson_id == "lesson_u")
+        assert await wait_for(pilot, lambda: len(editor.diagnostics) >= 2)
+        lines = sorted({d.line for d in editor.diagnostics if d.severity == "error"})
+        editor.dsl.move_cursor((0, 0))
+        await pilot.press("ctrl+g")
+        assert editor.dsl.cursor_location[0] == lines[0] - 1
+        positions = []
+        for _ in range(len(editor.diagnostics)):
+            await pilot.press("ctrl+g")
+            positions.append(editor.dsl.cursor_location)
+        assert lines[1] - 1 in [row for row, _ in positions]
+        assert positions == sorted(positions[:-1]) + positions[-1:], "in order, then wraps to the first"
+    saved = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
+    assert len(saved["prompts"]) == 2, "the discarded delete never reached the file"
