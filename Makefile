@@ -1,19 +1,27 @@
-# Two commands: `make run` sets everything up and runs the main job on the
-# embedded default (tiny model, CPU, no download); `make test` runs all tests.
+# Two commands: `make run` sets everything up and opens the control room on a
+# workspace with the embedded default (tiny model, CPU, no download) — press `s`
+# to start a teaching cycle; `make test` runs all tests.
 PY ?= python3
 WORKSPACE ?= workspace
 # torch first, pinned, so nothing pulls a different (CUDA) build behind our back;
 # on a GPU machine set TORCH_SPEC to the build you want (e.g. TORCH_SPEC=torch).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test bench
+.PHONY: setup workspace run cycle test bench
 
 setup:
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 
-run: setup
-	$(PY) -m engine.cli validate data/starter/lessons/*.json
+workspace: setup
+	@test -f $(WORKSPACE)/bpllm.toml || $(PY) -m engine.cli init $(WORKSPACE)
+
+run: workspace
+	$(PY) -m bpllm_tui -w $(WORKSPACE)
+
+# the same cycle headless (no terminal UI): steps 1-9 once
+cycle: workspace
+	$(PY) -m engine.cli run -w $(WORKSPACE)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.streams import guard_std_streams
+
+    guard_std_streams()  # `bpllm run | head`, or a TUI that quit, must not kill a run
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
