@@ -9,9 +9,15 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup workspace run cycle test bench
 
-setup:
+STAMP := build/.installed
+
+setup: $(STAMP)
+
+# re-install only when the dependencies change (keeps `make run` instant after the first time)
+$(STAMP): pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	@mkdir -p build && touch $(STAMP)
 
 workspace: setup
 	@test -f $(WORKSPACE)/bpllm.toml || $(PY) -m engine.cli init $(WORKSPACE)
