@@ -132,7 +132,7 @@ class ReviewScreen(Screen):
             return
         for problem in problems[:3]:
             self.notify(problem, severity="warning")
-        shown = [r for r in records if r.failed or not self.failures_only]
+        shown = sorted((r for r in records if r.failed or not self.failures_only), key=lambda r: r.prompt_id)
         for record in shown:
             label = Text()
             style = "green" if not record.failed else ("bold red" if record.valid is False else "yellow")

@@ -33,7 +33,7 @@ class GpuPanel(Static):
         width = max(20, self.size.width - 2 if self.size.width else 40)
         host = self._host_line(state)
         if state.gpu_available is None:
-            self.update(Group(Text("waiting for telemetry…", style="dim"), host))
+            self.update(Group(Text("no telemetry yet: the engine samples GPUs, CPU and RAM while it runs", style="dim"), host))
             return
         if not state.gpu_available:
             reason = state.gpu_reason or "NVML not available"

@@ -11,7 +11,7 @@ from bpllm_tui.state import RunState
 from bpllm_tui.widgets._theme import themed
 
 BAND_STYLE = {"mastered": "$success", "learning": "$warning", "struggling": "$error"}
-COLUMNS = ("node", "score", "n", "band", "Δ")
+COLUMNS = ("node", "score", "n", "Δ", "band")
 
 
 class MasteryTable(DataTable):
@@ -33,8 +33,8 @@ class MasteryTable(DataTable):
                 row.node,
                 Text(f"{row.score:5.1f}", style=style, justify="right"),
                 Text(str(row.n), justify="right"),
-                Text(row.band, style=style),
                 Text(delta, style=delta_style, justify="right"),
+                Text(row.band, style=style),  # last: on a narrow panel the colour of the score says it
             )
             if row.node in self.rows:
                 for col, value in zip(COLUMNS, values):
