@@ -83,22 +83,6 @@ def _prompts(ws_root: Path | None, n: int) -> list[str]:
     return instructions[:n]
 
 
-def _run(model, tok, prompts, config) -> dict[str, Any]:
-    from dsl.parser import parse
-
-    from engine.ml.generate import generate
-
-    t0 = time.perf_counter()
-    results = generate(model, tok, prompts, config)
-    seconds = time.perf_counter() - t0
-    tokens = sum(r.n_tokens for r in results)
-    parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
-    return {"seconds": seconds, "tokens": tokens, "prompts": len(results),
-            "prompts_per_s": len(results) / seconds, "ms_per_token": 1000 * seconds / max(1, tokens),
-            "parse_rate": parsed / max(1, len(results)),
-            "mask_ms_per_token": 1000 * sum(r.mask_seconds for r in results) / max(1, tokens)}
-
-
 def bench_exam(args: argparse.Namespace) -> int:
     import torch
 
@@ -114,21 +98,18 @@ def bench_exam(args: argparse.Namespace) -> int:
     constraint = GrammarConstraint(tok, _vocab_size(model, tok))
     print(f"bench exam — {label}, {len(prompts)} prompts, greedy, max {max_new} new tokens, "
           f"{torch.get_num_threads()} torch threads")
-    # warm up kernels and the grammar once, outside the timings
+    from dsl.parser import parse
     from engine.ml.generate import generate
 
+    # warm up kernels and the grammar once, outside the timings
     generate(model, tok, prompts[:2], GenConfig(max_new_tokens=8, batch_size=2), constraint)
 
-    cfg = lambda **kw: GenConfig(max_new_tokens=max_new, time_budget_s=600.0, **kw)  # noqa: E731
-    from engine.ml import generate as gen_mod
+    def cfg(**kw) -> GenConfig:
+        return GenConfig(max_new_tokens=max_new, time_budget_s=600.0, **kw)
 
-    gen_mod_generate = gen_mod.generate
-
-    def run(config):
-        from dsl.parser import parse
-
+    def run(config: GenConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
-        results = gen_mod_generate(model, tok, prompts, config, constraint if config.constrained else None)
+        results = generate(model, tok, prompts, config, constraint if config.constrained else None)
         seconds = time.perf_counter() - t0
         tokens = sum(r.n_tokens for r in results)
         parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)

@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("-w", "--workspace", default=None)
     m.add_argument("--version", default=None)
     m.add_argument("--json", action="store_true")
+    m.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                   help="recompute mastery of two versions from their exam files on the same prompts")
+    m.add_argument("--lessons", default="", help="with --compare: only these lesson ids (comma-separated)")
+    m.add_argument("--focus", default="", help="with --compare: node types to summarise (default: the drill's focus)")
     m.set_defaults(func=cmd_mastery)
 
 
@@ -96,10 +100,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exam_records(ws, version: str, lessons: set[str]) -> list[dict]:
+    from engine.ml.exam import read_records
+
+    out = []
+    for path in sorted((ws.models / version / "exams").glob("exam_*.jsonl")):
+        out += [r for r in read_records(path) if not lessons or r.get("lesson_id") in lessons]
+    return out
+
+
+def cmd_compare(ws, args: argparse.Namespace) -> int:
+    """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset)."""
+    from engine.ml.grading import node_mastery
+
+    old, new = args.compare
+    lessons = {x.strip() for x in args.lessons.split(",") if x.strip()}
+    a, b = _exam_records(ws, old, lessons), _exam_records(ws, new, lessons)
+    common = {(r["lesson_id"], r["prompt_id"]) for r in a} & {(r["lesson_id"], r["prompt_id"]) for r in b}
+    a = [r for r in a if (r["lesson_id"], r["prompt_id"]) in common]
+    b = [r for r in b if (r["lesson_id"], r["prompt_id"]) in common]
+    ta = {row["node"]: row for row in node_mastery(a)}
+    tb = {row["node"]: row for row in node_mastery(b, previous={k: v["score"] for k, v in ta.items()})}
+    focus = [x.strip() for x in args.focus.split(",") if x.strip()]
+    if not focus:
+        for draft in sorted(list(ws.drafts.glob("*.json")) + list(ws.lessons.glob("drill_*.json"))):
+            try:
+                focus += json.loads(draft.read_text(encoding="utf-8")).get("focus_nodes", [])
+            except ValueError:
+                continue
+    focus = list(dict.fromkeys(focus))
+    avg = lambda rs: sum(r["comparison"]["score"] for r in rs) / max(1, len(rs))  # noqa: E731
+    result = {"old": old, "new": new, "prompts": len(common), "avg_old": round(avg(a), 2), "avg_new": round(avg(b), 2),
+              "focus": {n: {"old": ta.get(n, {}).get("score"), "new": tb.get(n, {}).get("score"),
+                            "n": tb.get(n, {}).get("n")} for n in focus},
+              "others": {n: {"old": ta[n]["score"], "new": tb[n]["score"], "delta": tb[n]["delta"], "n": tb[n]["n"]}
+                         for n in tb if n in ta and n not in focus}}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"mastery {old} -> {new} on {len(common)} common prompts"
+          + (f" of {', '.join(sorted(lessons))}" if lessons else "")
+          + f"; exam average {result['avg_old']:.1f} -> {result['avg_new']:.1f}")
+    print("  focus (drilled) nodes:")
+    for n, row in result["focus"].items():
+        o, w = row["old"], row["new"]
+        txt = "not examined" if o is None or w is None else f"{o:6.1f} -> {w:6.1f}  ({w - o:+.1f}, n={row['n']})"
+        print(f"    {n:<28} {txt}")
+    worst = sorted(result["others"].items(), key=lambda kv: kv[1]["delta"])[:5]
+    print("  other nodes, largest falls:")
+    for n, row in worst:
+        print(f"    {n:<28} {row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']})")
+    return 0
+
+
 def cmd_mastery(args: argparse.Namespace) -> int:
     from engine.history import History
 
     ws = _workspace(args.workspace)
+    if args.compare:
+        return cmd_compare(ws, args)
     hist = History(ws.history_path, readonly=True)
     version = args.version
     if version is None:

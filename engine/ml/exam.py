@@ -197,7 +197,6 @@ def run_exam(
             on_record(record, finished, total)
 
     try:
-        # a lesson at a time keeps each file's records together; batches never cross the time budget
         generate(model, tokenizer, rendered, config, constraint, on_result=deliver, should_stop=should_stop)
     finally:
         for fh in handles.values():

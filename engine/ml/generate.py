@@ -30,6 +30,7 @@ class GenConfig:
     constrained: bool = True
     time_budget_s: float = 30.0  # per prompt (a batch's rows start together)
     max_repeat_lines: int = 1  # a line seen this many times before ends the row
+    max_line_chars: int = 240  # a runaway line (an endless identifier or string) ends the row
 
 
 @dataclass
@@ -189,6 +190,9 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                     v = bitmask[row]
                     m.unsafe_compute_mask_ptr(v.data_ptr(), v.numel() * 4)
                 apply_bitmask(logits, bitmask[: len(alive)])
+                dead = torch.isinf(logits).all(dim=-1)
+                if bool(dead.any()) and eos_ids:  # a matcher with nothing left to allow: end that row
+                    logits[dead, next(iter(eos_ids))] = 0.0
                 dt = (time.perf_counter() - t0) / max(1, len(alive))
                 for pos in alive:
                     mask_time[pos] += dt
@@ -210,6 +214,8 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                         reason = "grammar"
                     elif "\n" in piece and _repeated_line(texts[pos], line_start, pos, line_counts[pos], config):
                         reason = "repetition"
+                    elif len(texts[pos]) - line_start[pos] > config.max_line_chars:
+                        reason = "repetition"  # one line growing without end is a loop too
                     elif len(generated[pos]) >= config.max_new_tokens:
                         reason = "max_tokens"
                     elif now >= config.time_budget_s:

@@ -355,8 +355,31 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
     ctx.step_state.pop("checkpoint", None)
     ml_state(ctx)[f"train:{ctx.cycle}"] = summary
     ctx.save_state()
+    _release_training(ctx, profile, spec.version)
     return {k: summary.get(k) for k in ("version", "global_step", "first_loss", "final_loss", "eval_loss",
                                         "seconds", "tokens_per_s", "resumed_from")}
+
+
+def _release_training(ctx: StepContext, profile, version: str) -> None:
+    """Free the trainer. A big base is kept (with its adapter) for the exam instead of loading a second copy;
+    the tiny one is reloaded and merged, which makes generation faster."""
+    import gc
+
+    cached = ctx.cache.pop("ml.trainer", None)
+    model = ctx.cache.pop("ml.model", None)
+    tokenizer = ctx.cache.get("ml.tokenizer")
+    if cached is not None and not profile.is_tiny and model is not None:
+        model.eval()
+        ctx.cache[f"ml.exam_model:{version}"] = (model, tokenizer)
+    del cached, model
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 _STEP_FNS = {"3.4": "load_base_model", "3.5": "attach_adapter", "3.6": "configure_trainer"}

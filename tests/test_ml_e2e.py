@@ -1,0 +1,132 @@
+"""A whole teaching cycle through the real CLI: train -> stop -> resume -> exam -> grade -> drafted lesson.
+
+Real subprocesses, a real (small) tiny profile, real files; only the sizes are shrunk
+through bpllm.toml so the test fits the suite's budget.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from engine.ml.testing import TEST_BASE_SETTINGS  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bpllm(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, **kw)
+
+
+def events(ws: Path) -> list[dict]:
+    out = []
+    for path in sorted((ws / "runs").glob("*/events.jsonl")):
+        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def small_config(ws: Path) -> None:
+    tiny = ", ".join(f"{k} = {json.dumps(v)}" for k, v in TEST_BASE_SETTINGS.items())
+    cfg = (ws / "bpllm.toml").read_text()
+    cfg = cfg.replace("count = 500", "count = 80")
+    cfg += f"""
+[profiles.tiny]
+max_steps = 14
+batch_size = 4
+save_steps = 1000
+logging_steps = 1
+learning_rate = 0.004
+tiny = {{ {tiny} }}
+
+[exam]
+max_new_tokens = 96
+batch_size = 8
+time_budget_s = 60
+
+[grading]
+draft_prompts = 6
+"""
+    (ws / "bpllm.toml").write_text(cfg)
+
+
+def test_cycle_with_stop_and_resume(tmp_path):
+    ws = tmp_path / "ws"
+    r = bpllm("init", str(ws))
+    assert r.returncode == 0, r.stderr
+    small_config(ws)
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "-q"], cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if any(e["type"] == "train" and e.get("step", 0) >= 3 for e in events(ws)):
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()
+    stop = bpllm("stop", "-w", str(ws))
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 2, out
+
+    evs = events(ws)
+    assert any(e["type"] == "stop_requested" for e in evs)
+    ckpts = [e for e in evs if e["type"] == "checkpoint" and e.get("kind") == "trainer"]
+    assert ckpts, "stopping mid-training must save a checkpoint"
+    stopped_at = ckpts[-1]["step"]
+    assert Path(ckpts[-1]["path"], "trainer_state.json").exists()
+    assert stopped_at < 14
+
+    res = bpllm("resume", "-w", str(ws), "-q")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    evs = events(ws)
+
+    # training resumed from the checkpoint (no step trained twice) and the loss fell
+    train = [e for e in evs if e["type"] == "train"]
+    steps = [e["step"] for e in train]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] == 14
+    losses = [e["loss"] for e in train]
+    assert min(losses[len(losses) // 2:]) < losses[0]
+    assert any(e["type"] == "eval" for e in evs)
+
+    version = ws / "models" / "v1"
+    assert (version / "adapter" / "adapter_config.json").exists()
+    assert json.loads((version / "training_config.json").read_text())["profile"]["name"] == "tiny"
+
+    # exam: a JSONL per lesson, every answer parses (constrained decoding), structural scores present
+    files = sorted((version / "exams").glob("exam_*.jsonl"))
+    assert len(files) == 3
+    records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(records) == 15
+    for rec in records:
+        assert rec["validation"]["parses"], rec["actual_dsl"]
+        assert {"score", "precision", "recall", "line_score"} <= set(rec["comparison"])
+        assert rec["status"] in ("complete", "max_tokens", "repetition", "time_budget")
+    assert len([e for e in evs if e["type"] == "exam_item"]) == 15
+    summaries = [e for e in evs if e["type"] == "exam_summary"]
+    assert {s["lesson_id"] for s in summaries} == {"starter_01", "starter_02", "starter_03"}
+
+    # grading: mastery table and a drafted lesson aimed at the weakest nodes, all gold valid
+    mastery = [e for e in evs if e["type"] == "mastery"][-1]
+    assert mastery["nodes"] and all(n["band"] in ("mastered", "learning", "struggling") for n in mastery["nodes"])
+    drafts = list((ws / "lessons" / "drafts").glob("drill_*.json"))
+    assert len(drafts) == 1
+    lesson = json.loads(drafts[0].read_text())
+    assert lesson["focus_nodes"] == mastery["weakest"]
+    from dsl.validator import validate
+
+    for p in lesson["prompts"]:
+        assert not [d for d in validate(p["expected_dsl"]) if d.severity == "error"]
+    assert (version / "health_report.json").exists() and (version / "grading_report.json").exists()
+    assert any(e["type"] == "health" for e in evs)
+    status = [e for e in evs if e["type"] == "run" and e.get("phase") == "end"][-1]
+    assert status["status"] == "done" and status["exit_code"] == 0
