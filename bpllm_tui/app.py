@@ -144,14 +144,15 @@ class BpllmApp(App[int]):
     def on_engine_attached(self, message: EngineAttached) -> None:
         if self.state.run_dir != message.run_dir:
             keep = list(self.state.log)
+            versions = dict(self.state.versions)
             self.state.__init__(log_lines=self.config.log_lines)  # a fresh fold for a new run
             self.state.seed_plan()
             for rec in keep:
                 self.state.log.append(rec)
             self.state.log_total = len(keep)
             self.state.run_dir = message.run_dir
-            for area in self.state.versions:
-                self.state.versions[area] += 1
+            for area in self.state.versions:  # strictly newer than anything a widget has seen
+                self.state.versions[area] = versions.get(area, 0) + 1
         if message.live:
             self.state.set_process("running")
 
