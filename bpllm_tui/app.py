@@ -175,6 +175,10 @@ class BpllmApp(App[int]):
             self.state.add_log(line, "warning" if stream == "stderr" else "info", stream)
 
     def on_engine_process(self, message: EngineProcess) -> None:
+        if message.process == "exited" and message.code is not None and message.code < 0:
+            # killed by a signal before it could write its end event: a dead engine, resumable
+            message = EngineProcess("dead", message.code, f"engine killed by signal {-message.code} "
+                                                          "(no end event) — r resumes the run")
         if message.process == "exited":
             self.state.set_process("exited", message.note)
             code = message.code

@@ -140,3 +140,22 @@ async def test_an_engine_left_running_by_the_app_keeps_its_output_and_finishes(t
     assert "[STEP 9.5] COMPLETE" in output, output[-2000:]
     events = (run_dir / "events.jsonl").read_text(encoding="utf-8")
     assert "Broken pipe" not in events
+
+
+@aio
+async def test_a_killed_engine_is_shown_dead_and_resume_finishes_the_run(tmp_path, monkeypatch):
+    ws = init_workspace(tmp_path)
+    monkeypatch.setenv(SLOW, "1.3=60")
+    app = BpllmApp(ws, config=TuiConfig(run_args=["--only", "1,2,8,9"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: app.state.step_status("1.3") == "running", timeout=60)
+        run_id = app.state.run_id
+        os.killpg(app.client.proc.pid, signal.SIGKILL)
+        assert await wait_for(pilot, lambda: app.state.status == "dead", timeout=30), app.state.status
+        assert await wait_for(pilot, lambda: "DEAD" in str(app.screen.query_one("StatusBar").render()))
+        assert app.state.step_status("1.3") == "stopped"
+        monkeypatch.delenv(SLOW)
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: app.state.status == "done", timeout=120)
+        assert app.state.run_id == run_id
