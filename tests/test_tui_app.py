@@ -215,3 +215,18 @@ async def test_theme_key_opens_the_picker_and_back_keys_return(workspace):
                 await pilot.press("ctrl+r")  # reload the history store: no crash on an empty workspace
             await pilot.press("escape")
             assert app.current_mode == "dashboard"
+
+
+@aio
+async def test_bad_settings_are_reported_not_ignored(workspace, tmp_path, monkeypatch):
+    user = tmp_path / "tui.toml"
+    user.write_text('stall_seconds = -3\n[keys]\n"no.such.key" = "f2"\n"run.start" = "f5"\n', encoding="utf-8")
+    monkeypatch.setenv("BPLLM_TUI_CONFIG", str(user))
+    config = load_config(workspace)
+    assert config.keys["run.start"] == "f5" and config.stall_seconds == 120.0
+    assert any("stall_seconds" in p for p in config.problems)
+    app = BpllmApp(workspace, config=config)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        messages = " ".join(n.message for n in app._notifications)
+        assert "no.such.key" in messages and "stall_seconds" in messages
