@@ -131,6 +131,10 @@ async def test_mastery_table_sorts_weakest_first_and_updates_in_place():
         table.sync(state)
         assert table.row_count == 2
         assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["A", "B"]
+        assert table.cursor_row == 0, "the cursor stays on the node it was on (A)"
+        state.apply(ev(3, "mastery", version="v2", nodes=[{"node": "A", "score": 91, "n": 4}]))
+        table.sync(state)  # same order: cells change in place
+        assert "91.0" in str(table.get_row("A")[1]) and table.cursor_row == 0
         row_b = table.get_row("B")
         assert "+55.0" in str(row_b[3]) and "mastered" in str(row_b[4])
 
