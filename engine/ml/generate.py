@@ -9,8 +9,9 @@ One decode loop serves the exam and the benchmarks:
   ``dsl/grammar.lark`` (the same file the parser reads); its token mask is filled
   by llguidance and applied with plain torch (no torch.compile on CPU);
 * every row is bounded: a token cap, a wall-clock budget, and a repetition guard
-  (a DSL text never repeats a line, so the first exact repeat ends the row); a row
-  that did not end on its own is cut at its last complete line.
+  (a DSL text never repeats a line, so the first exact repeat ends the row, and no
+  DSL line runs to hundreds of characters); a row that did not end on its own is
+  cut at its last complete line.
 """
 from __future__ import annotations
 

@@ -54,6 +54,11 @@ def register_steps(registry: StepRegistry) -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _ck(ctx: StepContext, name: str) -> str:
+    """Cache key for per-cycle data: a second cycle in the same process must re-read what step 8 changed."""
+    return f"{name}:{ctx.cycle}"
+
+
 def ml_state(ctx: StepContext) -> dict[str, Any]:
     return ctx.state.setdefault(STATE, {})
 
@@ -135,7 +140,7 @@ def _system_prompt(ctx: StepContext) -> str:
         raise DataError(f"no system prompt: {ctx.workspace.system_prompt_path} is missing",
                         hint="restore it or run `bpllm init` again")
 
-    return ctx.resource("ml.system", read)
+    return ctx.resource(_ck(ctx, "ml.system"), read)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -162,7 +167,7 @@ def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
             raise DataError(f"{ws.train_path} does not exist", hint="run steps 1-2 first (`bpllm run --only 1,2`)")
         return {"train": _read_jsonl(ws.train_path), "validation": _read_jsonl(ws.validation_path)}
 
-    return ctx.resource("ml.data", read)
+    return ctx.resource(_ck(ctx, "ml.data"), read)
 
 
 def _hooks(ctx: StepContext):
@@ -594,7 +599,7 @@ def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
         ctx.log(f"leakage check unavailable ({type(exc).__name__}: {exc}); seen/unseen left unknown", level="warning")
         seen = {}
     prompts = exam_prompts(lessons, seen)
-    ctx.cache["ml.exam_prompts"] = prompts
+    ctx.cache[_ck(ctx, "ml.exam_prompts")] = prompts
     return {"lessons": len(lessons), "prompts": len(prompts),
             "seen": sum(1 for p in prompts if p.seen), "unseen": sum(1 for p in prompts if p.seen is False)}
 
@@ -623,7 +628,7 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
 
     version = _exam_version(ctx)
     model, tokenizer = _exam_model(ctx, version)
-    prompts = ctx.cache.get("ml.exam_prompts") or []
+    prompts = ctx.cache.get(_ck(ctx, "ml.exam_prompts")) or []
     ctx.phase("exam")
     ctx.progress(0, len(prompts), "examining", unit="prompt", force=True)
 
@@ -719,14 +724,14 @@ def load_exam_results(ctx: StepContext) -> dict[str, Any]:
     recs = _exam_records(ctx, version)
     if not recs:
         ctx.skip(f"no exam records for {version}")
-    ctx.cache["ml.grade_records"] = (version, recs)
+    ctx.cache[_ck(ctx, "ml.grade_records")] = (version, recs)
     return {"version": version, "records": len(recs), "previous_version": _previous_version(ctx, version)}
 
 
 def _grade_records(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
-    if "ml.grade_records" not in ctx.cache:
+    if _ck(ctx, "ml.grade_records") not in ctx.cache:
         load_exam_results(ctx)
-    return ctx.cache["ml.grade_records"]
+    return ctx.cache[_ck(ctx, "ml.grade_records")]
 
 
 def classify_errors(ctx: StepContext) -> dict[str, Any]:
@@ -734,7 +739,7 @@ def classify_errors(ctx: StepContext) -> dict[str, Any]:
 
     version, recs = _grade_records(ctx)
     tax = classify(recs)
-    ctx.cache["ml.taxonomy"] = tax
+    ctx.cache[_ck(ctx, "ml.taxonomy")] = tax
     return {"version": version, "totals": tax["totals"], "perfect": tax["perfect"], "extra_lines": tax["extra_lines"]}
 
 
@@ -750,7 +755,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     weakest = weakest_nodes(table, k=int((ctx.config.get("grading") or {}).get("weakest", 5)))
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
     _emit_alerts(ctx, mastery_alerts(table), version)
-    ctx.cache["ml.mastery"] = (table, weakest, prev)
+    ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
     for row in table:
         bands[row["band"]] = bands.get(row["band"], 0) + 1
@@ -762,12 +767,12 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
     from .health import stagnation_alerts
 
     version, recs = _grade_records(ctx)
-    if "ml.mastery" not in ctx.cache:
+    if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)
-    if "ml.taxonomy" not in ctx.cache:
+    if _ck(ctx, "ml.taxonomy") not in ctx.cache:
         classify_errors(ctx)
-    table, weakest, prev = ctx.cache["ml.mastery"]
-    rep = report(recs, table, ctx.cache["ml.taxonomy"], version, prev)
+    table, weakest, prev = ctx.cache[_ck(ctx, "ml.mastery")]
+    rep = report(recs, table, ctx.cache[_ck(ctx, "ml.taxonomy")], version, prev)
     rep["weakest"] = weakest
     path = write_json_atomic(version_dir(ctx, version) / "grading_report.json", rep)
     ctx.artifact("report", path, f"grading report {version}", version=version)
@@ -782,9 +787,9 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     from .grading import draft_lesson, next_draft_id, write_json_atomic
 
     version, _ = _grade_records(ctx)
-    if "ml.mastery" not in ctx.cache:
+    if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)
-    table, weakest, _prev = ctx.cache["ml.mastery"]
+    table, weakest, _prev = ctx.cache[_ck(ctx, "ml.mastery")]
     if not weakest:
         ctx.skip("every examined node type is mastered: no drill needed")
     grading = ctx.config.get("grading") or {}

@@ -157,10 +157,13 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
     )
     if profile.eval_steps:
         kwargs["eval_steps"] = profile.eval_steps
+    import warnings
     steps_per_epoch = max(1, -(-n_train // (profile.batch_size * profile.grad_accum)))
     kwargs["warmup_steps"] = profile.warmup_steps or int(profile.warmup_ratio * steps_per_epoch * max(1.0, profile.epochs))
     kwargs["max_grad_norm"] = profile.max_grad_norm
-    return SFTConfig(**kwargs)
+    with warnings.catch_warnings():  # transformers 5 renames gradient_checkpointing; trl still takes it
+        warnings.simplefilter("ignore", FutureWarning)
+        return SFTConfig(**kwargs)
 
 
 def make_callback(hooks: Hooks, version: str):
@@ -271,9 +274,12 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     if eval_ds is None:
         args.eval_strategy = "no"
     callback = make_callback(hooks or Hooks(), spec.version) if with_callback else None
+    import warnings
+
     import transformers
 
     transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     trainer = SFTTrainer(
         model=model,
         args=args,
