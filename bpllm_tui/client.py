@@ -37,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ".lock"
 BATCH = 500  # events per message: keeps each handler well under a frame
 # console lines the engine also writes as events (shown from the events instead)
-CONSOLE_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(STEP \d+(\.\d+)?|INFO|DEBUG|WARNING|ERROR|RUN)\] ")
+CONSOLE_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(STEP \d+(\.\d+)?|[A-Z]+)\] ")  # [STEP 4.3], [INFO], [STOP], [RUN]...
 
 
 # the drain a detached engine's pipes are handed to (see EngineClient.detach)
