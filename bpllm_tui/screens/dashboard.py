@@ -7,6 +7,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from rich.text import Text
 from textual.widgets import Footer, Static
 
 from bpllm_tui.keys import DASHBOARD_KEYS, bindings
@@ -85,12 +86,40 @@ class DashboardScreen(Screen):
             self.query_one(StepTree).sync(state)
         if "loss" in changed:
             self.query_one(LossChart).set_data(state.train, state.evals)
+        if "loss" in changed or "status" in changed:
+            self.query_one("#loss-title", Static).update(self._train_line(state))
         if "mastery" in changed:
             self.query_one(MasteryTable).sync(state)
         if "gpu" in changed or force:
             self.query_one(GpuPanel).sync(state)
         if "log" in changed:
             self.query_one(LogView).sync(state)
+
+    @staticmethod
+    def _train_line(state: RunState) -> Text:
+        """The trainer's latest numbers above the chart (step, epoch, loss, eval, lr, grad norm, speed)."""
+        t = state.core.last_train or {}
+        text = Text(no_wrap=True, overflow="ellipsis", style="dim")
+        if not t:
+            text.append("training loss  raw · smoothed · ◆ eval")
+            return text
+        parts = [f"step {t.get('step')}" + (f"/{t['max_steps']}" if t.get("max_steps") else "")]
+        if t.get("epoch") is not None:
+            parts.append(f"epoch {float(t['epoch']):.2f}")
+        if t.get("loss") is not None:
+            parts.append(f"loss {float(t['loss']):.4f}")
+        if state.evals:
+            parts.append(f"eval {state.evals[-1][1]:.4f}")
+        if t.get("lr") is not None:
+            parts.append(f"lr {float(t['lr']):.2e}")
+        if t.get("grad_norm") is not None:
+            parts.append(f"‖g‖ {float(t['grad_norm']):.2f}")
+        if t.get("tokens_per_s") is not None:
+            parts.append(f"{float(t['tokens_per_s']):,.0f} tok/s")
+        if state.version:
+            parts.append(state.version)
+        text.append("  ·  ".join(parts))
+        return text
 
     # ------------------------------------------------------------ actions
     def action_toggle_log_scale(self) -> None:
