@@ -118,7 +118,7 @@ async def _burst(workspace: Path, n: int) -> dict[str, Any]:
         painted = time.perf_counter() - start
         timer.stop()
         ok = len(dashboard.query_one("LossChart").train) == len(app.state.train)
-    return {"written_s": written, "absorbed_s": folded, "painted_s": painted, "max_gap_s": max(gaps or [0.0]),
+    return {"ticks": len(gaps), "written_s": written, "absorbed_s": folded, "painted_s": painted, "max_gap_s": max(gaps or [0.0]),
             "p99_gap_s": sorted(gaps)[int(len(gaps) * 0.99)] if gaps else 0.0, "chart_in_sync": ok}
 
 
@@ -156,11 +156,16 @@ async def _editor(workspace: Path, keys: int) -> dict[str, Any]:
             latencies.append(editor.last_validated_at - editor.last_edit_at)
             await pilot.pause(0.01)
         text = editor.dsl.text
-    start = time.perf_counter()
-    for _ in range(20):
+    from dsl.parser import clear_cache
+
+    cold = []
+    for _ in range(10):  # the parser memoises lines; a keystroke mostly re-parses one new line
+        clear_cache()
+        t0 = time.perf_counter()
         validate(text)
-    alone = (time.perf_counter() - start) / 20
-    return {"median_s": statistics.median(latencies), "max_s": max(latencies), "validate_alone_s": alone}
+        cold.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(latencies), "max_s": max(latencies),
+            "validate_alone_s": statistics.median(cold), "keys": len(latencies)}
 
 
 def bench_tui(args: Any) -> int:
@@ -188,7 +193,7 @@ def bench_tui(args: Any) -> int:
               f"(painted {burst['painted_s'] * 1000:.0f} ms, writer {burst['written_s'] * 1000:.0f} ms)   "
               f"fold alone {fold * 1000:.0f} ms   ratio {burst['absorbed_s'] / max(fold, 1e-9):4.1f}x")
         print(f"frames        longest frozen frame {burst['max_gap_s'] * 1000:5.0f} ms   p99 "
-              f"{burst['p99_gap_s'] * 1000:4.0f} ms   (target < 100 ms: {'ok' if burst['max_gap_s'] < 0.1 else 'FROZE'})"
+              f"{burst['p99_gap_s'] * 1000:4.0f} ms over {burst['ticks']} ticks of 10 ms   (target < 100 ms: {'ok' if burst['max_gap_s'] < 0.1 else 'FROZE'})"
               f"   chart in sync: {burst['chart_in_sync']}")
 
         editor = asyncio.run(_editor(ws, 10 if quick else 30))
@@ -196,7 +201,8 @@ def bench_tui(args: Any) -> int:
             print(f"editor        skipped: {editor['error']}")
         else:
             print(f"editor        key → diagnostics median {editor['median_s'] * 1000:5.1f} ms  max "
-                  f"{editor['max_s'] * 1000:5.1f} ms   validator alone {editor['validate_alone_s'] * 1000:5.2f} ms   "
+                  f"{editor['max_s'] * 1000:5.1f} ms over {editor['keys']} keys   validator alone (cold cache) "
+                  f"{editor['validate_alone_s'] * 1000:5.2f} ms   "
                   f"(target < 50 ms: {'ok' if editor['max_s'] < 0.05 else 'SLOW'})")
     ok = tui < 1.0 and burst["max_gap_s"] < 0.1 and ("error" in editor or editor["max_s"] < 0.05)
     return 0 if ok else 1
