@@ -13,6 +13,8 @@ import pytest
 from bpllm_tui.app import BpllmApp
 from bpllm_tui.config import TuiConfig
 from bpllm_tui.widgets.log_view import LogView
+from bpllm_tui.widgets.mastery_table import MasteryTable
+from bpllm_tui.widgets.step_tree import StepTree
 from tests.tui_helpers import write_run
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tui" / "run" / "events.jsonl"
@@ -44,12 +46,21 @@ def fixture_workspace(tmp_path: Path) -> Path:
 
 
 async def settle(app, pilot) -> None:
-    """Wait until the dashboard has painted everything it was given."""
+    """Wait until the dashboard has painted everything it was given (focus pinned: it changes borders)."""
+    app.screen.query_one(StepTree).focus()
     await pilot.pause(0.3)
     log = app.screen.query_one(LogView)
-    while not log.settled or app.screen._seen != app.state.versions:
+    table = app.screen.query_one(MasteryTable)
+
+    def done() -> bool:  # DataTable measures new rows on idle: wait for that too
+        return (log.settled and app.screen._seen == app.state.versions
+                and not table._require_update_dimensions and not table._new_rows)
+
+    while not done():
         await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await pilot.pause(0.2)
+    while not done():
+        await pilot.pause(0.05)
 
 
 async def follow_fixture(app, pilot, ws: Path) -> None:

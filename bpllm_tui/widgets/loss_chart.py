@@ -49,6 +49,7 @@ class LossChart(Widget):
         self.evals: list[tuple[float, float]] = []
         self.beta = 0.9
         self._cache: list[Strip] | None = None
+        self._cache_styles: tuple = ()
 
     def set_data(self, train: list[tuple[float, float]], evals: list[tuple[float, float]]) -> None:
         self.train = list(train)
@@ -82,8 +83,15 @@ class LossChart(Widget):
     def _ty(self, v: float) -> float:
         return math.log10(max(v, 1e-8)) if self.log_scale else v
 
+    def _style_signature(self) -> tuple:
+        return (self.rich_style, *(self.get_component_rich_style(name, partial=True)
+                                   for name in sorted(self.COMPONENT_CLASSES)))
+
     def render_line(self, y: int) -> Strip:
+        if y == 0 and self._cache is not None and self._cache_styles != self._style_signature():
+            self._cache = None  # a theme switch or late CSS: repaint with the styles in force now
         if self._cache is None or len(self._cache) != self.size.height:
+            self._cache_styles = self._style_signature()
             self._cache = self._render_all()
         return self._cache[y] if 0 <= y < len(self._cache) else Strip.blank(self.size.width)
 

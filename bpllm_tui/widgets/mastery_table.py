@@ -21,6 +21,15 @@ class MasteryTable(DataTable):
         for col in COLUMNS:
             self.add_column(col, key=col)
 
+    async def _on_idle(self, event) -> None:
+        """DataTable measures new rows on idle but keeps row renders cached with the old column widths
+        if it painted in between (Textual 8.2): drop those caches once the widths are known."""
+        measuring = self._require_update_dimensions or bool(self._updated_cells)
+        await super()._on_idle(event)
+        if measuring:
+            self._clear_caches()
+            self.refresh()
+
     def sync(self, state: RunState) -> None:
         """Same nodes in the same order: cells change in place. New nodes or a new order: rebuild in
         sorted order (DataTable.sort before its idle re-measure leaves stale column widths), keeping the
