@@ -28,7 +28,7 @@ from bpllm_tui.config import TuiConfig, load_config
 from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
 from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
 from bpllm_tui.screens.dashboard import DashboardScreen
-from bpllm_tui.screens.dialogs import Choice, confirm_stop, quit_while_running
+from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
 from bpllm_tui.state import RunState
 

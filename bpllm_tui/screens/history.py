@@ -6,7 +6,6 @@ read-only, so a running engine is never blocked) and any exam JSONL sources give
 on the command line (the reference project's results have no store)."""
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from bpllm_tui import exams
 from bpllm_tui.keys import HISTORY_KEYS, bindings
-from bpllm_tui.widgets.gpu_panel import sparkline
 from bpllm_tui.widgets._theme import themed
+from bpllm_tui.widgets.gpu_panel import sparkline
+from bpllm_tui.widgets.table import MeasuredTable
 
 
 class Cell:
@@ -99,9 +99,9 @@ class HistoryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="history-title")
         with Vertical(id="history-main"):
-            yield DataTable(id="scores", zebra_stripes=True, cursor_type="row")
+            yield MeasuredTable(id="scores", zebra_stripes=True, cursor_type="row")
             yield Static("", id="seen-split")
-            yield DataTable(id="trends", zebra_stripes=True, cursor_type="row")
+            yield MeasuredTable(id="trends", zebra_stripes=True, cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:

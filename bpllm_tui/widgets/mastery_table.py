@@ -5,7 +5,7 @@ user is looking at while new grades arrive."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
+from bpllm_tui.widgets.table import MeasuredTable
 
 from bpllm_tui.state import RunState
 from bpllm_tui.widgets._theme import themed
@@ -14,21 +14,12 @@ BAND_STYLE = {"mastered": "$success", "learning": "$warning", "struggling": "$er
 COLUMNS = ("node", "score", "n", "Δ", "band")
 
 
-class MasteryTable(DataTable):
+class MasteryTable(MeasuredTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         for col in COLUMNS:
             self.add_column(col, key=col)
-
-    async def _on_idle(self, event) -> None:
-        """DataTable measures new rows on idle but keeps row renders cached with the old column widths
-        if it painted in between (Textual 8.2): drop those caches once the widths are known."""
-        measuring = self._require_update_dimensions or bool(self._updated_cells)
-        await super()._on_idle(event)
-        if measuring:
-            self._clear_caches()
-            self.refresh()
 
     def sync(self, state: RunState) -> None:
         """Same nodes in the same order: cells change in place. New nodes or a new order: rebuild in
