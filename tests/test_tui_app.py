@@ -1,7 +1,6 @@
 """Pilot tests of the app shell and the dashboard, on run directories written by the engine's own writer."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest

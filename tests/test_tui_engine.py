@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from bpllm_tui.app import BpllmApp
 from bpllm_tui.config import TuiConfig
