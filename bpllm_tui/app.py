@@ -143,21 +143,27 @@ class BpllmApp(App[int]):
     # ------------------------------------------------------------ engine messages
     def on_engine_attached(self, message: EngineAttached) -> None:
         if self.state.run_dir != message.run_dir:
-            keep = list(self.state.log)
-            versions = dict(self.state.versions)
-            self.state.__init__(log_lines=self.config.log_lines)  # a fresh fold for a new run
-            self.state.seed_plan()
-            for rec in keep:
-                self.state.log.append(rec)
-            self.state.log_total = len(keep)
-            self.state.run_dir = message.run_dir
-            for area in self.state.versions:  # strictly newer than anything a widget has seen
-                self.state.versions[area] = versions.get(area, 0) + 1
+            self._fresh_state(message.run_dir)
         if message.live:
             self.state.set_process("running")
 
+    def _fresh_state(self, run_dir: str) -> None:
+        """A new fold (new run, or its events file was replaced); the log and the process state stay."""
+        old = self.state
+        keep, versions, process, note = list(old.log), dict(old.versions), old.process, old.process_note
+        old.__init__(log_lines=self.config.log_lines)
+        old.seed_plan()
+        old.log.extend(keep)
+        old.log_total = len(keep)
+        old.run_dir = run_dir
+        old.process, old.process_note = process, note
+        for area in old.versions:  # strictly newer than anything a widget has seen
+            old.versions[area] = versions.get(area, 0) + 1
+
     def on_engine_events(self, message: EngineEvents) -> None:
         self._last_event_at = time.monotonic()
+        if message.reset:
+            self._fresh_state(message.run_dir)
         for problem in message.malformed:
             self.state.note_malformed(problem)
         self.state.apply_many(message.events)

@@ -256,6 +256,7 @@ class EngineClient:
         hb_mtime = 0.0
         replay = True
         exited_reported = False
+        ended = False  # the run's last lifecycle event was its end
         last_liveness = 0.0
         while not stop.is_set():
             self._flush_output()
@@ -288,10 +289,16 @@ class EngineClient:
                     drained = True
                     break
                 events = batch.events
+                for e in events:
+                    if e.get("type") == "run":
+                        ended = e.get("phase") == "end"
                 for i in range(0, max(len(events), 1), BATCH):
-                    self.post(EngineEvents(str(run_dir), events[i:i + BATCH], malformed if i == 0 else [], replay))
+                    self.post(EngineEvents(str(run_dir), events[i:i + BATCH], malformed if i == 0 else [], replay,
+                                           reset=bool(batch.reset) and i == 0))
             if drained and replay:
                 replay = False
+                if not live and self.proc is None and not ended:
+                    self._report_if_dead(run_dir)
             # heartbeat
             try:
                 mtime = (run_dir / HEARTBEAT_FILE).stat().st_mtime
@@ -347,6 +354,17 @@ class EngineClient:
             pass_fds=(out_fd, err_fd), start_new_session=True, close_fds=True,
         )
         return target
+
+    def _report_if_dead(self, run_dir: Path) -> None:
+        """A run we found not live: if its heartbeat still says running, its engine died without an end
+        event (crash, kill -9, power cut) — say so instead of showing it as running."""
+        beat = read_heartbeat(run_dir)
+        if beat is None:
+            self.post(EngineProcess("dead", None, f"{run_dir.name} has no heartbeat and no end event: "
+                                                  "its engine is gone — r resumes the run"))
+        elif beat.get("status") == "running" and not pid_alive(beat.get("pid")):
+            self.post(EngineProcess("dead", None, f"engine pid {beat.get('pid')} of {run_dir.name} is gone "
+                                                  "(crashed or killed) — r resumes the run"))
 
     def process_group_alive(self) -> bool:
         """Does any process of the child's group remain? (used by tests and the quit dialog)"""

@@ -9,12 +9,14 @@ from textual.message import Message
 class EngineEvents(Message):
     """A batch of events read from ``events.jsonl`` (plus descriptions of unreadable lines)."""
 
-    def __init__(self, run_dir: str, events: list[dict[str, Any]], malformed: list[str], replay: bool) -> None:
+    def __init__(self, run_dir: str, events: list[dict[str, Any]], malformed: list[str], replay: bool,
+                 reset: bool = False) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.events = events
         self.malformed = malformed
         self.replay = replay  # True while catching up on an existing file (attach)
+        self.reset = reset  # the file was truncated or replaced: these events start from its first line
 
 
 class EngineHeartbeat(Message):

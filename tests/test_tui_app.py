@@ -58,11 +58,11 @@ async def test_dead_engine_is_shown_as_dead(workspace):
     write_run(workspace, finished=False, pid=999_999_999)
     app = BpllmApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        assert await wait_for(pilot, lambda: app.state.core.steps.get("4.2") is not None)
-        # not live (pid gone) -> the run is shown, and the status is not "running"
-        assert app.state.status in ("idle", "dead", "running")
-        assert app.state.process != "running"
-        assert app.state.step_status("4.2") == "stopped"
+        assert await wait_for(pilot, lambda: app.state.status == "dead"), app.state.status
+        assert app.state.core.steps["4.2"].status == "running"  # as the events left it ...
+        assert app.state.step_status("4.2") == "stopped"  # ... shown as interrupted
+        assert await wait_for(pilot, lambda: "DEAD" in str(app.screen.query_one(StatusBar).render()))
+        assert any("is gone" in r.text for r in app.state.log)
 
 
 @aio
@@ -229,3 +229,24 @@ async def test_bad_settings_are_reported_not_ignored(workspace, tmp_path, monkey
         await pilot.pause(0.1)
         messages = " ".join(n.message for n in app._notifications)
         assert "no.such.key" in messages and "stall_seconds" in messages
+
+
+@aio
+async def test_malformed_lines_are_reported_and_a_replaced_events_file_is_refolded(workspace):
+    run_dir = write_run(workspace, finished=True, train_steps=40)
+    events = run_dir / "events.jsonl"
+    with open(events, "a", encoding="utf-8") as fh:
+        fh.write("{this is not json\n")
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.status == "done")
+        assert await wait_for(pilot, lambda: app.state.malformed == 1)
+        assert any("not JSON" in r.text and "events.jsonl line" in r.text for r in app.state.log)
+        assert len(app.state.train) == 40
+        # the file is replaced by a shorter one (e.g. restored from a backup): the fold starts over
+        lines = events.read_text(encoding="utf-8").splitlines()[:5]
+        tmp = events.with_suffix(".new")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(events)
+        assert await wait_for(pilot, lambda: app.state.events == 5, timeout=10), app.state.events
+        assert app.state.train == [] and app.state.status in ("running", "dead")
