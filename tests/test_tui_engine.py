@@ -157,3 +157,28 @@ async def test_a_killed_engine_is_shown_dead_and_resume_finishes_the_run(tmp_pat
         await pilot.press("r")
         assert await wait_for(pilot, lambda: app.state.status == "done", timeout=120)
         assert app.state.run_id == run_id
+
+
+@aio
+async def test_a_second_engine_refuses_and_the_app_says_why(tmp_path):
+    ws = init_workspace(tmp_path)
+    env = engine_env()
+    env[SLOW] = "1.3=60"
+    engine = subprocess.Popen(engine_command("run", "-w", str(ws), "--quiet", "--only", "1,2,8,9"), cwd=ws, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (read_lock(ws) or {}).get("run_id"):
+            time.sleep(0.1)
+        app = BpllmApp(ws, attach=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("s")
+            assert await wait_for(pilot, lambda: app.state.process == "exited", timeout=60)
+            assert app.client.proc.returncode == 1
+            lines = [r.text for r in app.state.log]
+            assert any(f"pid {engine.pid}" in line for line in lines), lines  # the lock holder, named
+        assert engine.poll() is None, "the running engine was not disturbed"
+    finally:
+        os.killpg(engine.pid, signal.SIGTERM)
+        engine.wait(timeout=30)
