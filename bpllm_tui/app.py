@@ -32,7 +32,6 @@ from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
 from bpllm_tui.state import RunState
 
-MODES = ("dashboard", "editor", "review", "history")
 IDLE_GC_S = 15.0
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
 

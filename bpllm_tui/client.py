@@ -114,10 +114,8 @@ class EngineClient:
         self._output: deque[tuple[str, str]] = deque(maxlen=20000)
         self._stop_follow = threading.Event()
         self._follower: threading.Thread | None = None
-        self._known_runs: set[str] = set()
         self._detached = threading.Event()
         self._drainers: list[threading.Thread] = []
-        self._launched_at = 0.0
 
     # --------------------------------------------------------------- queries
     @property
@@ -135,8 +133,6 @@ class EngineClient:
         if self.engine_alive():
             raise RuntimeError("an engine is already running in this workspace")
         cmd = engine_command(subcommand, "--workspace", str(self.workspace), *args)
-        self._known_runs = {p.name for p in list_runs(self.workspace)}
-        self._launched_at = time.time()
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
