@@ -323,3 +323,16 @@ async def test_open_picker_delete_prompt_and_next_problem(tmp_path):
         assert positions == sorted(positions[:-1]) + positions[-1:], "in order, then wraps to the first"
     saved = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
     assert len(saved["prompts"]) == 2, "the discarded delete never reached the file"
+
+
+@aio
+async def test_lesson_option_opens_the_editor_on_that_file(tmp_path):
+    ws = make_workspace(tmp_path)
+    from bpllm_tui.app import parse_args
+
+    args = parse_args(["-w", str(ws), "--lesson", str(ws / "lessons" / "lesson_t.json"), "--no-attach"])
+    app = BpllmApp(args.workspace, attach=not args.no_attach, open_lesson=args.lesson)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.current_mode == "editor")
+        editor = app.screen
+        assert await wait_for(pilot, lambda: editor.lesson is not None and editor.lesson.lesson_id == "lesson_t")
