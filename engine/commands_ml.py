@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--focus", default="", help="comma-separated node types to focus on")
     p.add_argument("--report", action="store_true", help="print the template / node coverage report instead")
     p.add_argument("-o", "--output", help="JSONL file to write (default: stdout)")
+    p.add_argument("--lesson", metavar="ID", help="write an exam lesson (reference schema) with this id instead of rows")
+    p.add_argument("--holdout", action="store_true", help="with --lesson: mark it holdout (never trained on)")
     p.set_defaults(func=cmd_synth)
 
     g = sub.add_parser("generate", help="answer one instruction with a model version of a workspace")
@@ -54,6 +56,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
             print(f"  {name:<12} {count:5d}  {count / max(1, rep['rows']):6.1%}")
         if rep["missing_node_types"]:
             print("  not covered:", ", ".join(rep["missing_node_types"]))
+        return 0
+    if args.lesson:
+        import time
+
+        lesson = {"lesson_id": args.lesson, "lesson_name": f"Synthetic exam {args.lesson}",
+                  "description": f"{len(rows)} generated prompts (seed {args.seed}) over the node catalog",
+                  "created": time.strftime("%Y-%m-%d"), "holdout": bool(args.holdout),
+                  "prompts": [{"id": f"{args.lesson.upper()}_{i:03d}", "category": r["pattern"].replace(":", "_"),
+                               "instruction": r["instruction"], "expected_dsl": r["output"]}
+                              for i, r in enumerate(rows, 1)]}
+        text = json.dumps(lesson, indent=2, ensure_ascii=False) + "\n"
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
         return 0
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -146,6 +163,14 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
         o, w = row["old"], row["new"]
         txt = "not examined" if o is None or w is None else f"{o:6.1f} -> {w:6.1f}  ({w - o:+.1f}, n={row['n']})"
         print(f"    {n:<28} {txt}")
+    others = result["others"]
+    if others:
+        mean = sum(r["delta"] for r in others.values()) / len(others)
+        solid = {n: r for n, r in others.items() if r["n"] >= 3}
+        falls = sorted((n for n, r in solid.items() if r["delta"] < -5), key=lambda n: solid[n]["delta"])
+        print(f"  other nodes: {len(others)}, mean change {mean:+.1f}; of {len(solid)} examined in >= 3 prompts, "
+              f"{len(falls)} fell more than 5 points" + (" (" + ", ".join(f"{n} {solid[n]['delta']:+.1f}" for n in falls) + ")"
+                                                       if falls else ""))
     worst = sorted(result["others"].items(), key=lambda kv: kv[1]["delta"])[:5]
     print("  other nodes, largest falls:")
     for n, row in worst:

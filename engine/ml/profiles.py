@@ -39,6 +39,11 @@ class Profile:
     load_in_4bit: bool = False
     bf16: bool = False  # forced off on CPU
     gradient_checkpointing: bool = False  # forced off on CPU
+    # continue from the previous version's adapter (same base) instead of a fresh LoRA: a lesson
+    # then adds to what the model knew rather than re-rolling everything it had learned
+    warm_start: bool = False
+    warm_start_epochs: float = 1.0
+    warm_start_lr_scale: float = 0.5
     # distribution: run training under `accelerate launch` instead of in-process
     launcher: str = "inprocess"  # inprocess | accelerate
     num_processes: int = 1
@@ -84,10 +89,10 @@ TINY_BASE_DEFAULTS: dict[str, Any] = {
     # pretraining the base (cached by corpus hash)
     "synthetic_examples": 1600,
     "synthetic_seed": 1234,
-    "pretrain_epochs": 2.0,
+    "pretrain_epochs": 6.0,  # measured: 2 epochs -> loss 1.18, unseen synthetic score 25; 6 -> 0.51, 60
     "pretrain_batch_size": 8,
     "pretrain_lr": 5e-3,
-    "pretrain_max_seconds": 150.0,
+    "pretrain_max_seconds": 180.0,  # a cap for slow or busy machines (keeps a cycle near 5 minutes)
     "system_prompt_share": 0.25,
     "seed": 7,
 }

@@ -278,12 +278,33 @@ def attach_adapter(ctx: StepContext) -> dict[str, Any]:
         return {"launcher": "accelerate", "lora_r": profile.lora_r}
     from .train import attach_lora
 
-    model = attach_lora(ctx.cache["ml.model"], profile)
+    init = _warm_start_adapter(ctx, profile)
+    model = attach_lora(ctx.cache["ml.model"], profile, init, int((ctx.config.get("data") or {}).get("seed", 42)))
     ctx.cache["ml.model"] = model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    return {"lora_r": profile.lora_r, "lora_alpha": profile.lora_alpha, "trainable": trainable,
+    return {"lora_r": profile.lora_r, "lora_alpha": profile.lora_alpha, "warm_start_from": init, "trainable": trainable,
             "trainable_pct": round(100 * trainable / max(1, total), 3)}
+
+
+def _warm_start_adapter(ctx: StepContext, profile) -> str | None:
+    """The newest earlier version's adapter trained on the same base (warm start), if the profile wants one."""
+    if not profile.warm_start:
+        return None
+    key = f"warm:{ctx.cycle}"
+    st = ml_state(ctx)
+    if key in st:
+        return st[key]
+    current = version_of(ctx)
+    base = ml_state(ctx).get(f"base:{ctx.cycle}")
+    found = None
+    for row in reversed(ctx.history.versions()):
+        adapter = version_dir(ctx, row["version"]) / "adapter"
+        if row["version"] != current and (adapter / "adapter_config.json").exists() and row.get("base") == base:
+            found = str(adapter)
+            break
+    st[key] = found
+    return found
 
 
 def _spec(ctx: StepContext, profile):
@@ -293,10 +314,14 @@ def _spec(ctx: StepContext, profile):
     vdir = version_dir(ctx, version)
     data = _data(ctx)
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
+    init = _warm_start_adapter(ctx, profile)
+    if init:
+        profile = profile.with_overrides(epochs=profile.warm_start_epochs,
+                                         learning_rate=profile.learning_rate * profile.warm_start_lr_scale)
     return TrainSpec(
         base=base, profile=profile.to_dict(), train_rows=data["train"], validation_rows=data["validation"],
         system_prompt=_system_prompt(ctx), output_dir=str(vdir / "checkpoints"), adapter_dir=str(vdir / "adapter"),
-        version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)),
+        version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)), init_adapter=init,
     )
 
 
@@ -752,7 +777,12 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
     table = node_mastery(recs, previous)
     ctx.history.set_mastery(version, table)
-    weakest = weakest_nodes(table, k=int((ctx.config.get("grading") or {}).get("weakest", 5)))
+    grading = ctx.config.get("grading") or {}
+    k = int(grading.get("weakest", 5))
+    # prefer node types seen in several prompts (one prompt is a noisy verdict); fall back when few are
+    weakest = weakest_nodes(table, k=k, min_n=int(grading.get("min_prompts", 2)))
+    if len(weakest) < k:
+        weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
     _emit_alerts(ctx, mastery_alerts(table), version)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)

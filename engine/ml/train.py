@@ -43,6 +43,7 @@ class TrainSpec:
     adapter_dir: str  # final adapter (standard PEFT layout)
     version: str = "v1"
     resume_from: str | None = None
+    init_adapter: str | None = None  # warm start: continue training this adapter
     seed: int = 42
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -103,8 +104,15 @@ def load_model_for_training(base: str, profile: Profile):
     return model, tokenizer
 
 
-def attach_lora(model, profile: Profile):
-    from peft import LoraConfig, get_peft_model
+def attach_lora(model, profile: Profile, init_adapter: str | None = None, seed: int = 42):
+    """A fresh LoRA from the profile, or (warm start) the given adapter, trainable."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    import torch
+
+    torch.manual_seed(seed)  # LoRA's A matrices: the same run twice trains the same adapter
+    if init_adapter:
+        return PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     targets = [t for t in profile.target_modules if t in names] or "all-linear"
@@ -266,7 +274,7 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     if model is None or tokenizer is None:
         model, tokenizer = load_model_for_training(spec.base, profile)
     if not hasattr(model, "peft_config"):
-        model = attach_lora(model, profile)
+        model = attach_lora(model, profile, spec.init_adapter, spec.seed)
     train_ds = Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.train_rows])
     eval_ds = (Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.validation_rows])
                if spec.validation_rows else None)
