@@ -65,7 +65,8 @@ def test_cycle_with_stop_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     small_config(ws)
 
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "-q"], cwd=REPO,
+    env = {**os.environ, "BPLLM_TEST_TRAIN_STEP_S": "0.4"}  # training lasts long enough to be stopped mid-way
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "-q"], cwd=REPO, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:

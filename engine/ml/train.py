@@ -19,6 +19,8 @@ from typing import Any, Callable
 from .profiles import Profile
 
 TRAIN_RESULT = "train_result.json"
+# test-only knob: seconds to linger at each step end, so a stop test can land mid-training on a fast machine
+_TEST_STEP_S = float(os.environ.get("BPLLM_TEST_TRAIN_STEP_S", "0") or 0)
 
 
 @dataclass
@@ -193,6 +195,8 @@ def make_callback(hooks: Hooks, version: str):
                 hooks.progress(state.global_step, state.max_steps, "training")
 
         def on_step_end(self, args, state, control, **kw):
+            if _TEST_STEP_S:
+                time.sleep(_TEST_STEP_S)
             if state.is_world_process_zero:
                 hooks.progress(state.global_step, state.max_steps, f"epoch {state.epoch:.2f}" if state.epoch else None)
             if _agree(hooks.should_stop()):
