@@ -98,3 +98,34 @@ def test_cut_last_line_and_repetition_guard(model_tok):
     from engine.ml.generate import _drop_repeated_tail
 
     assert _drop_repeated_tail("A\nB\nA\n", {}) == "A\nB\n"
+
+
+def test_stopped_exam_keeps_its_records_and_resume_skips_them(model_tok, constraint, tmp_path):
+    from engine.ml.exam import ExamPrompt, read_records, run_exam
+
+    model, tok = model_tok
+    rows = synth(5, seed=31)
+    prompts = [ExamPrompt("L1", f"P{i}", "c", r["instruction"], r["output"], seen=(i % 2 == 0))
+               for i, r in enumerate(rows)]
+    cfg = GenConfig(max_new_tokens=48, batch_size=2)
+    got = []
+    first = run_exam(model, tok, "Write Blueprint DSL.", prompts, tmp_path, "v1", cfg, constraint=constraint,
+                     on_record=lambda rec, n, total: got.append((rec["prompt_id"], n, total)),
+                     should_stop=lambda: len(got) >= 2)
+    assert first.stopped and len(first.records) == 2
+    on_disk = read_records(tmp_path / "exam_L1.jsonl")
+    assert [r["prompt_id"] for r in on_disk] == ["P0", "P1"]
+    # a torn last line (kill -9 mid-write) is dropped, not fatal
+    with open(tmp_path / "exam_L1.jsonl", "a") as fh:
+        fh.write('{"prompt_id": "P9", "trunc')
+    second = run_exam(model, tok, "Write Blueprint DSL.", prompts, tmp_path, "v1", cfg, constraint=constraint)
+    assert not second.stopped
+    recs = read_records(tmp_path / "exam_L1.jsonl")
+    assert sorted(r["prompt_id"] for r in recs) == [f"P{i}" for i in range(5)]
+    rec = recs[0]
+    for key in ("prompt_id", "category", "instruction", "expected_dsl", "actual_dsl", "raw_output", "validation",
+                "comparison", "time_seconds", "status", "seen"):
+        assert key in rec
+    assert {"score", "precision", "recall", "line_score", "missing_nodes"} <= set(rec["comparison"])
+    summary = second.summaries["L1"]
+    assert summary["n"] == 5 and summary["seen"]["n"] == 3 and summary["unseen"]["n"] == 2
