@@ -118,5 +118,23 @@ def test_accelerate_launch_two_cpu_processes(base, rows, tmp_path):
     assert summary["global_step"] == 3
     assert [e["step"] for e in rec.of("train")] == [1, 2, 3]
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
-    log = (tmp_path / "work" / "worker.log").read_text(errors="replace")
-    assert "world_size" in log or summary["global_step"] == 3
+    logs = [e["message"] for e in rec.of("log")]
+    assert any("2 process(es)" in m for m in logs), logs
+
+
+def test_accelerate_stop_is_agreed_by_both_ranks_and_resumes(base, rows, tmp_path, monkeypatch):
+    from engine.ml.launch import launch
+
+    monkeypatch.setenv("BPLLM_TEST_TRAIN_STEP_S", "0.5")  # inherited by the workers: time to land the stop
+    spec = spec_for(base, rows, tmp_path, max_steps=8, launcher="accelerate", num_processes=2)
+    rec = Recorder()
+    with pytest.raises(TrainingStopped) as stopped:
+        launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec.events.append((type, p)),
+               progress=lambda n, total, message=None: rec.steps.append(n),
+               should_stop=lambda: any(t == "train" for t, _ in rec.events), poll_s=0.2)
+    ckpt = stopped.value.checkpoint
+    assert ckpt and Path(ckpt, "trainer_state.json").exists()
+    monkeypatch.delenv("BPLLM_TEST_TRAIN_STEP_S")
+    rec2 = Recorder()
+    summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec2.events.append((type, p)), poll_s=0.2)
+    assert summary["resumed_from"] == ckpt and summary["global_step"] == 8

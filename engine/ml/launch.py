@@ -5,8 +5,8 @@ The step writes the TrainSpec to the run directory and starts
 as a child (stdin closed, its own session, output to a log file). The worker's rank 0
 appends its events to a side file that this side re-emits through ``ctx.emit``, so
 the run's event stream looks the same as in-process training; a stop request becomes
-a flag file every rank agrees on at the next step end, and the worker exits 2 after
-saving a checkpoint.
+a flag file every rank agrees on at the next step end; the worker saves a checkpoint,
+writes a ``_stopped`` marker and exits 0 (torchrun treats any other code as a crash).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from typing import Any
 
 from .train import TrainingStopped, TrainSpec, last_checkpoint
 
-STOP_EXIT = 2
 
 
 def accelerate_command(spec_path: Path, events_path: Path, stop_path: Path, num_processes: int,
@@ -31,12 +30,23 @@ def accelerate_command(spec_path: Path, events_path: Path, stop_path: Path, num_
     if config_file:
         cmd += ["--config_file", str(config_file)]
     else:
-        if cpu if cpu is not None else not torch.cuda.is_available():
+        on_cpu = cpu if cpu is not None else not torch.cuda.is_available()
+        # accelerate 1.15's `--cpu` runs ONE process unless an MPI hostfile is given; the torchrun
+        # launcher (`--multi_gpu`) spawns N ranks, and the trainer (use_cpu=True) joins them over gloo
+        if num_processes > 1:
+            cmd += ["--multi_gpu"]
+        elif on_cpu:
             cmd += ["--cpu"]
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["--num_processes", str(num_processes)]
     cmd += ["-m", "engine.ml.worker", str(spec_path), str(events_path), str(stop_path)]
     return cmd
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str | None = None,
@@ -54,15 +64,18 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
+    if not _cuda():
+        env["ACCELERATE_USE_CPU"] = "true"
     cmd = accelerate_command(spec_path, events_path, stop_path, num_processes, config_file)
     offset = 0
+    stopped: dict[str, Any] = {}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, cwd=root)
         try:
             while True:
                 rc = proc.poll()
-                offset = _relay(events_path, offset, emit, progress)
+                offset = _relay(events_path, offset, emit, progress, stopped)
                 if rc is not None:
                     break
                 if should_stop and should_stop() and not stop_path.exists():
@@ -75,9 +88,9 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
-    offset = _relay(events_path, offset, emit, progress)
-    if rc == STOP_EXIT:
-        raise TrainingStopped(last_checkpoint(spec.output_dir))
+    offset = _relay(events_path, offset, emit, progress, stopped)
+    if rc == 0 and stopped:
+        raise TrainingStopped(stopped.get("checkpoint") or last_checkpoint(spec.output_dir))
     if rc != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise RuntimeError(f"accelerate training worker exited {rc}; log {log_path}:\n{tail}")
@@ -85,7 +98,7 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
     return json.loads(result.read_text(encoding="utf-8"))
 
 
-def _relay(path: Path, offset: int, emit, progress) -> int:
+def _relay(path: Path, offset: int, emit, progress, stopped: dict[str, Any] | None = None) -> int:
     """Forward complete lines written since ``offset``; a partial last line waits for the next poll."""
     try:
         with path.open("rb") as fh:
@@ -102,7 +115,10 @@ def _relay(path: Path, offset: int, emit, progress) -> int:
         except json.JSONDecodeError:
             continue
         kind = ev.pop("type", None)
-        if kind == "_progress":
+        if kind == "_stopped":
+            if stopped is not None:
+                stopped.update(ev, seen=True)
+        elif kind == "_progress":
             if progress:
                 progress(ev.get("n", 0), ev.get("total"), ev.get("message"))
         elif kind and emit:

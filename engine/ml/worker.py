@@ -1,8 +1,9 @@
 """``accelerate launch -m engine.ml.worker SPEC EVENTS STOP``: one rank of distributed training.
 
 Rank 0 appends its events to EVENTS (the parent relays them into the run's stream);
-every rank watches for the STOP file, and they agree at each step end. Exit 0 done,
-2 stopped after saving a checkpoint, 1 failed.
+every rank watches for the STOP file, and they agree at each step end. Exit 0 (done, or
+stopped after saving a checkpoint — then rank 0 writes a ``_stopped`` marker: torchrun
+would report a non-zero rank as a crash), 1 failed.
 """
 from __future__ import annotations
 
@@ -36,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
 
     hooks = Hooks(emit=lambda type, **p: write({"type": type, **p}), progress=progress,
                   should_stop=lambda: stop_path.exists())
+    write({"type": "log", "level": "info", "message":
+           f"training worker: {os.environ.get('WORLD_SIZE', '1')} process(es), rank 0 pid {os.getpid()}"})
     try:
         train_adapter(spec, hooks)
-    except TrainingStopped:
-        return 2
+    except TrainingStopped as stop:
+        # exit 0: torchrun reports any non-zero rank as a crash; the marker tells the parent instead
+        write({"type": "_stopped", "checkpoint": stop.checkpoint})
+        return 0
     return 0
 
 
