@@ -7,9 +7,10 @@ One decode loop serves the exam and the benchmarks:
   never makes the short ones pay;
 * with ``constrained=True`` each row has an llguidance matcher built from
   ``dsl/grammar.lark`` (the same file the parser reads). Greedy decoding under a
-  grammar picks the best *allowed* token, so the model's first choice is checked
-  with the matcher and the full token mask is computed only when it is refused;
-  the mask is filled by llguidance and applied with plain torch (no torch.compile);
+  grammar picks the best *allowed* token, so the model's candidates are checked with
+  the matcher in score order (its first choice nearly always passes) and the full
+  token mask is computed only when none of the top 32 fits; that mask is filled by
+  llguidance and applied with plain torch (no torch.compile);
 * every row is bounded: a token cap, a wall-clock budget, and a repetition guard
   (a DSL text never repeats a line, so the first exact repeat ends the row, and no
   DSL line runs to hundreds of characters); a row that did not end on its own is
@@ -46,7 +47,7 @@ class GenResult:
     stop_reason: str  # eos | grammar | max_tokens | time_budget | repetition
     time_seconds: float
     constrained: bool
-    mask_seconds: float = 0.0
+    mask_seconds: float = 0.0  # grammar work for this row: checks, masks, consuming tokens
     extra: dict = field(default_factory=dict)
 
 
@@ -195,17 +196,29 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                 # is only computed for rows whose first choice the grammar refuses.
                 t0 = time.perf_counter()
                 refused = [row for row, pos in enumerate(alive) if not _allowed(matchers[pos], chosen[row], eos_ids)]
+                # next best candidates in score order: the first one the grammar allows is the answer
+                hard = []
                 if refused:
-                    for row in refused:
+                    tops = logits.index_select(0, torch.tensor(refused, device=logits.device)).topk(
+                        min(_TOP_K, logits.shape[-1]), dim=-1).indices.tolist()
+                    for row, cands in zip(refused, tops):
+                        m = matchers[alive[row]]
+                        pick = next((t for t in cands if _allowed(m, t, eos_ids)), None)
+                        if pick is None:
+                            hard.append(row)
+                        else:
+                            chosen[row] = pick
+                if hard:  # none of the top candidates fits: the full token mask decides
+                    for row in hard:
                         v = bitmask[row]
                         matchers[alive[row]].unsafe_compute_mask_ptr(v.data_ptr(), v.numel() * 4)
-                    idx = torch.tensor(refused, device=logits.device)
+                    idx = torch.tensor(hard, device=logits.device)
                     sub = logits.index_select(0, idx)
-                    apply_bitmask(sub, bitmask[refused])
+                    apply_bitmask(sub, bitmask[hard])
                     dead = torch.isinf(sub).all(dim=-1)
                     if bool(dead.any()) and eos_ids:  # a matcher with nothing left to allow: end that row
                         sub[dead, next(iter(eos_ids))] = 0.0
-                    for row, tok in zip(refused, sub.argmax(dim=-1).tolist()):
+                    for row, tok in zip(hard, sub.argmax(dim=-1).tolist()):
                         chosen[row] = tok
                 dt = (time.perf_counter() - t0) / max(1, len(alive))
                 for pos in alive:
@@ -217,7 +230,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                 reason = None
                 if tok in eos_ids:
                     reason = "eos"
-                elif constrained and not matchers[pos].consume_token(tok):
+                elif constrained and not _consume(matchers[pos], tok, mask_time, pos):
                     reason = "grammar"  # the matcher refused (should not happen under its own mask)
                 else:
                     generated[pos].append(tok)
@@ -273,6 +286,16 @@ def _piece_cache(tokenizer) -> dict[int, str]:
         return _PIECES.setdefault(tokenizer, {})
     except TypeError:  # not weak-referenceable: no cache
         return {}
+
+
+_TOP_K = 32
+
+
+def _consume(matcher, token: int, spent: list[float], pos: int) -> bool:
+    t0 = time.perf_counter()
+    ok = matcher.consume_token(token)
+    spent[pos] += time.perf_counter() - t0
+    return ok
 
 
 def _allowed(matcher, token: int, eos_ids: set[int]) -> bool:
