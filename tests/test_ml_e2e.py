@@ -131,3 +131,19 @@ def test_cycle_with_stop_and_resume(tmp_path):
     assert any(e["type"] == "health" for e in evs)
     status = [e for e in evs if e["type"] == "run" and e.get("phase") == "end"][-1]
     assert status["status"] == "done" and status["exit_code"] == 0
+
+
+def test_oom_retry_rebuilds_the_trainer_with_the_halved_batch(tmp_path):
+    """The runtime's OOM policy halves batch_size; step 4.3 must train with it, not with a stale trainer."""
+    ws = tmp_path / "ws"
+    assert bpllm("init", str(ws)).returncode == 0
+    small_config(ws)
+    cfg = (ws / "bpllm.toml").read_text().replace("backoff_s = 10.0", "backoff_s = 0.2")
+    (ws / "bpllm.toml").write_text(cfg.replace("max_steps = 14", "max_steps = 3"))
+    env = {**os.environ, "BPLLM_TEST_INJECT": "4.3=cuda_oom*1"}
+    r = bpllm("run", "-w", str(ws), "--only", "1,2,3,4", "-q", env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    retries = [e for e in events(ws) if e["type"] == "retry"]
+    assert retries and retries[0]["changes"]["batch_size"] == [4, 2]
+    cfg = json.loads((ws / "models" / "v1" / "training_config.json").read_text())
+    assert cfg["profile"]["batch_size"] == 2
