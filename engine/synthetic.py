@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # -- phrasing ------------------------------------------------------------------
 
@@ -73,6 +73,14 @@ FLOATS = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0, 0.25, 20.0, 100.0]
 INTS = [1, 2, 3, 4, 5, 10, 0, 7, 100]
 LEVELS = ["MainMenu", "Level_01", "Arena", "Lobby"]
 ACTIONS = ["Jump", "Fire", "Interact", "Use", "Crouch", "Stop"]
+# open vocabularies: values come from the instruction, so the model must copy them rather than
+# pick one of a short memorised list
+WORDS_A = ["Door", "Gate", "Boss", "Enemy", "Player", "Level", "Wave", "Health", "Ammo", "Shield", "Key", "Chest",
+           "Trap", "Light", "Alarm", "Bridge", "Portal", "Timer", "Coin", "Gem", "Tower", "Rocket", "Storm", "Ghost"]
+WORDS_B = ["opened", "closed", "ready", "spawned", "defeated", "collected", "lost", "found", "charged", "empty",
+           "reached", "started", "destroyed", "unlocked", "armed", "cleared", "active", "missing", "full", "low"]
+VERBS = ["Open", "Close", "Spawn", "Reset", "Fire", "Heal", "Launch", "Charge", "Toggle", "Start", "Stop", "Collect"]
+NOUNS = ["Door", "Gate", "Wave", "Boss", "Light", "Shield", "Trap", "Portal", "Alarm", "Bridge", "Timer", "Chest"]
 KEYS = ["E", "F", "SpaceBar", "LeftMouseButton", "R"]
 
 
@@ -180,16 +188,16 @@ class Generator:
         r = self.rng
         t = self.cat.canonical_type(type_name) if hasattr(self.cat, "canonical_type") else type_name
         if t in ("Float", "Numeric", "Wildcard"):
-            x = r.choice(FLOATS)
+            x = r.choice(FLOATS) if r.random() < 0.5 else round(r.uniform(0.1, 60.0), r.choice([0, 1]))
             return _fmt_float(x), _fmt_float(x).rstrip("0").rstrip(".") if x != int(x) else str(int(x))
         if t == "Int":
-            i = r.choice(INTS)
+            i = r.choice(INTS) if r.random() < 0.5 else r.randint(0, 60)
             return str(i), str(i)
         if t == "Bool":
             b = r.choice(["true", "false"])
             return b, b
         if t in ("String", "Text"):
-            s = r.choice(STRINGS)
+            s = r.choice(STRINGS) if r.random() < 0.3 else f"{r.choice(WORDS_A)} {r.choice(WORDS_B)}"
             return f'"{s}"', s
         if t == "Name":
             if "Level" in pin:
@@ -199,7 +207,7 @@ class Generator:
             elif "Key" in pin:
                 s = r.choice(KEYS)
             else:
-                s = r.choice(NAMES)
+                s = r.choice(NAMES) if r.random() < 0.3 else r.choice(VERBS) + r.choice(NOUNS)
             return s, s
         if t == "Vector":
             x, y, z = r.choice([0, 100, 200, -100, 50]), r.choice([0, 100, -50]), r.choice([0, 100, 300, 1000])
@@ -328,7 +336,7 @@ class Generator:
         if name == "VarName":
             return None  # set by the variable template
         if name in ("EventName", "FunctionName"):
-            s = self.rng.choice(NAMES)
+            s = self.rng.choice(NAMES) if self.rng.random() < 0.3 else self.rng.choice(VERBS) + self.rng.choice(NOUNS)
             return (f'"{s}"' if type_name == "String" else s), s
         if type_name == "Class":
             s = self.rng.choice(WIDGETS if "Widget" in name or "Widget" in node else CLASSES)
@@ -497,8 +505,9 @@ class Generator:
             sid = g.node("VariableSet", [("VarName", vname)])
             g.data(f"{nid}.{out_pin}", sid, vname, out_type)
             self.chain_in(g, ev, out, sid, "Execute")
-            what = self.rng.choice([f"computes {words(focus)} ({focus})", f"uses {focus}",
-                                    f"takes the {focus} of " + (", ".join(values) or "its inputs")])
+            with_values = f" of {', '.join(values)}" if values else ""
+            what = self.rng.choice([f"computes {words(focus)} ({focus}){with_values}", f"uses {focus}{with_values}",
+                                    f"takes the {focus}{with_values}"])
             return g.text(), self.frame(phrase, f"{what} and stores it in {vname}", g.parent)
         if template == "pure_to_var" and focus != "VariableGet":
             raise _Skip(f"no variable type for {out_type}")
@@ -516,8 +525,9 @@ class Generator:
         if cname == "Branch":
             tail = g.node("PrintString", [("InString", '"Yes"')])
             g.exec(cid, "True", tail, "Execute")
-        what = self.rng.choice([f"computes {words(focus)} ({focus})", f"takes the {focus} of " + (", ".join(values) or "its inputs"),
-                                f"uses {focus}"]) if focus != "VariableGet" else f"reads the variable {out_pin}"
+        with_values = f" of {', '.join(values)}" if values else ""
+        what = self.rng.choice([f"computes {words(focus)} ({focus}){with_values}", f"takes the {focus}{with_values}",
+                                f"uses {focus}{with_values}"]) if focus != "VariableGet" else f"reads the variable {out_pin}"
         use = {"PrintString": "and prints the result",
                "SetActorLocation": "and moves the actor there", "SetActorRotation": "and rotates the actor to it",
                "Branch": "and prints Yes when it is true",
