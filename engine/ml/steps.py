@@ -209,8 +209,14 @@ def tiny_base(ctx: StepContext, profile) -> Path:
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
             "(cached for later cycles)")
-    path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
-                            on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
+    from .base import StopRequested as BaseStop
+
+    try:
+        path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
+                                on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
+    except BaseStop:
+        ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
+        raise
     from .grading import write_json_atomic
 
     write_json_atomic(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
