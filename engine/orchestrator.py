@@ -53,7 +53,10 @@ class StepFailed(Exception):
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    """Sortable by start time to the millisecond (the latest run is the last name), plus a random tail."""
+    now = time.time()
+    millis = int(now * 1000) % 1000
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{millis:03d}{secrets.token_hex(1)}"
 
 
 def build_registry(plan: Plan) -> StepRegistry:

@@ -109,3 +109,15 @@ def test_lock_refuses_live_holder_and_takes_over_dead_one(tmp_path: Path) -> Non
     again = WorkspaceLock(path).acquire("run-C")
     assert again.stale is None  # a clean release is not reported as stale
     again.release()
+
+
+def test_run_ids_sort_by_start_time_within_one_second():
+    import time
+
+    from engine.orchestrator import new_run_id
+
+    ids = []
+    for _ in range(20):
+        ids.append(new_run_id())
+        time.sleep(0.003)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
