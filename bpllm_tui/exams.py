@@ -200,8 +200,12 @@ def load(exam: ExamFile) -> tuple[list[ExamRecord], list[str]]:
     return list(records), list(problems)
 
 
-def history_rows(workspace: Path) -> list[dict[str, Any]]:
-    """``exam_results`` rows from the workspace history store (read-only; [] when absent)."""
+def _read_history(workspace: Path, query: str) -> list[dict[str, Any]]:
+    """Rows of ``query`` on the workspace history store, opened read-only ([] when absent or busy).
+
+    The engine writes this SQLite (WAL) file while the app reads it; read-only
+    mode can never block or damage the writer.
+    """
     db = workspace / "history.db"
     if not db.is_file():
         return []
@@ -209,25 +213,19 @@ def history_rows(workspace: Path) -> list[dict[str, Any]]:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
         conn.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in conn.execute(
-                "SELECT version, lesson_id, prompt_id, score, valid, seen, time_s, record_json FROM exam_results")]
+            return [dict(r) for r in conn.execute(query)]
         finally:
             conn.close()
     except sqlite3.Error:
         return []
+
+
+def history_rows(workspace: Path) -> list[dict[str, Any]]:
+    """``exam_results`` rows from the workspace history store."""
+    return _read_history(
+        workspace, "SELECT version, lesson_id, prompt_id, score, valid, seen, time_s, record_json FROM exam_results")
 
 
 def mastery_rows(workspace: Path) -> list[dict[str, Any]]:
-    db = workspace / "history.db"
-    if not db.is_file():
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute(
-                "SELECT m.version, m.node, m.score, m.n, m.created_at FROM mastery m ORDER BY m.created_at")]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
+    """Node mastery rows of every version, oldest first."""
+    return _read_history(workspace, "SELECT m.version, m.node, m.score, m.n, m.created_at FROM mastery m ORDER BY m.created_at")
