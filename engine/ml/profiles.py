@@ -111,6 +111,9 @@ PROFILES: dict[str, Profile] = {
         # measured on two cycles with a drill lesson: warm start kept the other nodes steady
         # (mean -0.5, 3 of 41 fell > 5 points) where a fresh LoRA re-rolled them (mean -1.5, 9 of 41)
         warm_start=True,
+        # cycle 2+ replays the whole training set (every integrated lesson + synthetic rows) around the
+        # new lesson for 2 epochs at half the lr: one epoch left drilled nodes short (docs/ml.md "Two cycles")
+        warm_start_epochs=2.0,
         tiny=dict(TINY_BASE_DEFAULTS),
     ),
     "llama-8b-bf16": Profile(
