@@ -60,7 +60,7 @@ def _pin_rank(g: Graph, catalog: Catalog, node_id: str | None, pin: str, directi
                 continue
             if p.name == pin:
                 return (i, number, "")
-            if p.pattern and spec.pins_named(pin) and p.pattern and re.fullmatch(p.pattern, pin):
+            if p.pattern and re.fullmatch(p.pattern, pin):
                 return (i, number, pin)
     return (1 << 20, number, pin)
 

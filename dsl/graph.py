@@ -159,14 +159,16 @@ def build_graph(source: str | Document, catalog: Catalog | None = None) -> Graph
     return g
 
 
-def wl_signatures(g: Graph, rounds: int = 3) -> dict[str, str]:
-    """Weisfeiler-Lehman style signatures: a node's label refined by its wiring.
+def wl_rounds(g: Graph, rounds: int = 3) -> list[dict[str, str]]:
+    """Weisfeiler-Lehman style signatures after each of ``rounds`` refinements.
 
-    Identical signatures mean structurally interchangeable nodes (as far as
-    ``rounds`` hops can tell); they order nodes and seed the scorer's matching.
+    A node's label refined by its wiring: equal signatures mean structurally
+    interchangeable nodes (as far as that many hops can tell). They order nodes
+    for the formatter and seed the scorer's matching, which compares every round.
     """
     sig = {nid: n.label for nid, n in g.nodes.items()}
     outs, ins = g.out_edges(), g.in_edges()
+    history: list[dict[str, str]] = []
     for _ in range(rounds):
         new = {}
         for nid in g.nodes:
@@ -179,4 +181,11 @@ def wl_signatures(g: Graph, rounds: int = 3) -> dict[str, str]:
             )
             new[nid] = hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
         sig = new
-    return sig
+        history.append(sig)
+    return history
+
+
+def wl_signatures(g: Graph, rounds: int = 3) -> dict[str, str]:
+    """Signatures after ``rounds`` refinements (see :func:`wl_rounds`)."""
+    history = wl_rounds(g, rounds)
+    return history[-1] if history else {nid: n.label for nid, n in g.nodes.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 from .ast import Document
 from .catalog import Catalog, default_catalog
-from .graph import GEdge, Graph, build_graph, wl_signatures
+from .graph import GEdge, Graph, build_graph, wl_rounds
 from .parser import normalise, parse
 
 BUCKETS = (
@@ -117,8 +117,7 @@ class _Matcher:
         by_type_act: dict[str, list[str]] = defaultdict(list)
         for nid, n in act.nodes.items():
             by_type_act[n.type].append(nid)
-        sigs_e = [wl_signatures(exp, r) for r in (1, 2, 3)]
-        sigs_a = [wl_signatures(act, r) for r in (1, 2, 3)]
+        sigs_e, sigs_a = wl_rounds(exp, 3), wl_rounds(act, 3)
         candidates = []
         for e_id, en in exp.nodes.items():
             for a_id in by_type_act.get(en.type, ()):
