@@ -42,6 +42,18 @@ class DslCheck:
         return [d for d in self.diagnostics if d.get("severity") == "error"]
 
 
+_unknown_nodes = "error"
+
+
+def set_unknown_nodes(policy: str) -> None:
+    """The workspace's ``[dsl] unknown_nodes`` policy for every check below (one engine = one workspace)."""
+    global _unknown_nodes
+    policy = policy if policy in ("error", "warning") else "error"
+    if policy != _unknown_nodes:
+        _unknown_nodes = policy
+        check_dsl.cache_clear()
+
+
 @lru_cache(maxsize=65536)
 def check_dsl(text: str) -> DslCheck:
     """Parse + validate + canonicalise one DSL text (cached: corpora repeat a lot)."""
@@ -49,7 +61,7 @@ def check_dsl(text: str) -> DslCheck:
     from dsl.formatter import format_dsl
 
     try:
-        diags = [d.to_dict() for d in validate(text)]
+        diags = [d.to_dict() for d in validate(text, unknown_nodes=_unknown_nodes)]
     except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the row
         diags = [{"line": 1, "column": 1, "severity": "error", "code": "validator-crash",
                   "message": f"validator raised {type(exc).__name__}: {exc}"}]

@@ -78,6 +78,9 @@ class Workspace:
     def config(self) -> dict[str, Any]:
         if self._config is None:
             self._config = load_config(self.config_path)
+            from engine.data import set_unknown_nodes
+
+            set_unknown_nodes(self._config.get("dsl", {}).get("unknown_nodes", "error"))
         return self._config
 
     def reload_config(self) -> dict[str, Any]:

@@ -121,3 +121,26 @@ def test_run_ids_sort_by_start_time_within_one_second():
         ids.append(new_run_id())
         time.sleep(0.003)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_workspace_unknown_nodes_policy_reaches_the_data_checks(tmp_path):
+    from engine.data import check_row, set_unknown_nodes
+    from engine.workspace import Workspace, init_workspace
+
+    row = {"instruction": "Make one.", "output": (
+        "BLUEPRINT: BP_A\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"
+        "NODE n2: MyStudioNode\nEXEC n1.Then -> n2.Execute\n")}
+    try:
+        set_unknown_nodes("error")
+        reason, _ = check_row(row)
+        assert reason and "MyStudioNode" in reason
+        ws_dir = tmp_path / "ws"
+        init_workspace(ws_dir)
+        config = ws_dir / "bpllm.toml"
+        text = config.read_text(encoding="utf-8")
+        assert 'unknown_nodes = "error"' in text
+        config.write_text(text.replace('unknown_nodes = "error"', 'unknown_nodes = "warning"'), encoding="utf-8")
+        assert Workspace(ws_dir).config["dsl"]["unknown_nodes"] == "warning"
+        assert check_row(row)[0] is None
+    finally:
+        set_unknown_nodes("error")
