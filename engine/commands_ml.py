@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -126,6 +127,31 @@ def _exam_records(ws, version: str, lessons: set[str]) -> list[dict]:
     return out
 
 
+def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
+    """Focus and contrast nodes of the drills drafted from exams of versions older than ``version``:
+    the drills that version could have trained on (a drill drafted *after* it is its verdict, not its lesson)."""
+    def number(v: str | None) -> int:
+        return int(v[1:]) if v and v[1:].isdigit() else -1
+
+    focus: list[str] = []
+    contrast: list[str] = []
+    for path in sorted(list(ws.drafts.glob("*.json")) + list(ws.lessons.glob("*.json"))):
+        try:
+            lesson = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if not isinstance(lesson, dict) or not lesson.get("focus_nodes"):
+            continue
+        source = lesson.get("drafted_from")
+        if source is None:  # drafts written before "drafted_from" existed say it in their description
+            m = re.search(r"exam of (v\d+)", lesson.get("description", ""))
+            source = m.group(1) if m else None
+        if 0 <= number(source) < number(version):
+            focus += lesson["focus_nodes"]
+            contrast += lesson.get("contrast_nodes", [])
+    return focus, contrast
+
+
 def cmd_compare(ws, args: argparse.Namespace) -> int:
     """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset)."""
     from engine.ml.grading import node_mastery
@@ -139,17 +165,16 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
     ta = {row["node"]: row for row in node_mastery(a)}
     tb = {row["node"]: row for row in node_mastery(b, previous={k: v["score"] for k, v in ta.items()})}
     focus = [x.strip() for x in args.focus.split(",") if x.strip()]
+    contrast: list[str] = []
     if not focus:
-        for draft in sorted(list(ws.drafts.glob("*.json")) + list(ws.lessons.glob("drill_*.json"))):
-            try:
-                focus += json.loads(draft.read_text(encoding="utf-8")).get("focus_nodes", [])
-            except ValueError:
-                continue
+        focus, contrast = _drilled_before(ws, new)
     focus = list(dict.fromkeys(focus))
+    contrast = [n for n in dict.fromkeys(contrast) if n not in focus]
     avg = lambda rs: sum(r["comparison"]["score"] for r in rs) / max(1, len(rs))  # noqa: E731
     result = {"old": old, "new": new, "prompts": len(common), "avg_old": round(avg(a), 2), "avg_new": round(avg(b), 2),
               "focus": {n: {"old": ta.get(n, {}).get("score"), "new": tb.get(n, {}).get("score"),
                             "n": tb.get(n, {}).get("n")} for n in focus},
+              "contrast": contrast,
               "others": {n: {"old": ta[n]["score"], "new": tb[n]["score"], "delta": tb[n]["delta"], "n": tb[n]["n"]}
                          for n in tb if n in ta and n not in focus}}
     if args.json:
@@ -171,6 +196,12 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
         print(f"  other nodes: {len(others)}, mean change {mean:+.1f}; of {len(solid)} examined in >= 3 prompts, "
               f"{len(falls)} fell more than 5 points" + (" (" + ", ".join(f"{n} {solid[n]['delta']:+.1f}" for n in falls) + ")"
                                                        if falls else ""))
+    if contrast:
+        print("  reviewed beside the drill (contrast nodes, counted among the others):")
+        for n in contrast:
+            row = others.get(n)
+            txt = "not examined" if row is None else f"{row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']})"
+            print(f"    {n:<28} {txt}")
     worst = sorted(result["others"].items(), key=lambda kv: kv[1]["delta"])[:5]
     print("  other nodes, largest falls:")
     for n, row in worst:

@@ -8,8 +8,8 @@ import pytest
 from dsl.scorer import score
 from dsl.validator import validate
 from engine.ml import health
-from engine.ml.grading import (band, classify_errors, draft_lesson, next_draft_id, node_mastery, report,
-                               weakest_nodes)
+from engine.ml.grading import (band, classify_errors, confusions, contrast_nodes, draft_lesson, look_alikes,
+                               next_draft_id, node_mastery, report, weakest_nodes)
 
 GOLD_A = """BLUEPRINT: BP_A
 PARENT: Actor
@@ -101,6 +101,43 @@ def test_weakest_nodes_and_drafted_lesson_validates(tmp_path, records):
     (tmp_path / "lessons" / "drafts").mkdir(parents=True)
     (tmp_path / "lessons" / "drill_01.json").write_text(json.dumps(lesson))
     assert next_draft_id(tmp_path / "lessons", tmp_path / "lessons" / "drafts") == "drill_02"
+
+
+def test_confusions_pair_what_was_missed_with_what_was_written_instead(records):
+    pairs = confusions(records)
+    # GOLD_B wanted DestroyActor, the answer wrote PrintString (both exec nodes); Event_Tick matched
+    assert pairs == {("DestroyActor", "PrintString"): 1}
+    # an event missed and a function written are not a swap
+    swapped_kind = record("p3", GOLD_B, ACTUAL_B.replace("Event_Tick", "Event_BeginPlay").replace("PrintString [InString=\"x\"]", "DestroyActor"))
+    assert confusions([swapped_kind]) == {("Event_Tick", "Event_BeginPlay"): 1}
+
+
+def test_look_alikes_stay_within_the_node_kind():
+    assert "ArrayRemoveIndex" in look_alikes("ArrayRemove")
+    assert "Event_PreConstruct" in look_alikes("Event_Construct")
+    for name in look_alikes("Event_Construct"):
+        assert name.startswith("Event_")
+    assert look_alikes("NoSuchNode") == []
+
+
+def test_drafted_lesson_reviews_the_nodes_a_drill_would_crowd_out(records):
+    pairs = confusions(records)
+    contrast = contrast_nodes(["DestroyActor", "ArrayRemove"], pairs)
+    # the exam's swap partner first, then the catalog's look-alike; never a focus node
+    assert contrast[0] == "PrintString" and "ArrayRemoveIndex" in contrast
+    assert not {"DestroyActor", "ArrayRemove"} & set(contrast)
+    lesson = draft_lesson(["DestroyActor", "ArrayRemove"], "drill_02", n_prompts=10, seed=3, version="v1",
+                          contrast=contrast, contrast_share=0.3)
+    roles = [p["role"] for p in lesson["prompts"]]
+    assert roles.count("contrast") == 3 and roles.count("focus") == 7
+    assert {p["focus"] for p in lesson["prompts"] if p["role"] == "contrast"} <= set(contrast)
+    assert {p["focus"] for p in lesson["prompts"] if p["role"] == "focus"} <= {"DestroyActor", "ArrayRemove"}
+    assert lesson["drafted_from"] == "v1" and lesson["contrast_nodes"] == contrast
+    for p in lesson["prompts"]:
+        assert not [d for d in validate(p["expected_dsl"]) if d.severity == "error"]
+    # share 0: a pure drill, as before
+    plain = draft_lesson(["DestroyActor"], "drill_03", n_prompts=4, seed=3, contrast=contrast, contrast_share=0.0)
+    assert {p["role"] for p in plain["prompts"]} == {"focus"} and plain["contrast_nodes"] == []
 
 
 def test_report_summarises(records):

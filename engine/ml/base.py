@@ -114,7 +114,7 @@ def pretrain_tiny_base(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .tokenizer import train_tokenizer
+    from .tokenizer import add_node_tokens, train_tokenizer
 
     started = time.perf_counter()
     seed = int(settings.get("seed", 7))
@@ -126,7 +126,10 @@ def pretrain_tiny_base(
     for row in rows:
         tokenizer_texts.append(row.get("instruction", ""))
         tokenizer_texts.append(row.get("output", ""))
-    tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)))
+    tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
+                                isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
+    if settings.get("node_tokens", False):
+        add_node_tokens(tokenizer, catalog.nodes)
 
     # Most documents skip the system prompt: it is ~half the tokens of an example and the
     # same every time, so pretraining on it in every row would halve the throughput for

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -62,11 +63,7 @@ def classify_errors(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def gold_node_types(record: dict[str, Any], catalog=None) -> set[str]:
-    from dsl.catalog import default_catalog
-    from dsl.parser import parse
-
-    cat = catalog if catalog is not None else default_catalog()
-    return {cat.canonical_node_type(n.type) for n in parse(record.get("expected_dsl", "")).nodes}
+    return node_types_of(record.get("expected_dsl", ""), catalog)
 
 
 def node_mastery(
@@ -103,6 +100,101 @@ def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,
     return [row["node"] for row in weak[:k]]
 
 
+def node_types_of(text: str, catalog=None) -> set[str]:
+    """Canonical node types a DSL text uses (what parses of it)."""
+    from dsl.catalog import default_catalog
+    from dsl.parser import parse
+
+    cat = catalog if catalog is not None else default_catalog()
+    return {cat.canonical_node_type(n.type) for n in parse(text or "").nodes}
+
+
+def _kind(spec) -> str:
+    return "event" if spec.is_event else "pure" if spec.pure else "exec"
+
+
+def confusions(records: Sequence[dict[str, Any]], catalog=None) -> Counter:
+    """(expected, written) node-type pairs: the gold used ``expected``, the answer left it out and
+    wrote ``written`` (of the same kind: event / pure / exec) in its place."""
+    from dsl.catalog import default_catalog
+
+    cat = catalog if catalog is not None else default_catalog()
+    pairs: Counter = Counter()
+    for r in records:
+        gold, got = node_types_of(r.get("expected_dsl", ""), cat), node_types_of(r.get("actual_dsl", ""), cat)
+        missing, extra = gold - got, got - gold
+        for m in missing:
+            ms = cat.get(m)
+            for e in extra:
+                es = cat.get(e)
+                if ms is not None and es is not None and _kind(ms) == _kind(es):
+                    pairs[(m, e)] += 1
+    return pairs
+
+
+def _words(name: str) -> set[str]:
+    """CamelCase / snake_case words of a node name: ForEachLoopWithBreak -> For, Each, Loop, With, Break."""
+    import re
+
+    return set(re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+", name.removeprefix("Event_")))
+
+
+def look_alikes(node: str, catalog=None, k: int = 3, cutoff: float = 0.65, word_cutoff: float = 0.4) -> list[str]:
+    """Catalog node types of the same kind whose names read most like ``node``: by spelling
+    (ArrayRemove ~ ArrayRemoveIndex) or by shared words (ForLoopWithBreak ~ ForEachLoop: a drill
+    that teaches "…Loop" is followed by "WithBreak" costs every loop that is not)."""
+    from difflib import SequenceMatcher
+
+    from dsl.catalog import default_catalog
+
+    cat = catalog if catalog is not None else default_catalog()
+    spec = cat.get(node)
+    if spec is None:
+        return []
+    strip = lambda name: name.removeprefix("Event_")  # noqa: E731 - every event shares the prefix
+    mine = _words(node)
+    scored = []
+    for other, ospec in cat.nodes.items():
+        if other == node or _kind(ospec) != _kind(spec):
+            continue
+        spelling = SequenceMatcher(None, strip(node), strip(other)).ratio()
+        theirs = _words(other)
+        words = len(mine & theirs) / max(1, len(mine | theirs))
+        if spelling >= cutoff or words >= word_cutoff:
+            scored.append((max(spelling, words), other))
+    return [name for _, name in sorted(scored, key=lambda t: (-t[0], t[1]))[:k]]
+
+
+def contrast_nodes(focus: Sequence[str], pairs: Counter | None = None, catalog=None,
+                   per_node: int = 3, limit: int = 10) -> list[str]:
+    """Node types a drill on ``focus`` is likely to crowd out, to review beside it.
+
+    Drilling a node raises the odds the model writes it, so the nodes it is confused with start
+    losing prompts to it (measured: a drill on Event_Destroyed and ArrayRemove cost Event_Destruct
+    and ArrayRemoveIndex 7–16 points). Those are the nodes the exam saw swapped with a focus node,
+    in either direction, and the catalog's look-alikes of each focus node."""
+    focus_set = set(focus)
+    picks: list[list[str]] = []
+    for node in focus:
+        swapped = Counter()
+        for (expected, written), n in (pairs or {}).items():
+            if expected == node and written not in focus_set:
+                swapped[written] += n
+            elif written == node and expected not in focus_set:
+                swapped[expected] += n
+        swaps = [name for name, _ in swapped.most_common()]
+        alikes = [name for name in look_alikes(node, catalog) if name not in focus_set]
+        ranked = [name for pair in zip_longest(swaps, alikes) for name in pair if name]  # one of each in turn
+        picks.append(list(dict.fromkeys(ranked))[:per_node])
+    # round robin over the focus nodes: every one keeps its closest neighbours within ``limit``
+    out: list[str] = []
+    for tier in zip_longest(*picks):
+        for name in tier:
+            if name and name not in out and len(out) < limit:
+                out.append(name)
+    return out
+
+
 def draft_lesson(
     focus_nodes: Sequence[str],
     lesson_id: str,
@@ -111,12 +203,23 @@ def draft_lesson(
     catalog=None,
     version: str | None = None,
     mastery: Sequence[dict[str, Any]] | None = None,
+    contrast: Sequence[str] = (),
+    contrast_share: float = 0.3,
 ) -> dict[str, Any]:
-    """A lesson aimed at ``focus_nodes``: synthetic prompts with gold DSL, every one validated."""
+    """A lesson aimed at ``focus_nodes``: synthetic prompts with gold DSL, every one validated.
+
+    A share of the prompts (``contrast_share``) reviews the ``contrast`` nodes, so that what the
+    drill teaches is "this node *here*", not "this node more often"."""
     from dsl.validator import validate
     from engine.synthetic import generate
 
-    rows = generate(n_prompts, seed=seed, catalog=catalog, focus_nodes=list(focus_nodes))
+    contrast = [n for n in contrast if n not in set(focus_nodes)]
+    n_contrast = round(n_prompts * contrast_share) if contrast else 0
+    rows = [dict(r, role="focus") for r in
+            generate(n_prompts - n_contrast, seed=seed, catalog=catalog, focus_nodes=list(focus_nodes))]
+    if n_contrast:
+        rows += [dict(r, role="contrast") for r in
+                 generate(n_contrast, seed=seed + 7919, catalog=catalog, focus_nodes=list(contrast))]
     prompts = []
     for i, row in enumerate(rows, 1):
         diags = [d for d in validate(row["output"], catalog) if d.severity == "error"]
@@ -128,19 +231,25 @@ def draft_lesson(
             "instruction": row["instruction"],
             "expected_dsl": row["output"],
             "focus": row["focus"],
+            "role": row["role"],
         })
     scores = {m["node"]: m for m in (mastery or [])}
+    description = (
+        f"Drafted after exam of {version or 'the latest version'} for the weakest node types: "
+        + ", ".join(f"{n} ({scores[n]['score']:.0f})" if n in scores else n for n in focus_nodes)
+    )
+    if n_contrast:
+        description += f"; {n_contrast} prompts review the nodes they are confused with: " + ", ".join(contrast)
     return {
         "lesson_id": lesson_id,
         "lesson_name": "Drill: " + ", ".join(focus_nodes[:4]) + ("…" if len(focus_nodes) > 4 else ""),
-        "description": (
-            f"Drafted after exam of {version or 'the latest version'} for the weakest node types: "
-            + ", ".join(f"{n} ({scores[n]['score']:.0f})" if n in scores else n for n in focus_nodes)
-        ),
+        "description": description,
         "created": time.strftime("%Y-%m-%d"),
         "status": "draft",
         "drafted_by": "bpllm grading 7.5",
+        "drafted_from": version,
         "focus_nodes": list(focus_nodes),
+        "contrast_nodes": list(contrast) if n_contrast else [],
         "prompts": prompts,
     }
 

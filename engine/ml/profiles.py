@@ -78,6 +78,12 @@ class Profile:
 TINY_BASE_DEFAULTS: dict[str, Any] = {
     "vocab_size": 4096,
     "max_token_length": 16,
+    # node names tokenize alike in prompt and DSL, so the model can copy the name it is given:
+    # measured on a 1,015-prompt holdout exam, mean structural score 63.3 -> 72.2 (docs/ml.md)
+    "isolate_identifiers": True,
+    # every catalog node name is one token: a drill on ForLoopWithBreak no longer teaches "…Loop" to
+    # go on with "WithBreak" (measured: exam 72.6 -> 74.2, other nodes falling > 5 points 7 -> 6 / 3)
+    "node_tokens": True,
     # small enough for ~2 optimizer steps a second on 2 busy cores: on CPU the number of
     # steps in the time cap matters more than width (measured: 128x3 reached loss 1.7 where
     # 192x4 reached 3.4 in the same 100 s)

@@ -820,9 +820,9 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
 
 
 def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
-    from .grading import draft_lesson, next_draft_id, write_json_atomic
+    from .grading import confusions, contrast_nodes, draft_lesson, next_draft_id, write_json_atomic
 
-    version, _ = _grade_records(ctx)
+    version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)
     table, weakest, _prev = ctx.cache[_ck(ctx, "ml.mastery")]
@@ -834,8 +834,13 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     if existing and Path(existing).exists():
         return {"path": existing, "reused": True}
     lesson_id = next_draft_id(ws.lessons, ws.drafts)
+    share = float(grading.get("contrast_share", 0.4))
+    contrast = contrast_nodes(weakest, confusions(recs), per_node=int(grading.get("contrast_per_node", 3)),
+                              limit=int(grading.get("contrast_nodes", 10))) \
+        if share > 0 else []
     lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 12)),
-                          seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table)
+                          seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table,
+                          contrast=contrast, contrast_share=share)
     auto = bool(grading.get("auto_accept", False))
     if auto:
         lesson["status"] = "accepted"
@@ -843,5 +848,6 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     ml_state(ctx)[f"draft:{ctx.cycle}"] = str(path)
     ctx.artifact("lesson_draft", path, f"drafted lesson {lesson_id} for {', '.join(weakest)}", version=version,
                  lesson_id=lesson_id)
-    return {"path": str(path), "lesson_id": lesson_id, "focus": weakest, "prompts": len(lesson["prompts"]),
+    return {"path": str(path), "lesson_id": lesson_id, "focus": weakest, "contrast": lesson["contrast_nodes"],
+            "prompts": len(lesson["prompts"]),
             "accepted": auto}

@@ -30,7 +30,15 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 16):
+# CamelCase / snake_case identifiers (node, pin and param names): split out as pieces of their own
+# so a name spells the same tokens in a prompt ("calls ArrayRemoveIndex with 2") as in the DSL
+# ("NODE n3: ArrayRemoveIndex"); glued to their neighbours they tokenize differently in each place
+# and the model cannot copy the name it was given
+IDENTIFIER = r"\b[A-Za-z][A-Za-z0-9]*(?:[A-Z_][A-Za-z0-9]*)+"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 16,
+                    isolate_identifiers: bool = False):
     """Train a byte-level BPE on ``texts`` and wrap it as a fast HF tokenizer.
 
     Pieces may span spaces but never a line break (each line starts a new piece):
@@ -41,12 +49,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_leng
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(r"\n"), "merged_with_next"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    steps = [pre_tokenizers.Split(Regex(r"\n"), "merged_with_next")]
+    if isolate_identifiers:
+        steps.append(pre_tokenizers.Split(Regex(IDENTIFIER), "isolated"))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -58,6 +65,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_leng
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return wrap(tok)
+
+
+def add_node_tokens(tokenizer, names: Iterable[str]) -> int:
+    """One token per catalog node name, matched as a whole word only.
+
+    BPE splits long names into pieces (ForEachLoop | WithBreak), and a lesson that drills one name
+    then teaches its pieces: after a ForLoopWithBreak drill the model continued "ForEachLoop" with
+    "WithBreak" (ForEachLoop -10.5 points). A name that is one token is copied or not, never grown.
+    The grammar-constrained decoder sees these tokens like any other (llguidance reads their bytes).
+    """
+    from tokenizers import AddedToken
+
+    return tokenizer.add_tokens([AddedToken(name, single_word=True, normalized=False) for name in sorted(set(names))])
 
 
 def wrap(tok):
