@@ -158,8 +158,11 @@ def _describe_error(line: str, exc: UnexpectedInput) -> _LineError:
     if isinstance(junk_col, int) and junk_col > 1:
         prefix = _complete_statement(line[: junk_col - 1])
         if prefix is not None:
-            junk = line[junk_col - 1:].rstrip()
+            raw = line[junk_col - 1:]
+            junk = raw.rstrip() or raw  # junk may be only characters str.rstrip() calls space (\x0b, \x0c)
             shown = junk if len(junk) <= 20 else junk[:17] + "..."
+            if not shown.isprintable():
+                shown = shown.encode("unicode_escape").decode("ascii")
             return _LineError(junk_col, junk_col + len(junk), "trailing-junk",
                               f"unexpected '{shown}' after a complete statement; remove it", recovered=prefix)
     if isinstance(exc, UnexpectedCharacters):

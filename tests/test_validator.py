@@ -500,3 +500,11 @@ def test_hypothesis_arbitrary_text_never_raises(text: str):
 
 def test_default_catalog_is_shared():
     assert default_catalog() is default_catalog()
+
+
+def test_trailing_junk_of_space_like_control_characters_is_shown_and_has_width():
+    """Found by hypothesis: junk that str.rstrip() treats as space (\\x0b) gave a zero-width diagnostic."""
+    text = "BLUEPRINT: BP_A\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\x0b\nNODE n2: Delay\nEXEC n1.Then -> n2.Execute"
+    junk = [d for d in validate(text) if d.code == "trailing-junk"]
+    assert len(junk) == 1 and junk[0].line == 4
+    assert junk[0].end_column > junk[0].column and "\\x0b" in junk[0].message
