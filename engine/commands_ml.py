@@ -154,7 +154,7 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
 
 def cmd_compare(ws, args: argparse.Namespace) -> int:
     """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset)."""
-    from engine.ml.grading import node_mastery
+    from engine.ml.grading import node_mastery, paired_node_changes
 
     old, new = args.compare
     lessons = {x.strip() for x in args.lessons.split(",") if x.strip()}
@@ -177,6 +177,11 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
               "contrast": contrast,
               "others": {n: {"old": ta[n]["score"], "new": tb[n]["score"], "delta": tb[n]["delta"], "n": tb[n]["n"]}
                          for n in tb if n in ta and n not in focus}}
+    paired = paired_node_changes(a, b)
+    for table in (result["focus"], result["others"]):
+        for n, row in table.items():
+            if n in paired:
+                row.update({k: paired[n][k] for k in ("low", "high", "flipped", "significant_fall")})
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -196,6 +201,10 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
         print(f"  other nodes: {len(others)}, mean change {mean:+.1f}; of {len(solid)} examined in >= 3 prompts, "
               f"{len(falls)} fell more than 5 points" + (" (" + ", ".join(f"{n} {solid[n]['delta']:+.1f}" for n in falls) + ")"
                                                        if falls else ""))
+        real = [n for n in falls if solid[n].get("significant_fall")]
+        print(f"    of those, {len(real)} with the prompts agreeing (paired 95 % interval below 0)"
+              + (": " + ", ".join(f"{n} {solid[n]['delta']:+.1f} [{solid[n]['low']:+.1f}, {solid[n]['high']:+.1f}]"
+                                  for n in real) if real else "; for each, its prompts disagree (the interval includes 0)"))
     if contrast:
         print("  reviewed beside the drill (contrast nodes, counted among the others):")
         for n in contrast:
@@ -205,7 +214,9 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
     worst = sorted(result["others"].items(), key=lambda kv: kv[1]["delta"])[:5]
     print("  other nodes, largest falls:")
     for n, row in worst:
-        print(f"    {n:<28} {row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']})")
+        band = f", 95 % [{row['low']:+.1f}, {row['high']:+.1f}], {row['flipped']} prompts changed" \
+            if row.get("low") is not None else ""
+        print(f"    {n:<28} {row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']}{band})")
     return 0
 
 

@@ -9,7 +9,7 @@ from dsl.scorer import score
 from dsl.validator import validate
 from engine.ml import health
 from engine.ml.grading import (band, classify_errors, confusions, contrast_nodes, draft_lesson, look_alikes,
-                               next_draft_id, node_mastery, report, weakest_nodes)
+                               next_draft_id, node_mastery, paired_node_changes, report, t95, weakest_nodes)
 
 GOLD_A = """BLUEPRINT: BP_A
 PARENT: Actor
@@ -172,3 +172,65 @@ def test_health_data_and_stagnation_rules():
     assert {a["check"] for a in health.data_alerts(dup)} == {"duplicates"}
     assert health.stagnation_alerts([("v1", 50.0), ("v2", 50.5), ("v3", 50.2)])[0]["check"] == "stagnation"
     assert health.stagnation_alerts([("v1", 50.0), ("v2", 52.0), ("v3", 56.0)]) == []
+
+
+def _scored(pid: str, gold: str, value: float) -> dict:
+    return {"lesson_id": "L", "prompt_id": pid, "expected_dsl": gold, "actual_dsl": "", "comparison": {"score": value}}
+
+
+def test_paired_changes_tell_a_node_that_fell_from_one_prompt_that_flipped():
+    # GOLD_A's nodes (Delay, PrintString, Event_BeginPlay): every prompt a little worse
+    old = [_scored(f"a{i}", GOLD_A, 80.0) for i in range(4)]
+    new = [_scored(f"a{i}", GOLD_A, v) for i, v in enumerate([70.0, 72.0, 69.0, 71.0])]
+    # GOLD_B's nodes (Event_Tick, DestroyActor): three unchanged, one collapses
+    old += [_scored(f"b{i}", GOLD_B, 80.0) for i in range(4)]
+    new += [_scored(f"b{i}", GOLD_B, v) for i, v in enumerate([80.0, 80.0, 80.0, 40.0])]
+    changes = paired_node_changes(old, new)
+    delay, destroy = changes["Delay"], changes["DestroyActor"]
+    assert delay["delta"] == -9.5 and delay["n"] == 4 and delay["flipped"] == 4
+    assert delay["significant_fall"] and delay["high"] < 0
+    assert destroy["delta"] == -10.0 and destroy["flipped"] == 1
+    assert not destroy["significant_fall"] and destroy["low"] < 0 < destroy["high"]
+    # only prompts examined by both versions count
+    assert paired_node_changes(old, new[:2])["Delay"]["n"] == 2
+
+
+def test_t95_table():
+    assert t95(1) == 12.706 and t95(11) == 2.228 and t95(10_000) == 1.96 and t95(0) == float("inf")
+
+
+def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_focus(tmp_path):
+    """`bpllm mastery --compare` as a user runs it, on real exam files in a real workspace."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "engine.cli", *a], cwd=root, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    ws = tmp_path / "ws"
+    assert run("init", str(ws)).returncode == 0
+    for version, scores in (("v1", [80.0, 80.0, 80.0, 80.0]), ("v2", [70.0, 72.0, 69.0, 71.0])):
+        exams = ws / "models" / version / "exams"
+        exams.mkdir(parents=True)
+        rows = [_scored(f"a{i}", GOLD_A, s) for i, s in enumerate(scores)]
+        rows += [_scored(f"b{i}", GOLD_B, 50.0 + 10 * (version == "v2")) for i in range(3)]
+        (exams / "exam_L.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drill = {"lesson_id": "drill_01", "drafted_from": "v1", "focus_nodes": ["DestroyActor"],
+             "contrast_nodes": ["Delay"], "prompts": []}
+    (ws / "lessons" / "drill_01.json").write_text(json.dumps(drill))
+    later = dict(drill, lesson_id="drill_02", drafted_from="v2", focus_nodes=["PrintString"], contrast_nodes=[])
+    (ws / "lessons" / "drafts").mkdir(exist_ok=True)
+    (ws / "lessons" / "drafts" / "drill_02.json").write_text(json.dumps(later))
+
+    res = run("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["prompts"] == 7 and list(out["focus"]) == ["DestroyActor"]  # drill_02 came after v2
+    assert out["focus"]["DestroyActor"]["new"] - out["focus"]["DestroyActor"]["old"] == 10.0
+    assert out["contrast"] == ["Delay"]
+    assert out["others"]["PrintString"]["delta"] == -9.5 and out["others"]["PrintString"]["significant_fall"]
+    text = run("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
+    assert "3 fell more than 5 points" in text and "of those, 3 with the prompts agreeing" in text
