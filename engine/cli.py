@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dsl.cli",              # validate, score, fmt
     "engine.commands_run",  # init, run, stop, resume, status, runs, leakage, import-blueprintllm, backup(s), restore, gpus
     "engine.commands_ml",   # (training/exam helpers, bench train/exam)
+    "engine.drafts",        # accept (a drafted lesson into lessons/)
     "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.bench",         # bench dsl|exam|train|tui
 )

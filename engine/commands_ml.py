@@ -202,9 +202,10 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
               f"{len(falls)} fell more than 5 points" + (" (" + ", ".join(f"{n} {solid[n]['delta']:+.1f}" for n in falls) + ")"
                                                        if falls else ""))
         real = [n for n in falls if solid[n].get("significant_fall")]
-        print(f"    of those, {len(real)} with the prompts agreeing (paired 95 % interval below 0)"
-              + (": " + ", ".join(f"{n} {solid[n]['delta']:+.1f} [{solid[n]['low']:+.1f}, {solid[n]['high']:+.1f}]"
-                                  for n in real) if real else "; for each, its prompts disagree (the interval includes 0)"))
+        if falls:
+            print(f"    of those, {len(real)} with the prompts agreeing (paired 95 % interval below 0)"
+                  + (": " + ", ".join(f"{n} {solid[n]['delta']:+.1f} [{solid[n]['low']:+.1f}, {solid[n]['high']:+.1f}]"
+                                      for n in real) if real else "; for each, its prompts disagree (the interval includes 0)"))
     if contrast:
         print("  reviewed beside the drill (contrast nodes, counted among the others):")
         for n in contrast:

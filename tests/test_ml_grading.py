@@ -86,6 +86,15 @@ def test_deltas_against_previous_and_regression_alert(records):
     alerts = health.mastery_alerts(table)
     assert [a["check"] for a in alerts] == ["node_regression"]
     assert alerts[0]["severity"] == "critical" and "DestroyActor" in alerts[0]["message"]
+    # with the previous version's records of the same prompts, the alert carries the evidence
+    before = [dict(r, comparison=dict(r["comparison"], score=90.0)) for r in records]
+    evidence = paired_node_changes(before, records)
+    alerts = health.mastery_alerts(table, evidence)
+    assert "1 of 1 shared prompts changed" not in alerts[0]["message"]  # one prompt: no interval to give
+    before2 = before + [dict(before[1], prompt_id="p2b")]
+    after2 = list(records) + [dict(records[1], prompt_id="p2b")]
+    alerts = health.mastery_alerts(node_mastery(after2, previous={"DestroyActor": 90.0}), paired_node_changes(before2, after2))
+    assert "2 of 2 shared prompts changed; paired 95 %" in alerts[0]["message"]
 
 
 def test_weakest_nodes_and_drafted_lesson_validates(tmp_path, records):

@@ -290,6 +290,59 @@ async def test_latest_draft_opens_in_the_editor(tmp_path):
 
 
 @aio
+async def test_accepting_a_draft_refuses_errors_then_moves_it_into_lessons(tmp_path):
+    ws = make_workspace(tmp_path)
+    drafts = ws / "lessons" / "drafts"
+    drafts.mkdir()
+    broken = GOOD.replace("EXEC n1.Then -> n2.Execute", "EXEC n1.Then -> n9.Execute")
+    draft = {"lesson_id": "drill_01", "lesson_name": "Drill", "status": "draft", "focus_nodes": ["PrintString"],
+             "prompts": [{"id": "D_01", "category": "print", "instruction": "Print Hi.", "expected_dsl": broken}]}
+    (drafts / "drill_01.json").write_text(json.dumps(draft), encoding="utf-8")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        editor = app.mode_screen("editor")
+        assert await wait_for(pilot, lambda: editor is not None and editor.lesson is not None
+                              and editor.lesson.lesson_id == "drill_01")
+        await pilot.press("f6")  # a gold answer wires to a node that does not exist: refused, nothing moves
+        await pilot.pause(0.3)
+        assert (drafts / "drill_01.json").exists() and not (ws / "lessons" / "drill_01.json").exists()
+        editor.dsl.text = GOOD  # the reviewer fixes it
+        assert await wait_for(pilot, lambda: editor.dirty)
+        await pilot.press("f6")  # saved, checked, moved
+        assert await wait_for(pilot, lambda: (ws / "lessons" / "drill_01.json").exists())
+        assert not (drafts / "drill_01.json").exists()
+        accepted = json.loads((ws / "lessons" / "drill_01.json").read_text())
+        assert accepted["status"] == "accepted" and accepted["prompts"][0]["expected_dsl"] == GOOD
+        assert accepted["focus_nodes"] == ["PrintString"]  # unknown keys survive
+        assert await wait_for(pilot, lambda: editor.lesson is not None
+                              and editor.lesson.path == ws / "lessons" / "drill_01.json")
+        await pilot.press("f6")  # no longer a draft
+        await pilot.pause(0.2)
+        assert (ws / "lessons" / "drill_01.json").exists()
+
+
+def test_bpllm_accept_command(tmp_path):
+    """`bpllm accept` as a user runs it: a clear refusal naming file, prompt and line; then the move."""
+    ws = tmp_path / "ws"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "engine.cli", *a], cwd=ROOT, capture_output=True,  # noqa: E731
+                                    text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run("init", str(ws)).returncode == 0
+    drafts = ws / "lessons" / "drafts"
+    drafts.mkdir(exist_ok=True)
+    bad = {"lesson_id": "drill_01", "prompts": [{"id": "D_01", "instruction": "x", "expected_dsl": "NODE n1: Nope"}]}
+    (drafts / "drill_01.json").write_text(json.dumps(bad))
+    res = run("accept", "drill_01", "-w", str(ws))
+    assert res.returncode == 1 and "drill_01.json: prompt D_01 line" in res.stderr and "bpllm-tui --lesson" in res.stderr
+    (drafts / "drill_01.json").write_text(json.dumps(dict(bad, prompts=[dict(bad["prompts"][0], expected_dsl=GOOD)])))
+    res = run("accept", "drill_01", "-w", str(ws))
+    assert res.returncode == 0, res.stderr
+    assert (ws / "lessons" / "drill_01.json").exists() and not (drafts / "drill_01.json").exists()
+    res = run("accept", "drill_01", "-w", str(ws))
+    assert res.returncode == 1 and "no draft 'drill_01'" in res.stderr
+
+
+@aio
 async def test_open_picker_delete_prompt_and_next_problem(tmp_path):
     ws = make_workspace(tmp_path)
     other = {"lesson_id": "lesson_u", "lesson_name": "Other", "prompts": [

@@ -380,6 +380,28 @@ class EditorScreen(Screen):
     def action_save(self) -> None:
         self.save()
 
+    @work(exclusive=True, group="editor-accept")
+    async def action_accept_draft(self) -> None:
+        """The reviewer's yes: save, check every gold answer, move the draft into lessons/."""
+        from engine.drafts import DraftError, accept_draft
+
+        if self.lesson is None or self.lesson.path.parent.name != "drafts":
+            self.notify("Only a drafted lesson (lessons/drafts/) can be accepted", severity="warning")
+            return
+        if self.dirty and not self.save():
+            return
+        old = self.lesson.path
+        try:
+            target = accept_draft(self.workspace, str(old))
+        except DraftError as exc:
+            self.notify(str(exc), title="Cannot accept the draft", severity="error", timeout=15)
+            return
+        if self.swap is not None:
+            self.swap.remove()
+        self.lesson = None  # reopen from its new home: the title, status and swap file follow the path
+        self.request_open(target)
+        self.notify(f"Accepted {target.name}: the teaching loop integrates it (data.integrate)", timeout=6)
+
     def action_format(self) -> None:
         from dsl.formatter import format_dsl
 

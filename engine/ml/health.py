@@ -93,14 +93,25 @@ def data_alerts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return alerts
 
 
-def mastery_alerts(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Node regression > 10 points against the previous version is critical."""
+def mastery_alerts(table: Sequence[dict[str, Any]],
+                   paired: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Node regression > 10 points against the previous version is critical.
+
+    With ``paired`` (``grading.paired_node_changes`` over the prompts both versions answered) the
+    message says how many of the node's prompts changed and whether they agree, so a reviewer can
+    tell a real regression from one prompt flipping."""
     out = []
     for row in table:
         delta = row.get("delta")
         if delta is not None and delta < -REGRESSION_POINTS:
-            out.append(_alert("node_regression", "critical",
-                              f"{row['node']} mastery fell {abs(delta):.1f} points to {row['score']:.1f}",
+            message = f"{row['node']} mastery fell {abs(delta):.1f} points to {row['score']:.1f}"
+            evidence = (paired or {}).get(row["node"])
+            if evidence and evidence.get("low") is not None:
+                message += (f" ({evidence['flipped']} of {evidence['n']} shared prompts changed; paired 95 % "
+                            f"[{evidence['low']:+.1f}, {evidence['high']:+.1f}]"
+                            + ("" if evidence["high"] < 0 else ": the prompts disagree, possibly retraining noise")
+                            + ")")
+            out.append(_alert("node_regression", "critical", message,
                               delta, -REGRESSION_POINTS, key=f"node_regression:{row['node']}"))
     return out
 

@@ -775,7 +775,7 @@ def classify_errors(ctx: StepContext) -> dict[str, Any]:
 
 
 def score_mastery(ctx: StepContext) -> dict[str, Any]:
-    from .grading import node_mastery, weakest_nodes
+    from .grading import node_mastery, paired_node_changes, weakest_nodes
     from .health import mastery_alerts
 
     version, recs = _grade_records(ctx)
@@ -790,7 +790,8 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     if len(weakest) < k:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
-    _emit_alerts(ctx, mastery_alerts(table), version)
+    paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
+    _emit_alerts(ctx, mastery_alerts(table, paired), version)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
     for row in table:
@@ -838,7 +839,7 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     contrast = contrast_nodes(weakest, confusions(recs), per_node=int(grading.get("contrast_per_node", 3)),
                               limit=int(grading.get("contrast_nodes", 10))) \
         if share > 0 else []
-    lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 12)),
+    lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 60)),
                           seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table,
                           contrast=contrast, contrast_share=share)
     auto = bool(grading.get("auto_accept", False))

@@ -1,0 +1,107 @@
+"""Accepting a drafted lesson: the reviewer's "yes" that puts a draft into the teaching loop.
+
+Step 7.5 writes the next lesson to ``lessons/drafts/`` for review; step 8 integrates only
+``lessons/*.json``. Accepting moves a draft across — after checking that every gold answer still
+validates (a reviewer may have edited it) — so the next cycle trains on it. The TUI's editor and
+``bpllm accept`` both call :func:`accept_draft`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import atomic_write_json
+
+
+class DraftError(ValueError):
+    """A draft that cannot be accepted, with what to do about it."""
+
+
+def find_draft(workspace: Path, name: str) -> Path:
+    """A draft by lesson id (``drill_01``), file name or path."""
+    candidate = Path(name)
+    if candidate.suffix == ".json" and candidate.exists():
+        return candidate
+    drafts = workspace / "lessons" / "drafts"
+    path = drafts / (candidate.name if candidate.suffix == ".json" else f"{name}.json")
+    if path.exists():
+        return path
+    known = sorted(p.stem for p in drafts.glob("*.json")) if drafts.is_dir() else []
+    raise DraftError(f"no draft {name!r} in {drafts}" + (f"; drafts: {', '.join(known)}" if known else "; there are no drafts"))
+
+
+def draft_problems(lesson: dict[str, Any], path: Path) -> list[str]:
+    """Every error that keeps the draft out of training: file, prompt, line and message."""
+    from dsl.validator import validate
+
+    problems = []
+    prompts = lesson.get("prompts")
+    if not isinstance(prompts, list) or not prompts:
+        return [f"{path}: the lesson has no prompts"]
+    for i, prompt in enumerate(prompts, 1):
+        pid = prompt.get("id", f"#{i}") if isinstance(prompt, dict) else f"#{i}"
+        if not isinstance(prompt, dict) or not str(prompt.get("instruction", "")).strip():
+            problems.append(f"{path}: prompt {pid} has no instruction")
+            continue
+        for d in validate(str(prompt.get("expected_dsl", ""))):
+            if d.severity == "error":
+                problems.append(f"{path}: prompt {pid} line {d.line}: [{d.code}] {d.message}")
+    return problems
+
+
+def accept_draft(workspace: Path, name: str) -> Path:
+    """Move draft ``name`` into ``lessons/`` (status ``accepted``); returns the new path.
+
+    Refuses, naming each problem, when a gold answer has validation errors or a lesson of that
+    id already exists — nothing is moved then. The lesson is written atomically before the draft
+    is removed, so a crash in between leaves both copies, never neither.
+    """
+    workspace = Path(workspace)
+    path = find_draft(workspace, name)
+    if path.parent.name != "drafts":
+        raise DraftError(f"{path} is not in lessons/drafts/: only drafts are accepted")
+    try:
+        lesson = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DraftError(f"{path}: not a readable lesson ({exc}); open it in the editor to fix it") from exc
+    if not isinstance(lesson, dict):
+        raise DraftError(f"{path}: a lesson is a JSON object with 'prompts'")
+    problems = draft_problems(lesson, path)
+    if problems:
+        shown = problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise DraftError("the draft has errors; fix them in the editor (bpllm-tui --lesson "
+                         f"{path}) and accept again:\n  " + "\n  ".join(shown))
+    lesson_id = str(lesson.get("lesson_id") or path.stem)
+    target = workspace / "lessons" / f"{lesson_id}.json"
+    if target.exists():
+        raise DraftError(f"{target} already exists; rename the draft's lesson_id or remove the old lesson")
+    lesson["status"] = "accepted"
+    lesson["accepted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_json(target, lesson)
+    os.remove(path)
+    return target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("accept", help="accept a drafted lesson: move it from lessons/drafts/ into lessons/ "
+                                      "(validated) so the next cycle trains on it")
+    p.add_argument("draft", help="draft lesson id (drill_01), file name or path")
+    p.add_argument("-w", "--workspace", help="workspace (default: $BPLLM_WORKSPACE or the current directory)")
+    p.set_defaults(func=_cmd_accept)
+
+
+def _cmd_accept(args: argparse.Namespace) -> int:
+    from engine.workspace import WorkspaceError, resolve_workspace
+
+    try:
+        target = accept_draft(resolve_workspace(args.workspace).root, args.draft)
+    except (DraftError, WorkspaceError) as exc:
+        print(f"bpllm accept: {exc}", file=sys.stderr)
+        return 1
+    print(f"accepted: {target} (the next cycle trains on it)")
+    return 0
