@@ -87,6 +87,21 @@ def accept_draft(workspace: Path, name: str) -> Path:
     return target
 
 
+def what_happens_next(workspace: Path) -> str:
+    """When the teaching loop trains on an accepted lesson, by the workspace's ``data.integrate``."""
+    from engine.workspace import Workspace
+
+    try:
+        policy = Workspace(workspace).config["data"]["integrate"]
+    except Exception:  # noqa: BLE001 - a config problem is reported by `bpllm run`, not here
+        policy = "examined"
+    if policy == "all":
+        return "the next cycle trains on it"
+    if policy == "none":
+        return "data.integrate = \"none\": it is not trained on until that changes"
+    return "the next cycle examines it, then integrates it; the cycle after trains on it"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("accept", help="accept a drafted lesson: move it from lessons/drafts/ into lessons/ "
                                       "(validated) so the next cycle trains on it")
@@ -103,5 +118,5 @@ def _cmd_accept(args: argparse.Namespace) -> int:
     except (DraftError, WorkspaceError) as exc:
         print(f"bpllm accept: {exc}", file=sys.stderr)
         return 1
-    print(f"accepted: {target} (the next cycle trains on it)")
+    print(f"accepted: {target} ({what_happens_next(target.parents[1])})")
     return 0

@@ -338,6 +338,7 @@ def test_bpllm_accept_command(tmp_path):
     res = run("accept", "drill_01", "-w", str(ws))
     assert res.returncode == 0, res.stderr
     assert (ws / "lessons" / "drill_01.json").exists() and not (drafts / "drill_01.json").exists()
+    assert "the next cycle examines it" in res.stdout  # the starter policy: data.integrate = "examined"
     res = run("accept", "drill_01", "-w", str(ws))
     assert res.returncode == 1 and "no draft 'drill_01'" in res.stderr
 

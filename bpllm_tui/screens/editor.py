@@ -383,7 +383,7 @@ class EditorScreen(Screen):
     @work(exclusive=True, group="editor-accept")
     async def action_accept_draft(self) -> None:
         """The reviewer's yes: save, check every gold answer, move the draft into lessons/."""
-        from engine.drafts import DraftError, accept_draft
+        from engine.drafts import DraftError, accept_draft, what_happens_next
 
         if self.lesson is None or self.lesson.path.parent.name != "drafts":
             self.notify("Only a drafted lesson (lessons/drafts/) can be accepted", severity="warning")
@@ -400,7 +400,7 @@ class EditorScreen(Screen):
             self.swap.remove()
         self.lesson = None  # reopen from its new home: the title, status and swap file follow the path
         self.request_open(target)
-        self.notify(f"Accepted {target.name}: the teaching loop integrates it (data.integrate)", timeout=6)
+        self.notify(f"Accepted {target.name}: {what_happens_next(self.workspace)}", timeout=8)
 
     def action_format(self) -> None:
         from dsl.formatter import format_dsl
