@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from itertools import zip_longest
@@ -185,8 +186,6 @@ def confusions(records: Sequence[dict[str, Any]], catalog=None) -> Counter:
 
 def _words(name: str) -> set[str]:
     """CamelCase / snake_case words of a node name: ForEachLoopWithBreak -> For, Each, Loop, With, Break."""
-    import re
-
     return set(re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+", name.removeprefix("Event_")))
 
 
