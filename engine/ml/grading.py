@@ -7,8 +7,6 @@ of prompts behind it and a band: >= 85 mastered, >= 60 learning, else struggling
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections import Counter, defaultdict
@@ -302,15 +300,6 @@ def draft_lesson(
         "contrast_nodes": list(contrast) if n_contrast else [],
         "prompts": prompts,
     }
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def next_draft_id(lessons_dir: Path, drafts_dir: Path) -> str:

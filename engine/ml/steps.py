@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_write_json
 from engine.context import StepContext, StepRegistry
 
 STATE = "ml"
@@ -217,9 +218,7 @@ def tiny_base(ctx: StepContext, profile) -> Path:
     except BaseStop:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
         raise
-    from .grading import write_json_atomic
-
-    write_json_atomic(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
+    atomic_write_json(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
     return path
 
 
@@ -433,8 +432,6 @@ def save_weights(ctx: StepContext) -> dict[str, Any]:
 
 
 def save_training_config(ctx: StepContext) -> dict[str, Any]:
-    from .grading import write_json_atomic
-
     profile = resolve_profile(ctx)
     version = version_of(ctx)
     summary = ml_state(ctx).get(f"train:{ctx.cycle}") or _read_train_result(ctx, version)
@@ -442,7 +439,8 @@ def save_training_config(ctx: StepContext) -> dict[str, Any]:
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or profile.base
     config = {"version": version, "profile": profile.to_dict(), "base": base, "data_hash": data_hash,
               "metrics": summary, "run_id": ctx.run_id, "cycle": ctx.cycle, "created": time.time()}
-    path = write_json_atomic(version_dir(ctx, version) / "training_config.json", config)
+    path = version_dir(ctx, version) / "training_config.json"
+    atomic_write_json(path, config)
     ctx.history.add_version(version, run_id=ctx.run_id, cycle=ctx.cycle, profile=profile.name,
                             path=str(version_dir(ctx, version) / "adapter"), base=base, data_hash=data_hash,
                             metrics=summary)
@@ -575,21 +573,17 @@ def health_checks(ctx: StepContext) -> dict[str, Any]:
 
 
 def health_report(ctx: StepContext) -> dict[str, Any]:
-    from .grading import write_json_atomic
-
     version = version_of(ctx)
     alerts = ml_state(ctx).get(f"health:{ctx.cycle}", [])
-    path = write_json_atomic(version_dir(ctx, version) / "health_report.json",
-                             {"version": version, "alerts": alerts, "created": time.time(),
-                              "status": "critical" if any(a["severity"] == "critical" for a in alerts)
-                              else "warning" if alerts else "healthy"})
+    path = version_dir(ctx, version) / "health_report.json"
+    atomic_write_json(path, {"version": version, "alerts": alerts, "created": time.time(),
+                             "status": "critical" if any(a["severity"] == "critical" for a in alerts)
+                             else "warning" if alerts else "healthy"})
     ctx.artifact("report", path, f"health report {version}", version=version)
     return {"path": str(path), "alerts": len(alerts)}
 
 
 def update_training_history(ctx: StepContext) -> dict[str, Any]:
-    from .grading import write_json_atomic
-
     path = ctx.workspace.models / "training_history.json"
     history = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
     version = version_of(ctx)
@@ -599,7 +593,7 @@ def update_training_history(ctx: StepContext) -> dict[str, Any]:
          "data_hash": ctx.state.get("data_hash"), **{k: summary.get(k) for k in
                                                      ("global_step", "first_loss", "final_loss", "eval_loss",
                                                       "seconds", "tokens", "train_rows")}}]
-    write_json_atomic(path, history)
+    atomic_write_json(path, history)
     return {"path": str(path), "versions": len(history)}
 
 
@@ -710,8 +704,6 @@ def validate_responses(ctx: StepContext) -> dict[str, Any]:
 
 def compare_and_score(ctx: StepContext) -> dict[str, Any]:
     from .exam import summarize
-    from .grading import write_json_atomic
-
     version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
     recs = _exam_records(ctx, version)
     by_lesson: dict[str, list[dict[str, Any]]] = {}
@@ -720,7 +712,8 @@ def compare_and_score(ctx: StepContext) -> dict[str, Any]:
     out = {}
     for lesson_id, rs in by_lesson.items():
         s = summarize(lesson_id, rs, version)
-        path = write_json_atomic(exam_dir(ctx, version) / f"exam_{lesson_id}_summary.json", s)
+        path = exam_dir(ctx, version) / f"exam_{lesson_id}_summary.json"
+        atomic_write_json(path, s)
         ctx.emit("exam_summary", lesson_id=lesson_id, version=version, n=s["n"], avg_score=s.get("avg_score"),
                  valid_pct=s.get("valid_pct"), seen=s["seen"], unseen=s["unseen"], path=str(path))
         out[lesson_id] = s.get("avg_score")
@@ -800,7 +793,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
 
 
 def grading_report(ctx: StepContext) -> dict[str, Any]:
-    from .grading import report, write_json_atomic
+    from .grading import report
     from .health import stagnation_alerts
 
     version, recs = _grade_records(ctx)
@@ -811,7 +804,8 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
     table, weakest, prev = ctx.cache[_ck(ctx, "ml.mastery")]
     rep = report(recs, table, ctx.cache[_ck(ctx, "ml.taxonomy")], version, prev)
     rep["weakest"] = weakest
-    path = write_json_atomic(version_dir(ctx, version) / "grading_report.json", rep)
+    path = version_dir(ctx, version) / "grading_report.json"
+    atomic_write_json(path, rep)
     ctx.artifact("report", path, f"grading report {version}", version=version)
     averages = [(row["version"], row["avg"]) for row in ctx.history.query(
         "SELECT version, AVG(score) AS avg, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
@@ -821,7 +815,7 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
 
 
 def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
-    from .grading import confusions, contrast_nodes, draft_lesson, next_draft_id, write_json_atomic
+    from .grading import confusions, contrast_nodes, draft_lesson, next_draft_id
 
     version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
@@ -845,7 +839,8 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     auto = bool(grading.get("auto_accept", False))
     if auto:
         lesson["status"] = "accepted"
-    path = write_json_atomic((ws.lessons if auto else ws.drafts) / f"{lesson_id}.json", lesson)
+    path = (ws.lessons if auto else ws.drafts) / f"{lesson_id}.json"
+    atomic_write_json(path, lesson)
     ml_state(ctx)[f"draft:{ctx.cycle}"] = str(path)
     ctx.artifact("lesson_draft", path, f"drafted lesson {lesson_id} for {', '.join(weakest)}", version=version,
                  lesson_id=lesson_id)
