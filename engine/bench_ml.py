@@ -49,21 +49,17 @@ def _bench_base(quick: bool) -> Path:
 
 def _load_model(args: argparse.Namespace):
     """(model, tokenizer, label, workspace root or None)."""
-    from engine.ml.base import load_base
+    from engine.ml.base import load_base, load_version
+    from engine.ml.exam import trained_versions
 
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
     if ws_root is not None:
-        versions = sorted((p for p in (ws_root / "models").glob("v*") if (p / "adapter" / "adapter_config.json").exists()),
-                          key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0)
+        versions = trained_versions(ws_root / "models")
         pin = ws_root / "models" / "base" / "PINNED.json"
         if versions and pin.exists():
-            from peft import PeftModel
-
             base = ws_root / "models" / "base" / json.loads(pin.read_text())["path"]
-            model, tok = load_base(base)
-            model = PeftModel.from_pretrained(model, str(versions[-1] / "adapter")).merge_and_unload()
-            model.eval()
-            return model, tok, f"{ws_root.name} {versions[-1].name}", ws_root
+            model, tok = load_version(base, ws_root / "models" / versions[-1] / "adapter")
+            return model, tok, f"{ws_root.name} {versions[-1]}", ws_root
     base = _bench_base(bool(getattr(args, "quick", False)))
     model, tok = load_base(base)
     model.eval()

@@ -89,26 +89,19 @@ def _workspace(arg: str | None):
     return resolve_workspace(arg)
 
 
-def _versions(ws) -> list[str]:
-    out = [p.name for p in ws.models.glob("v*") if (p / "adapter" / "adapter_config.json").exists()]
-    return sorted(out, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    from peft import PeftModel
-
-    from engine.ml.base import load_base, render_example
+    from engine.ml.base import load_version, render_example
+    from engine.ml.exam import trained_versions
     from engine.ml.generate import GenConfig, generate
 
     ws = _workspace(args.workspace)
-    versions = _versions(ws)
+    versions = trained_versions(ws.models)
     version = args.version or (versions[-1] if versions else None)
     if version is None:
         print(f"no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
         return 1
     cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
-    model, tok = load_base(cfg["base"])
-    model = PeftModel.from_pretrained(model, str(ws.models / version / "adapter")).merge_and_unload().eval()
+    model, tok = load_version(cfg["base"], ws.models / version / "adapter")
     system = (ws.models / version / "system_prompt.txt")
     system_text = system.read_text(encoding="utf-8").strip() if system.exists() else ws.system_prompt_path.read_text()
     res = generate(model, tok, [render_example(tok, system_text, args.instruction)],
@@ -119,19 +112,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _exam_records(ws, version: str, lessons: set[str]) -> list[dict]:
-    from engine.ml.exam import read_records
+    from engine.ml.exam import version_records
 
-    out = []
-    for path in sorted((ws.models / version / "exams").glob("exam_*.jsonl")):
-        out += [r for r in read_records(path) if not lessons or r.get("lesson_id") in lessons]
-    return out
+    return [r for r in version_records(ws.models / version / "exams") if not lessons or r.get("lesson_id") in lessons]
 
 
 def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
     """Focus and contrast nodes of the drills drafted from exams of versions older than ``version``:
     the drills that version could have trained on (a drill drafted *after* it is its verdict, not its lesson)."""
-    def number(v: str | None) -> int:
-        return int(v[1:]) if v and v[1:].isdigit() else -1
+    from engine.ml.exam import version_number as number
 
     focus: list[str] = []
     contrast: list[str] = []
@@ -154,7 +143,7 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
 
 def cmd_compare(ws, args: argparse.Namespace) -> int:
     """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset)."""
-    from engine.ml.grading import node_mastery, paired_node_changes
+    from engine.ml.grading import paired_node_changes
 
     old, new = args.compare
     lessons = {x.strip() for x in args.lessons.split(",") if x.strip()}
@@ -162,8 +151,7 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
     common = {(r["lesson_id"], r["prompt_id"]) for r in a} & {(r["lesson_id"], r["prompt_id"]) for r in b}
     a = [r for r in a if (r["lesson_id"], r["prompt_id"]) in common]
     b = [r for r in b if (r["lesson_id"], r["prompt_id"]) in common]
-    ta = {row["node"]: row for row in node_mastery(a)}
-    tb = {row["node"]: row for row in node_mastery(b, previous={k: v["score"] for k, v in ta.items()})}
+    paired = paired_node_changes(a, b)  # per node: old/new mastery on the common prompts, change, interval
     focus = [x.strip() for x in args.focus.split(",") if x.strip()]
     contrast: list[str] = []
     if not focus:
@@ -172,16 +160,9 @@ def cmd_compare(ws, args: argparse.Namespace) -> int:
     contrast = [n for n in dict.fromkeys(contrast) if n not in focus]
     avg = lambda rs: sum(r["comparison"]["score"] for r in rs) / max(1, len(rs))  # noqa: E731
     result = {"old": old, "new": new, "prompts": len(common), "avg_old": round(avg(a), 2), "avg_new": round(avg(b), 2),
-              "focus": {n: {"old": ta.get(n, {}).get("score"), "new": tb.get(n, {}).get("score"),
-                            "n": tb.get(n, {}).get("n")} for n in focus},
+              "focus": {n: paired.get(n, {"old": None, "new": None, "n": None}) for n in focus},
               "contrast": contrast,
-              "others": {n: {"old": ta[n]["score"], "new": tb[n]["score"], "delta": tb[n]["delta"], "n": tb[n]["n"]}
-                         for n in tb if n in ta and n not in focus}}
-    paired = paired_node_changes(a, b)
-    for table in (result["focus"], result["others"]):
-        for n, row in table.items():
-            if n in paired:
-                row.update({k: paired[n][k] for k in ("low", "high", "flipped", "significant_fall")})
+              "others": {n: row for n, row in paired.items() if n not in focus}}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -270,5 +270,15 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_
     return model, tokenizer
 
 
+def load_version(base: str | Path, adapter_dir: str | Path):
+    """A trained version for generation: its base with the adapter merged in (no LoRA matmuls per token)."""
+    from peft import PeftModel
+
+    model, tokenizer = load_base(base)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
 class BaseUnavailable(RuntimeError):
     """The profile's base weights cannot be loaded here (offline, missing path)."""

@@ -82,6 +82,22 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def version_records(exams_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of one model version's exam files (``models/vN/exams/exam_*.jsonl``)."""
+    return [r for path in sorted(Path(exams_dir).glob("exam_*.jsonl")) for r in read_records(path)]
+
+
+def version_number(version: str | None) -> int:
+    """``v12`` -> 12; anything else -> -1, so it sorts first and is older than every version."""
+    return int(version[1:]) if version and version[:1] == "v" and version[1:].isdigit() else -1
+
+
+def trained_versions(models_dir: str | Path) -> list[str]:
+    """Versions under ``models/`` with a saved adapter, oldest first."""
+    found = [p.name for p in Path(models_dir).glob("v*") if (p / "adapter" / "adapter_config.json").exists()]
+    return sorted(found, key=version_number)
+
+
 def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=None) -> dict[str, Any]:
     """One exam record in the reference format plus structural scores and diagnostics."""
     from dsl.parser import parse

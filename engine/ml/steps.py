@@ -677,15 +677,10 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
 
 
 def _exam_records(ctx: StepContext, version: str | None = None) -> list[dict[str, Any]]:
-    from .exam import read_records
+    from .exam import version_records
 
     version = version or ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
-    if not version:
-        return []
-    records = []
-    for path in sorted(exam_dir(ctx, version).glob("exam_*.jsonl")):
-        records.extend(read_records(path))
-    return records
+    return version_records(exam_dir(ctx, version)) if version else []
 
 
 def validate_responses(ctx: StepContext) -> dict[str, Any]:
