@@ -95,9 +95,9 @@ def test_cut_last_line_and_repetition_guard(model_tok):
     assert cut_last_line("NODE n1: A\nNODE n2: B") == "NODE n1: A\n"
     assert cut_last_line("NODE n1: A\n") == "NODE n1: A\n"
     assert cut_last_line("partial") == ""
-    from engine.ml.generate import _drop_repeated_tail
+    from engine.ml.generate import _drop_repeated_lines
 
-    assert _drop_repeated_tail("A\nB\nA\n", {}) == "A\nB\n"
+    assert _drop_repeated_lines("A\nB\nA\n") == "A\nB\n"
 
 
 def test_stopped_exam_keeps_its_records_and_resume_skips_them(model_tok, constraint, tmp_path):

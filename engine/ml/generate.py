@@ -12,9 +12,9 @@ One decode loop serves the exam and the benchmarks:
   token mask is computed only when none of the top 32 fits; that mask is filled by
   llguidance and applied with plain torch (no torch.compile);
 * every row is bounded: a token cap, a wall-clock budget, and a repetition guard
-  (a DSL text never repeats a line, so the first exact repeat ends the row, and no
-  DSL line runs to hundreds of characters); a row that did not end on its own is
-  cut at its last complete line.
+  (a line's third occurrence ends the row, and no DSL line runs to hundreds of
+  characters); a DSL text never means a repeated line, so repeats are dropped from
+  the answer, and a row that did not end on its own is cut at its last complete line.
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
         raw = tokenizer.decode(generated[pos], skip_special_tokens=True)
         text = raw if reason in ("eos", "grammar") else cut_last_line(raw)
         if any(n > 1 for n in line_counts[pos].values()):  # a repeated line is never meant: keep the first
-            text = _drop_repeated_tail(text, line_counts[pos])
+            text = _drop_repeated_lines(text)
         res = GenResult(
             index=indices[pos],
             text=text,
@@ -337,8 +337,8 @@ def _repeated_line(text: str, line_start: list[int], pos: int, counts: dict[str,
     return repeated
 
 
-def _drop_repeated_tail(text: str, counts: dict[str, int]) -> str:
-    """Keep each line's first occurrence only (the guard fired on a repeat)."""
+def _drop_repeated_lines(text: str) -> str:
+    """Keep each non-blank line's first occurrence only."""
     seen: set[str] = set()
     kept = []
     for line in text.splitlines(keepends=True):
