@@ -31,6 +31,24 @@ def make_workspace(tmp_path: Path) -> Path:
     return ws
 
 
+def write_draft(ws: Path, draft: dict) -> Path:
+    """A lesson drafted by grading: ``lessons/drafts/<lesson_id>.json``."""
+    drafts = ws / "lessons" / "drafts"
+    drafts.mkdir(exist_ok=True)
+    path = drafts / f"{draft['lesson_id']}.json"
+    path.write_text(json.dumps(draft), encoding="utf-8")
+    return path
+
+
+async def open_latest_draft(app, pilot, lesson_id: str) -> EditorScreen:
+    """Press o (the newest draft) and wait until the editor shows ``lesson_id``."""
+    await pilot.press("o")
+    editor = app.mode_screen("editor")
+    assert await wait_for(pilot, lambda: editor is not None and editor.lesson is not None
+                          and editor.lesson.lesson_id == lesson_id)
+    return editor
+
+
 async def open_editor(app, pilot) -> EditorScreen:
     await pilot.press("e")
     assert await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and app.screen.lesson is not None)
@@ -274,17 +292,11 @@ async def test_import_a_real_unreal_clipboard_export(tmp_path):
 @aio
 async def test_latest_draft_opens_in_the_editor(tmp_path):
     ws = make_workspace(tmp_path)
-    drafts = ws / "lessons" / "drafts"
-    drafts.mkdir()
-    draft = {"lesson_id": "draft_13", "lesson_name": "Weak nodes: Branch", "prompts": [
-        {"id": "D13_01", "category": "branch", "instruction": "Branch on a bool.", "expected_dsl": GOOD}]}
-    (drafts / "draft_13.json").write_text(json.dumps(draft), encoding="utf-8")
+    write_draft(ws, {"lesson_id": "draft_13", "lesson_name": "Weak nodes: Branch", "prompts": [
+        {"id": "D13_01", "category": "branch", "instruction": "Branch on a bool.", "expected_dsl": GOOD}]})
     app = BpllmApp(ws, attach=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("o")
-        editor = app.mode_screen("editor")
-        assert await wait_for(pilot, lambda: editor is not None and editor.lesson is not None
-                              and editor.lesson.lesson_id == "draft_13")
+        editor = await open_latest_draft(app, pilot, "draft_13")
         assert app.current_mode == "editor"
         assert editor.query_one("#instruction").value == "Branch on a bool."
 
@@ -293,17 +305,12 @@ async def test_latest_draft_opens_in_the_editor(tmp_path):
 async def test_accepting_a_draft_refuses_errors_then_moves_it_into_lessons(tmp_path):
     ws = make_workspace(tmp_path)
     drafts = ws / "lessons" / "drafts"
-    drafts.mkdir()
     broken = GOOD.replace("EXEC n1.Then -> n2.Execute", "EXEC n1.Then -> n9.Execute")
-    draft = {"lesson_id": "drill_01", "lesson_name": "Drill", "status": "draft", "focus_nodes": ["PrintString"],
-             "prompts": [{"id": "D_01", "category": "print", "instruction": "Print Hi.", "expected_dsl": broken}]}
-    (drafts / "drill_01.json").write_text(json.dumps(draft), encoding="utf-8")
+    write_draft(ws, {"lesson_id": "drill_01", "lesson_name": "Drill", "status": "draft", "focus_nodes": ["PrintString"],
+                     "prompts": [{"id": "D_01", "category": "print", "instruction": "Print Hi.", "expected_dsl": broken}]})
     app = BpllmApp(ws, attach=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("o")
-        editor = app.mode_screen("editor")
-        assert await wait_for(pilot, lambda: editor is not None and editor.lesson is not None
-                              and editor.lesson.lesson_id == "drill_01")
+        editor = await open_latest_draft(app, pilot, "drill_01")
         await pilot.press("f6")  # a gold answer wires to a node that does not exist: refused, nothing moves
         await pilot.pause(0.3)
         assert (drafts / "drill_01.json").exists() and not (ws / "lessons" / "drill_01.json").exists()
@@ -329,12 +336,11 @@ def test_bpllm_accept_command(tmp_path):
                                     text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert run("init", str(ws)).returncode == 0
     drafts = ws / "lessons" / "drafts"
-    drafts.mkdir(exist_ok=True)
     bad = {"lesson_id": "drill_01", "prompts": [{"id": "D_01", "instruction": "x", "expected_dsl": "NODE n1: Nope"}]}
-    (drafts / "drill_01.json").write_text(json.dumps(bad))
+    write_draft(ws, bad)
     res = run("accept", "drill_01", "-w", str(ws))
     assert res.returncode == 1 and "drill_01.json: prompt D_01 line" in res.stderr and "bpllm-tui --lesson" in res.stderr
-    (drafts / "drill_01.json").write_text(json.dumps(dict(bad, prompts=[dict(bad["prompts"][0], expected_dsl=GOOD)])))
+    write_draft(ws, dict(bad, prompts=[dict(bad["prompts"][0], expected_dsl=GOOD)]))
     res = run("accept", "drill_01", "-w", str(ws))
     assert res.returncode == 0, res.stderr
     assert (ws / "lessons" / "drill_01.json").exists() and not (drafts / "drill_01.json").exists()
