@@ -8,14 +8,13 @@ validates (a reviewer may have edited it) — so the next cycle trains on it. Th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from engine.atomic import atomic_write_json
+from engine.data import Lesson, check_lesson, load_lesson
 
 
 class DraftError(ValueError):
@@ -35,23 +34,21 @@ def find_draft(workspace: Path, name: str) -> Path:
     raise DraftError(f"no draft {name!r} in {drafts}" + (f"; drafts: {', '.join(known)}" if known else "; there are no drafts"))
 
 
-def draft_problems(lesson: dict[str, Any], path: Path) -> list[str]:
-    """Every error that keeps the draft out of training: file, prompt, line and message."""
-    from dsl.validator import validate
-
-    problems = []
-    prompts = lesson.get("prompts")
-    if not isinstance(prompts, list) or not prompts:
-        return [f"{path}: the lesson has no prompts"]
-    for i, prompt in enumerate(prompts, 1):
-        pid = prompt.get("id", f"#{i}") if isinstance(prompt, dict) else f"#{i}"
-        if not isinstance(prompt, dict) or not str(prompt.get("instruction", "")).strip():
-            problems.append(f"{path}: prompt {pid} has no instruction")
-            continue
-        for d in validate(str(prompt.get("expected_dsl", ""))):
-            if d.severity == "error":
-                problems.append(f"{path}: prompt {pid} line {d.line}: [{d.code}] {d.message}")
-    return problems
+def draft_problems(lesson: Lesson) -> list[str]:
+    """Every error that would keep the draft out of training — step 8's own lesson check
+    (``engine.data.check_lesson``), worded per prompt and line for the reviewer."""
+    if not lesson.prompts:
+        return [f"{lesson.path}: the lesson has no prompts"]
+    out = []
+    for problem in check_lesson(lesson)[1]:
+        pid = problem.row.get("id") if isinstance(problem.row, dict) else None
+        errors = [d for d in problem.diagnostics if d.get("severity") == "error"]
+        if pid and errors:
+            out += [f"{lesson.path}: prompt {pid} line {d.get('line')}: [{d.get('code')}] {d.get('message')}"
+                    for d in errors]
+        else:
+            out.append(f"{lesson.path}: {problem.reason}")
+    return out
 
 
 def accept_draft(workspace: Path, name: str) -> Path:
@@ -65,36 +62,38 @@ def accept_draft(workspace: Path, name: str) -> Path:
     path = find_draft(workspace, name)
     if path.parent.name != "drafts":
         raise DraftError(f"{path} is not in lessons/drafts/: only drafts are accepted")
-    try:
-        lesson = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DraftError(f"{path}: not a readable lesson ({exc}); open it in the editor to fix it") from exc
-    if not isinstance(lesson, dict):
-        raise DraftError(f"{path}: a lesson is a JSON object with 'prompts'")
-    problems = draft_problems(lesson, path)
+    _workspace_config(workspace)
+    lesson, load_problems = load_lesson(path)
+    if lesson is None:
+        raise DraftError(f"{load_problems[0]}; open it in the editor to fix it")
+    problems = draft_problems(lesson)
     if problems:
         shown = problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise DraftError("the draft has errors; fix them in the editor (bpllm-tui --lesson "
                          f"{path}) and accept again:\n  " + "\n  ".join(shown))
-    lesson_id = str(lesson.get("lesson_id") or path.stem)
-    target = workspace / "lessons" / f"{lesson_id}.json"
+    target = workspace / "lessons" / f"{lesson.id}.json"
     if target.exists():
         raise DraftError(f"{target} already exists; rename the draft's lesson_id or remove the old lesson")
-    lesson["status"] = "accepted"
-    lesson["accepted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    atomic_write_json(target, lesson)
+    data = dict(lesson.data, status="accepted", accepted=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_json(target, data)
     os.remove(path)
     return target
 
 
-def what_happens_next(workspace: Path) -> str:
-    """When the teaching loop trains on an accepted lesson, by the workspace's ``data.integrate``."""
+def _workspace_config(workspace: Path) -> dict:
+    """The workspace's validated config (loading it also applies its ``[dsl] unknown_nodes`` policy to
+    the lesson check); empty when it does not load — `bpllm run` reports that, not this."""
     from engine.workspace import Workspace
 
     try:
-        policy = Workspace(workspace).config["data"]["integrate"]
-    except Exception:  # noqa: BLE001 - a config problem is reported by `bpllm run`, not here
-        policy = "examined"
+        return Workspace(workspace).config
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def what_happens_next(workspace: Path) -> str:
+    """When the teaching loop trains on an accepted lesson, by the workspace's ``data.integrate``."""
+    policy = (_workspace_config(workspace).get("data") or {}).get("integrate", "examined")
     if policy == "all":
         return "the next cycle trains on it"
     if policy == "none":
