@@ -183,6 +183,11 @@ class Generator:
         return [p for p in spec.pins if p.direction == "out" and p.kind == "data"]
 
     # -- values ---------------------------------------------------------------
+    def name_value(self) -> str:
+        """An event or function name: now and then a familiar one, mostly a fresh Verb+Noun to copy."""
+        r = self.rng
+        return r.choice(NAMES) if r.random() < 0.3 else r.choice(VERBS) + r.choice(NOUNS)
+
     def literal(self, type_name: str, pin: str = "") -> tuple[str, str] | None:
         """(DSL literal, phrase) for a value of ``type_name``; None when no literal fits."""
         r = self.rng
@@ -207,7 +212,7 @@ class Generator:
             elif "Key" in pin:
                 s = r.choice(KEYS)
             else:
-                s = r.choice(NAMES) if r.random() < 0.3 else r.choice(VERBS) + r.choice(NOUNS)
+                s = self.name_value()
             return s, s
         if t == "Vector":
             x, y, z = r.choice([0, 100, 200, -100, 50]), r.choice([0, 100, -50]), r.choice([0, 100, 300, 1000])
@@ -336,7 +341,7 @@ class Generator:
         if name == "VarName":
             return None  # set by the variable template
         if name in ("EventName", "FunctionName"):
-            s = self.rng.choice(NAMES) if self.rng.random() < 0.3 else self.rng.choice(VERBS) + self.rng.choice(NOUNS)
+            s = self.name_value()
             return (f'"{s}"' if type_name == "String" else s), s
         if type_name == "Class":
             s = self.rng.choice(WIDGETS if "Widget" in name or "Widget" in node else CLASSES)
