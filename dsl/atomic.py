@@ -16,11 +16,31 @@ from typing import Any
 TMP_SUFFIX = ".tmp"
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
+def _target_mode(path: Path) -> int:
+    """The mode the file would have had from a plain ``open(path, "w")``: an existing file keeps
+    its own, a new one gets 0o666 less the umask (``mkstemp`` alone would leave 0o600, hiding
+    lessons and reports from the user's group and tools)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.chmod(tmp, _target_mode(path))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

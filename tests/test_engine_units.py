@@ -144,3 +144,22 @@ def test_workspace_unknown_nodes_policy_reaches_the_data_checks(tmp_path):
         assert check_row(row)[0] is None
     finally:
         set_unknown_nodes("error")
+
+
+def test_atomic_write_keeps_the_mode_a_plain_write_would_give(tmp_path: Path) -> None:
+    """mkstemp makes 0o600 files; a state file or lesson must not lose group/other read."""
+    import stat
+
+    from dsl.atomic import atomic_write_text
+
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # what open(..., "w") gives under this process's umask
+    fresh = tmp_path / "fresh.json"
+    atomic_write_text(fresh, "{}")
+    assert stat.S_IMODE(fresh.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    shared = tmp_path / "lesson.json"
+    shared.write_text("{}")
+    shared.chmod(0o664)
+    atomic_write_text(shared, '{"a": 1}')  # replacing a file keeps its own mode
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+    assert shared.read_text() == '{"a": 1}'
