@@ -67,6 +67,10 @@ PRIMARY = {"PrintString": "InString", "Delay": "Duration", "SetActorHiddenInGame
            "SetTimerByFunctionName": "Time", "OpenLevel": "LevelName", "PlaySound": "Sound"}
 ARRAY_VARS = {"Actor": ["Enemies", "Targets", "Pickups"], "Int": ["Scores", "Codes"], "Float": ["Times", "Weights"],
               "String": ["Names", "Lines"], "Vector": ["Waypoints", "Points"]}
+# blueprint names say nothing about the graph: a name spelled from the main node (BP_EventHit22) made
+# the model pick the graph in the header, from its first tokens, where a wrong pick (BP_EventPreConstruct
+# for "on Hit") then dragged the parent class and the nodes after it; the names are free in the scorer
+NAME_STEMS = ["Logic", "Device", "Gadget", "Helper", "Module", "Mechanism", "Setup", "Behaviour", "Routine", "Feature"]
 CLASSES = ["BP_Enemy", "BP_Pickup", "BP_Projectile", "BP_Coin", "BP_Door"]
 WIDGETS = ["WBP_HUD", "WBP_Menu", "WBP_Health", "WBP_Pause"]
 FLOATS = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0, 0.25, 20.0, 100.0]
@@ -397,7 +401,7 @@ class Generator:
     # -- templates --------------------------------------------------------------
     def build(self, focus: str, template: str) -> tuple[str, str]:
         spec = self.cat.nodes[focus]
-        g = _Graph(name=f"BP_{focus.replace('_', '')}{self.rng.randint(1, 99)}")
+        g = _Graph(name=f"BP_{self.rng.choice(NAME_STEMS)}{self.rng.randint(1, 99)}")
         if focus.startswith("Event_") and focus in ("Event_Construct", "Event_PreConstruct", "Event_Destruct"):
             g.parent = "UserWidget"
         else:

@@ -39,6 +39,16 @@ def test_focus_node_appears_in_its_graph(rows):
         assert row["focus"] in types, row
 
 
+def test_blueprint_names_do_not_give_the_graph_away(rows):
+    """The header comes first: a name spelled from the main node makes the model choose the graph there,
+    before it has read the prompt's cues into anything else (docs/ml.md, "Blueprint names")."""
+    for row in rows:
+        name = parse(row["output"]).name or ""
+        squashed = name.replace("_", "").lower()
+        for node in {CAT.canonical_node_type(n.type) for n in parse(row["output"]).nodes}:
+            assert node.replace("_", "").lower() not in squashed, (name, node)
+
+
 def test_same_seed_same_rows_other_seed_other_rows():
     a, b, c = generate(60, seed=11), generate(60, seed=11), generate(60, seed=12)
     assert a == b

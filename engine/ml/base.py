@@ -237,10 +237,25 @@ def pretrain_tiny_base(
     }
 
 
+def quiet_transformers() -> None:
+    """No tqdm bars or library deprecation chatter on the engine's stderr: the step's events say what is
+    loading, and stray bars would garble `bpllm run -q` and the TUI's log (the warnings come from library
+    code, not ours, so the user could do nothing about them)."""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_4bit: bool = False):
     """Model + tokenizer from a base directory, local path or hub id (offline-friendly message)."""
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     from .tokenizer import load_tokenizer
 
     path_str = str(path)

@@ -286,12 +286,9 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     if eval_ds is None:
         args.eval_strategy = "no"
     callback = make_callback(hooks or Hooks(), spec.version) if with_callback else None
-    import warnings
+    from .base import quiet_transformers
 
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    quiet_transformers()
     trainer = SFTTrainer(
         model=model,
         args=args,
