@@ -274,6 +274,7 @@ class Generator:
             named[ps.name] = lit[1]
             given.add(ps.name)
         primary = PRIMARY.get(type_name)
+        element: str | None = None  # an array input's element type: the node's Wildcard pins take it
         for pin in spec.pins:
             if pin.direction != "in" or pin.kind != "data" or pin.name in given:
                 continue
@@ -281,6 +282,8 @@ class Generator:
             if not want or pin.name in ("Target", "Object", "WorldContextObject") and not pin.required:
                 continue
             ptype = pin.type or "Wildcard"
+            if ptype == "Wildcard" and element:
+                ptype = element  # ArrayContains on Array<String> looks for a string, not 20.0
             lit = self.literal(ptype, pin.name)
             if lit is not None and ptype not in ("Object", "Actor", "Widget", "Array", "Transform"):
                 if ptype in ("Float", "Int", "Bool", "Numeric", "Wildcard") and self.rng.random() < 0.3:
@@ -292,8 +295,8 @@ class Generator:
                 given.add(pin.name)
                 continue
             if ptype == "Array":
-                src = self.array_var(g)
-                wires.append((f"{src[0]}.{src[1]}", pin.name, "Array"))
+                src_id, var_name, element = self.array_var(g)
+                wires.append((f"{src_id}.{var_name}", pin.name, "Array"))
                 continue
             prov = self.provider(g, ptype, depth)
             if prov is None and ptype == "Delegate" and "Event_Custom" in self.cat.nodes:
@@ -352,12 +355,13 @@ class Generator:
             return s, s
         return self.literal(type_name, name)
 
-    def array_var(self, g: _Graph) -> tuple[str, str]:
+    def array_var(self, g: _Graph) -> tuple[str, str, str]:
+        """An array variable read by a VariableGet: (node id, variable name, element type)."""
         elem = self.rng.choice(sorted(ARRAY_VARS))
         name = self.rng.choice(ARRAY_VARS[elem])
         g.var(name, f"Array<{elem}>", None)
         nid = g.node("VariableGet", [("VarName", name)])
-        return nid, name
+        return nid, name, elem
 
     def event(self, g: _Graph, name: str | None = None) -> tuple[str, str, str]:
         """An event node: (id, exec out pin, phrase)."""

@@ -73,3 +73,21 @@ def test_focus_nodes_restrict_the_focus():
 
 def test_unknown_focus_nodes_yield_nothing():
     assert generate(5, seed=1, focus_nodes=["NoSuchNode"]) == []
+
+
+def test_array_items_have_the_arrays_element_type():
+    """ArrayContains on an Array<String> looks for a string: a Wildcard item takes the array's element type."""
+    import re
+
+    looks = {"String": r'^".*"$', "Int": r"^-?\d+$", "Float": r"^-?\d+\.\d+$", "Vector": r"^\(X=.*\)$"}
+    checked = 0
+    for row in generate(200, seed=5, focus_nodes=["ArrayContains", "ArrayAdd", "ArrayRemove", "ArrayAddUnique"]):
+        elem = dict(re.findall(r"^VAR (\w+): Array<(\w+)>", row["output"], re.M))
+        item = re.search(r"NODE n\d+: Array\w+ \[Item=(.*)\]$", row["output"], re.M)
+        if not item or len(elem) != 1:
+            continue
+        (element,) = elem.values()
+        if element in looks:
+            checked += 1
+            assert re.match(looks[element], item.group(1)), (element, item.group(1), row["output"])
+    assert checked >= 20
