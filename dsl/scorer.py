@@ -2,7 +2,7 @@
 
 Elements of a text: its PARENT class and CATEGORY, each VAR, each node (by canonical type),
 each node param, each EXEC wire (with pin names) and each DATA wire (with pins
-and type; literal sources included). The scorer finds the node correspondence
+and type; a literal wired into a pin counts as that pin's param). The scorer finds the node correspondence
 that maximises the number of agreeing elements — so node numbering, line order,
 whitespace, alias spellings and the BLUEPRINT name never cost points — and
 reports precision, recall and F1 (the headline score), plus buckets of every
@@ -175,6 +175,22 @@ def _line_text(doc: Document, line: int) -> str:
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
+def _fold_literal_pins(g: Graph) -> Graph:
+    """A literal wired into a pin is that pin's value: ``DATA false -> n2.PrintToScreen [Bool]`` and
+    ``PrintString [PrintToScreen=false]`` are one graph (Unreal stores both as the pin's default), so
+    they score alike. A literal for a pin the node already sets stays an edge (and an error)."""
+    kept = []
+    for e in g.edges:
+        node = g.nodes.get(e.dst)
+        if e.kind == "DATA" and e.src is None and node is not None and e.dst_pin not in node.params:
+            node.params[e.dst_pin] = e.src_pin
+            node.param_order.append(e.dst_pin)
+        else:
+            kept.append(e)
+    g.edges = kept
+    return g
+
+
 def score(
     expected: str | Document,
     actual: str | Document,
@@ -184,7 +200,7 @@ def score(
     cat = catalog if catalog is not None else default_catalog()
     exp_doc = expected if isinstance(expected, Document) else parse(expected)
     act_doc = actual if isinstance(actual, Document) else parse(actual)
-    exp, act = build_graph(exp_doc, cat), build_graph(act_doc, cat)
+    exp, act = _fold_literal_pins(build_graph(exp_doc, cat)), _fold_literal_pins(build_graph(act_doc, cat))
     mapping = _Matcher(exp, act).match()
     inverse = {a: e for e, a in mapping.items()}
     buckets: dict[str, list[dict[str, Any]]] = {b: [] for b in BUCKETS}

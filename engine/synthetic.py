@@ -286,10 +286,9 @@ class Generator:
                 ptype = element  # ArrayContains on Array<String> looks for a string, not 20.0
             lit = self.literal(ptype, pin.name)
             if lit is not None and ptype not in ("Object", "Actor", "Widget", "Array", "Transform"):
-                if ptype in ("Float", "Int", "Bool", "Numeric", "Wildcard") and self.rng.random() < 0.3:
-                    wires.append((lit[0], pin.name, {"Numeric": "Float", "Wildcard": "Float"}.get(ptype, ptype)))
-                else:
-                    params.append((pin.name, lit[0]))
+                # a pin's literal is written as a param, never as a literal DATA wire: the scorer counts
+                # both spellings alike, and one spelling is one thing less for the model to guess
+                params.append((pin.name, lit[0]))
                 g.phrases.append(lit[1])
                 named[pin.name] = lit[1]
                 given.add(pin.name)
@@ -297,6 +296,8 @@ class Generator:
             if ptype == "Array":
                 src_id, var_name, element = self.array_var(g)
                 wires.append((f"{src_id}.{var_name}", pin.name, "Array"))
+                g.phrases.append(var_name)  # which array: the prompt says it
+                named[pin.name] = var_name
                 continue
             prov = self.provider(g, ptype, depth)
             if prov is None and ptype == "Delegate" and "Event_Custom" in self.cat.nodes:
@@ -394,7 +395,12 @@ class Generator:
         if templates:
             usable = [t for t in templates if all(k in named for k in re.findall(r"{(\w+)}", t))]
             if usable:
-                return self.rng.choice(usable).format(**named)
+                chosen = self.rng.choice(usable)
+                phrase = chosen.format(**named)
+                # every value in the gold is in the prompt: an optional pin the template does not
+                # mention (PrintString's Key, PrintToLog) is named, or the model is asked to guess it
+                unsaid = [f"{k} {v}" for k, v in named.items() if "{" + k + "}" not in chosen]
+                return phrase + (f" ({', '.join(unsaid)})" if unsaid else "")
         verb = words(type_name)
         head = self.rng.choice([f"calls {type_name}", f"uses a {type_name} node to {verb}", f"does {verb} ({type_name})",
                                 f"runs {type_name}"])
@@ -442,18 +448,20 @@ class Generator:
         prefix = ""
         if template == "branch":
             cond_var = self.rng.choice(VAR_NAMES["Bool"])
-            g.var(cond_var, "Bool", self.rng.choice(["true", "false"]))
+            initially = self.rng.choice(["true", "false"])
+            g.var(cond_var, "Bool", initially)
             get = g.node("VariableGet", [("VarName", cond_var)])
             br = g.node("Branch")
             g.exec(ev, out, br, "Execute")
             g.data(f"{get}.{cond_var}", br, "Condition", "Bool")
             ev, out = br, "True"
-            prefix = f"if {cond_var} is true, "
+            prefix = f"if {cond_var} (initially {initially}) is true, "
         elif template == "loop":
-            loop = g.node("ForLoop", [("FirstIndex", "0"), ("LastIndex", str(self.rng.choice([3, 5, 9])))])
+            last = self.rng.choice([3, 5, 9])
+            loop = g.node("ForLoop", [("FirstIndex", "0"), ("LastIndex", str(last))])
             g.exec(ev, out, loop, "Execute")
             ev, out = loop, "LoopBody"
-            prefix = self.rng.choice(["in a loop, ", "for each index of a ForLoop, "])
+            prefix = self.rng.choice([f"in a loop from 0 to {last}, ", f"for each index of a ForLoop from 0 to {last}, "])
         extra: list[tuple[str, str]] = []
         if focus == "VariableSet":
             vtype = self.rng.choice(["Float", "Int", "Bool"])
@@ -465,7 +473,7 @@ class Generator:
             nid = g.node(focus, extra)
             g.data(new[0], nid, vname, vtype)
             g.exec(ev, out, nid, exec_in)
-            action = f"sets the variable {vname} to {new[1]}"
+            action = f"sets the variable {vname} (initially {lit[1]}) to {new[1]}"
         else:
             nid = self.feed_inputs(g, focus, extra=extra)
             self.chain_in(g, ev, out, nid, exec_in)
@@ -493,7 +501,8 @@ class Generator:
         if focus == "VariableGet":
             vtype = self.rng.choice(["Float", "Int", "Bool", "String"])
             vname = self.rng.choice(VAR_NAMES[vtype])
-            g.var(vname, vtype, self.literal(vtype)[0])
+            initially = self.literal(vtype)
+            g.var(vname, vtype, initially[0])
             extra = [("VarName", vname)]
             out_pin, out_type = vname, vtype
         else:
@@ -540,7 +549,7 @@ class Generator:
             g.exec(cid, "True", tail, "Execute")
         with_values = f" of {', '.join(values)}" if values else ""
         what = self.rng.choice([f"computes {words(focus)} ({focus}){with_values}", f"takes the {focus}{with_values}",
-                                f"uses {focus}{with_values}"]) if focus != "VariableGet" else f"reads the variable {out_pin}"
+                                f"uses {focus}{with_values}"]) if focus != "VariableGet" else f"reads the variable {out_pin} (initially {initially[1]})"
         use = {"PrintString": "and prints the result",
                "SetActorLocation": "and moves the actor there", "SetActorRotation": "and rotates the actor to it",
                "Branch": "and prints Yes when it is true",

@@ -50,7 +50,7 @@ def test_renumbered_reordered_renamed_respaced_is_perfect(seed):
         (("n4.Then -> n5.Execute", "n4.Then -> n6.Execute"), "missing_exec"),
         (("DATA n1.Damage -> n3.B [Float]", "DATA n1.Damage -> n3.A [Float]"), "missing_data"),
         (("[Float]\nDATA 1.0", "[Int]\nDATA 1.0"), "missing_data"),
-        (("DATA 1.0 ->", "DATA 2.0 ->"), "missing_data"),
+        (("DATA 1.0 ->", "DATA 2.0 ->"), "wrong_params"),  # a literal into a pin is that pin's value
         (("NODE n3: SubtractFloat", "NODE n3: AddFloat"), "missing_nodes"),
         (("VAR Health: Float = 100.0", "VAR Health: Float = 50.0"), "missing_vars"),
         (("PARENT: Actor", "PARENT: Character"), "header"),
@@ -68,6 +68,19 @@ def test_one_real_difference_costs(change, bucket):
     assert result.buckets[bucket], (bucket, result.buckets)
     entry = result.buckets[bucket][0]
     assert entry["expected_line"] or entry["actual_line"]
+
+
+def test_a_literal_wired_into_a_pin_equals_the_pin_param():
+    """Unreal keeps both as the pin's default value: the two spellings are one graph."""
+    as_param = GOLD.replace('[InString="Hit"]', '[InString="Hit", Duration=1.0]').replace("DATA 1.0 -> n5.Duration [Float]\n", "")
+    assert as_param != GOLD
+    assert score(GOLD, as_param).exact and score(as_param, GOLD).exact
+    wrong = as_param.replace("Duration=1.0", "Duration=3.0")
+    assert score(GOLD, wrong).buckets["wrong_params"]
+    # both at once: the param is the node's value, the wire is one line too many
+    both = GOLD.replace('[InString="Hit"]', '[InString="Hit", Duration=1.0]')
+    result = score(as_param, both)
+    assert not result.exact and result.buckets["extra_data"]
 
 
 def test_entries_point_at_lines_in_both_texts():

@@ -91,3 +91,34 @@ def test_array_items_have_the_arrays_element_type():
             checked += 1
             assert re.match(looks[element], item.group(1)), (element, item.group(1), row["output"])
     assert checked >= 20
+
+
+def _spellings(raw: str) -> set[str]:
+    import re
+
+    v = raw.strip('"')
+    out = {v}
+    try:
+        f = float(v)
+        out |= {f"{f:g}", str(int(f)) if f == int(f) else str(f)}
+    except ValueError:
+        pass
+    if m := re.match(r"\(X=(.*),Y=(.*),Z=(.*)\)", v):
+        out.add(f"({m.group(1)}, {m.group(2)}, {m.group(3)})")
+    if m := re.match(r"\(Roll=0,Pitch=0,Yaw=(.*)\)", v):
+        out.add(f"a yaw of {m.group(1)}")
+    return out
+
+
+def test_every_value_in_the_gold_is_in_the_prompt(rows):
+    """A value the prompt never states (a loop bound, a variable's start value, PrintString's Key) can
+    only be guessed: it teaches noise and costs points no model could earn."""
+    unsaid = []
+    for row in rows:
+        doc, said = parse(row["output"]), row["instruction"]
+        values = [(f"{n.type}.{p.name}", p.value.raw) for n in doc.nodes for p in n.params]
+        values += [(f"VAR {v.name}", v.default.raw) for v in doc.vars if v.default is not None]
+        values += [(f"DATA -> {c.target.pin}", c.source.raw) for c in doc.connections
+                   if c.kind == "DATA" and not hasattr(c.source, "node")]
+        unsaid += [(what, raw, said) for what, raw in values if not any(s in said for s in _spellings(raw))]
+    assert not unsaid, unsaid[:5]
