@@ -577,7 +577,15 @@ class Generator:
         return hit
 
     def frame(self, event_phrase: str, action: str, parent: str) -> str:
-        tmpl = self.rng.choice(FRAMES)
+        # the parent class is stated unless it is the default (Actor) or the event says "widget":
+        # "Create a Blueprint that …" with PARENT: Pawn in the gold asks the model to guess
+        if parent == "Actor":
+            frames = FRAMES
+        elif parent == "UserWidget":
+            frames = [f for f in FRAMES if "actor Blueprint" not in f]
+        else:
+            frames = [f for f in FRAMES if "{parent}" in f]
+        tmpl = self.rng.choice(frames)
         text = tmpl.format(event=event_phrase, Event=event_phrase[:1].upper() + event_phrase[1:], action=action,
                            parent=parent)
         text = re.sub(r"\ba ([AEIOU])", r"an \1", text)

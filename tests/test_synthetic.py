@@ -121,4 +121,9 @@ def test_every_value_in_the_gold_is_in_the_prompt(rows):
         values += [(f"DATA -> {c.target.pin}", c.source.raw) for c in doc.connections
                    if c.kind == "DATA" and not hasattr(c.source, "node")]
         unsaid += [(what, raw, said) for what, raw in values if not any(s in said for s in _spellings(raw))]
+        # the parent class: stated, or the default (Actor), or implied by a widget event; never contradicted
+        parent = next(h.value for h in doc.headers if h.key == "PARENT")
+        stated = parent == "Actor" or f"{parent} Blueprint" in said or parent == "UserWidget" and "widget" in said
+        if not stated or parent != "Actor" and "actor Blueprint" in said:
+            unsaid.append(("PARENT", parent, said))
     assert not unsaid, unsaid[:5]
