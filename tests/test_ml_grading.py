@@ -131,7 +131,10 @@ def test_look_alikes_stay_within_the_node_kind():
 
 def test_drafted_lesson_reviews_the_nodes_a_drill_would_crowd_out(records):
     pairs = confusions(records)
-    contrast = contrast_nodes(["DestroyActor", "ArrayRemove"], pairs)
+    # a single swap is noise by default: only the catalog's look-alikes are reviewed
+    assert "PrintString" not in contrast_nodes(["DestroyActor", "ArrayRemove"], pairs)
+    assert "PrintString" in contrast_nodes(["DestroyActor", "ArrayRemove"], pairs + pairs)
+    contrast = contrast_nodes(["DestroyActor", "ArrayRemove"], pairs, min_swaps=1)
     # the exam's swap partner first, then the catalog's look-alike; never a focus node
     assert contrast[0] == "PrintString" and "ArrayRemoveIndex" in contrast
     assert not {"DestroyActor", "ArrayRemove"} & set(contrast)

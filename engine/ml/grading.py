@@ -214,13 +214,16 @@ def look_alikes(node: str, catalog=None, k: int = 3, cutoff: float = 0.65, word_
 
 
 def contrast_nodes(focus: Sequence[str], pairs: Counter | None = None, catalog=None,
-                   per_node: int = 3, limit: int = 10) -> list[str]:
+                   per_node: int = 3, limit: int = 10, min_swaps: int = 2) -> list[str]:
     """Node types a drill on ``focus`` is likely to crowd out, to review beside it.
 
     Drilling a node raises the odds the model writes it, so the nodes it is confused with start
     losing prompts to it (measured: a drill on Event_Destroyed and ArrayRemove cost Event_Destruct
     and ArrayRemoveIndex 7–16 points). Those are the nodes the exam saw swapped with a focus node,
-    in either direction, and the catalog's look-alikes of each focus node."""
+    in either direction, and the catalog's look-alikes of each focus node. A pair swapped fewer than
+    ``min_swaps`` times is left out: one swap in a large exam is noise, and a slot spent on it was the
+    one a real neighbour needed (a drill on ForEachLoopWithBreak reviewed two one-off swaps of other
+    focus nodes while ForEachLoop, swapped 10 times, lost 12 points)."""
     focus_set = set(focus)
     picks: list[list[str]] = []
     for node in focus:
@@ -230,7 +233,7 @@ def contrast_nodes(focus: Sequence[str], pairs: Counter | None = None, catalog=N
                 swapped[written] += n
             elif written == node and expected not in focus_set:
                 swapped[expected] += n
-        swaps = [name for name, _ in swapped.most_common()]
+        swaps = [name for name, n in swapped.most_common() if n >= min_swaps]
         alikes = [name for name in look_alikes(node, catalog) if name not in focus_set]
         ranked = [name for pair in zip_longest(swaps, alikes) for name in pair if name]  # one of each in turn
         picks.append(list(dict.fromkeys(ranked))[:per_node])

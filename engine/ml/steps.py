@@ -826,7 +826,8 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     lesson_id = next_draft_id(ws.lessons, ws.drafts)
     share = float(grading.get("contrast_share", 0.4))
     contrast = contrast_nodes(weakest, confusions(recs), per_node=int(grading.get("contrast_per_node", 3)),
-                              limit=int(grading.get("contrast_nodes", 10))) \
+                              limit=int(grading.get("contrast_nodes", 10)),
+                              min_swaps=int(grading.get("contrast_min_swaps", 2))) \
         if share > 0 else []
     lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 60)),
                           seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table,
