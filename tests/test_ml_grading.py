@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -246,3 +247,11 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
     assert out["others"]["PrintString"]["delta"] == -9.5 and out["others"]["PrintString"]["significant_fall"]
     text = run("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
     assert "3 fell more than 5 points" in text and "of those, 3 with the prompts agreeing" in text
+
+
+def test_a_look_alike_the_exam_also_swapped_is_reviewed_first():
+    """ForEachLoop is both spelled like ForEachLoopWithBreak and swapped with it: the surest neighbour,
+    reviewed before a node swapped more often that only shares the exam's confusion."""
+    pairs = Counter({("ForEachLoopWithBreak", "ArrayClear"): 10, ("ArrayClear", "ForEachLoopWithBreak"): 8,
+                     ("ForEachLoop", "ForEachLoopWithBreak"): 3})
+    assert contrast_nodes(["ForEachLoopWithBreak"], pairs, per_node=2) == ["ForEachLoop", "ArrayClear"]
