@@ -98,6 +98,20 @@ def test_deltas_against_previous_and_regression_alert(records):
     assert "2 of 2 shared prompts changed; paired 95 %" in alerts[0]["message"]
 
 
+def test_exam_alerts_join_the_versions_health_report(records):
+    """5.4 writes the training alerts before the exam; 7.3's node regression joins them in the same
+    file (it used to reach only the events), and a re-run replaces its alert instead of adding one."""
+    training = [{"check": "oscillation", "severity": "warning", "message": "m", "key": "oscillation"}]
+    report = health.health_report_doc("v2", training)
+    assert report["status"] == "warning"
+    regression = health.mastery_alerts(node_mastery(records, previous={"DestroyActor": 90.0}))
+    report = health.health_report_doc("v2", regression, report)
+    assert [a["check"] for a in report["alerts"]] == ["oscillation", "node_regression"]
+    assert report["status"] == "critical"
+    again = health.health_report_doc("v2", regression, report)
+    assert len(again["alerts"]) == 2
+
+
 def test_weakest_nodes_and_drafted_lesson_validates(tmp_path, records):
     table = node_mastery(records)
     weak = weakest_nodes(table, k=2)

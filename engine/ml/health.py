@@ -128,3 +128,16 @@ def stagnation_alerts(version_scores: Sequence[tuple[str, float]], window: int =
                        f"exam average has not improved by {STAGNATION_POINTS} point over {names} "
                        f"({' -> '.join(f'{s:.1f}' for s in recent)})", gain, STAGNATION_POINTS)]
     return []
+
+
+def health_report_doc(version: str, alerts: list[dict[str, Any]], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A version's ``health_report.json``: ``alerts`` joined to the ``previous`` report's by key (a re-run
+    replaces its own alert, never duplicates it), with the worst severity as the status."""
+    import time
+
+    by_key = {a.get("key", a.get("check")): a for a in (previous or {}).get("alerts", [])}
+    by_key.update({a.get("key", a.get("check")): a for a in alerts})
+    merged = list(by_key.values())
+    status = ("critical" if any(a["severity"] == "critical" for a in merged)
+              else "warning" if merged else "healthy")
+    return {"version": version, "alerts": merged, "created": time.time(), "status": status}

@@ -575,12 +575,20 @@ def health_checks(ctx: StepContext) -> dict[str, Any]:
 def health_report(ctx: StepContext) -> dict[str, Any]:
     version = version_of(ctx)
     alerts = ml_state(ctx).get(f"health:{ctx.cycle}", [])
-    path = version_dir(ctx, version) / "health_report.json"
-    atomic_write_json(path, {"version": version, "alerts": alerts, "created": time.time(),
-                             "status": "critical" if any(a["severity"] == "critical" for a in alerts)
-                             else "warning" if alerts else "healthy"})
+    path = _write_health_report(ctx, version, alerts, replace=True)
     ctx.artifact("report", path, f"health report {version}", version=version)
     return {"path": str(path), "alerts": len(alerts)}
+
+
+def _write_health_report(ctx: StepContext, version: str, alerts: list[dict[str, Any]], replace: bool = False) -> Path:
+    """The version's health report: 5.4 writes the training alerts; the exam's alerts (node regression,
+    stagnation: steps 7.3 / 7.4) join it by key, so the one file holds every alert of the version."""
+    from .health import health_report_doc
+
+    path = version_dir(ctx, version) / "health_report.json"
+    previous = None if replace or not path.exists() else json.loads(path.read_text(encoding="utf-8"))
+    atomic_write_json(path, health_report_doc(version, alerts, previous))
+    return path
 
 
 def update_training_history(ctx: StepContext) -> dict[str, Any]:
@@ -779,7 +787,9 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
     paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
-    _emit_alerts(ctx, mastery_alerts(table, paired), version)
+    alerts = _emit_alerts(ctx, mastery_alerts(table, paired), version)
+    if alerts:
+        _write_health_report(ctx, version, alerts)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
     for row in table:
@@ -804,7 +814,9 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
     ctx.artifact("report", path, f"grading report {version}", version=version)
     averages = [(row["version"], row["avg"]) for row in ctx.history.query(
         "SELECT version, AVG(score) AS avg, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
-    _emit_alerts(ctx, stagnation_alerts(averages), version)
+    stagnation = _emit_alerts(ctx, stagnation_alerts(averages), version)
+    if stagnation:
+        _write_health_report(ctx, version, stagnation)
     return {"path": str(path), "avg_score": rep["avg_score"], "parse_pct": rep["parse_pct"],
             "valid_pct": rep["valid_pct"], "bands": rep["bands"]}
 
