@@ -45,7 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         # exit 0: torchrun reports any non-zero rank as a crash; the marker tells the parent instead
         write({"type": "_stopped", "checkpoint": stop.checkpoint})
         return 0
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits: left to exit, a still-running gloo
+    thread can abort the rank ("terminate called without an active exception", SIGABRT), seen once
+    in CI on a loaded 2-core machine right after a stop."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
