@@ -41,7 +41,7 @@ def test_focus_node_appears_in_its_graph(rows):
 
 def test_blueprint_names_do_not_give_the_graph_away(rows):
     """The header comes first: a name spelled from the main node makes the model choose the graph there,
-    before it has read the prompt's cues into anything else (docs/ml.md, "Blueprint names")."""
+    before it has read the prompt's cues into anything else (docs/ml.md, "Synthetic data")."""
     for row in rows:
         name = parse(row["output"]).name or ""
         squashed = name.replace("_", "").lower()
