@@ -255,8 +255,9 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_
     """Model + tokenizer from a base directory, local path or hub id (offline-friendly message)."""
     from transformers import AutoModelForCausalLM
 
-    quiet_transformers()
     from .tokenizer import load_tokenizer
+
+    quiet_transformers()
 
     path_str = str(path)
     kwargs: dict[str, Any] = {}

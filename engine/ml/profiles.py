@@ -118,13 +118,11 @@ PROFILES: dict[str, Profile] = {
         # (mean -0.5, 3 of 41 fell > 5 points) where a fresh LoRA re-rolled them (mean -1.5, 9 of 41)
         warm_start=True,
         # cycle 2+ replays the whole training set (every integrated lesson + synthetic rows) around the
-        # new lesson for 3 epochs at half the lr: measured on two seeds (docs/ml.md "Two cycles"), 3 epochs
-        # raised all 5 drilled nodes (+6.7 / +9.4 mean) where 2 raised 4 of 5 (+5.5 / +8.3), and no more
-        # other nodes moved > 5 points (0 / 4 of 142, none with its prompts agreeing; 6 / 3 with 2 epochs)
+        # new lesson for 3 epochs (2 left drilled nodes short on the earlier, smaller exam), at a quarter
+        # of the lr: measured on a 4,015-prompt exam (docs/ml.md "Two cycles"), the drill still raises all
+        # its nodes (15 of 15 over three seeds, +4.4 to +8.3 mean) and fewer other nodes fall > 5 points
+        # (1 / 1 / 0 of 142, against 4 / 2 / 0 at half the lr)
         warm_start_epochs=3.0,
-        # at a quarter of the lr the drill still raises all its nodes (15 of 15 over three seeds, +4.4 to
-        # +8.3 mean on a 4,015-prompt exam) and fewer other nodes fall > 5 points (1 / 1 / 0 of 142,
-        # against 4 / 2 / 0 at half the lr): docs/ml.md "Two cycles"
         warm_start_lr_scale=0.25,
         tiny=dict(TINY_BASE_DEFAULTS),
     ),

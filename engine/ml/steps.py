@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_json
+from engine.atomic import atomic_write_json, read_json
 from engine.context import StepContext, StepRegistry
 
 STATE = "ml"
@@ -552,10 +552,15 @@ def training_summary(ctx: StepContext) -> dict[str, Any]:
     return out
 
 
-def _emit_alerts(ctx: StepContext, alerts: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
+def _emit_alerts(ctx: StepContext, alerts: list[dict[str, Any]], version: str,
+                 join_report: bool = False) -> list[dict[str, Any]]:
+    """Emit ``alerts`` as health events; ``join_report``: alerts raised after 5.4 (the exam's) also join
+    the version's ``health_report.json``."""
     for a in alerts:
         a["count"] = ctx.health(a["check"], a["severity"], a["message"], key=a["key"], value=a["value"],
                                 threshold=a["threshold"], scope=version, version=version)
+    if alerts and join_report:
+        _write_health_report(ctx, version, alerts)
     return alerts
 
 
@@ -586,7 +591,7 @@ def _write_health_report(ctx: StepContext, version: str, alerts: list[dict[str, 
     from .health import health_report_doc
 
     path = version_dir(ctx, version) / "health_report.json"
-    previous = None if replace or not path.exists() else json.loads(path.read_text(encoding="utf-8"))
+    previous = None if replace else read_json(path)
     atomic_write_json(path, health_report_doc(version, alerts, previous))
     return path
 
@@ -787,9 +792,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
     paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
-    alerts = _emit_alerts(ctx, mastery_alerts(table, paired), version)
-    if alerts:
-        _write_health_report(ctx, version, alerts)
+    _emit_alerts(ctx, mastery_alerts(table, paired), version, join_report=True)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
     for row in table:
@@ -814,9 +817,7 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
     ctx.artifact("report", path, f"grading report {version}", version=version)
     averages = [(row["version"], row["avg"]) for row in ctx.history.query(
         "SELECT version, AVG(score) AS avg, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
-    stagnation = _emit_alerts(ctx, stagnation_alerts(averages), version)
-    if stagnation:
-        _write_health_report(ctx, version, stagnation)
+    _emit_alerts(ctx, stagnation_alerts(averages), version, join_report=True)
     return {"path": str(path), "avg_score": rep["avg_score"], "parse_pct": rep["parse_pct"],
             "valid_pct": rep["valid_pct"], "bands": rep["bands"]}
 
