@@ -88,7 +88,8 @@ _TYPES: tuple[EventType, ...] = (
     EventType(
         "train", "One trainer logging step.",
         required=("step",),
-        optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "version", "cycle"),
+        optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "retain_kl",
+                  "version", "cycle"),
     ),
     EventType(
         "eval", "Evaluation on the held-out split.",

@@ -138,3 +138,61 @@ def test_accelerate_stop_is_agreed_by_both_ranks_and_resumes(base, rows, tmp_pat
     rec2 = Recorder()
     summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec2.events.append((type, p)), poll_s=0.2)
     assert summary["resumed_from"] == ckpt and summary["global_step"] == 8
+
+
+def test_retaining_loss_is_the_plain_loss_plus_kl_where_the_previous_version_was_right(base, rows, tmp_path):
+    """retain_weight > 0 with a warm start: at the start (student = teacher) the loss is trl's own;
+    once the student moves, the loss grows by exactly weight x KL(teacher || student) summed over the
+    completion tokens the teacher predicts right, per completion token."""
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    from engine.ml.train import build_trainer
+
+    train_adapter(spec_for(base, rows, tmp_path / "v1", max_steps=4, learning_rate=1e-2,
+                            lora_dropout=0.0), Recorder().hooks())
+    weight = 3.0
+    spec = spec_for(base, rows, tmp_path / "v2", max_steps=4, retain_weight=weight, lora_dropout=0.0)
+    spec.init_adapter = str(tmp_path / "v1" / "adapter")
+    trainer, _ = build_trainer(spec, with_callback=False)
+    assert type(trainer).__name__ == "RetainingSFTTrainer"
+    model = trainer.model
+    model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    with torch.no_grad():
+        plain = SFTTrainer.compute_loss(trainer, model, dict(batch)).item()
+        assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(plain, rel=1e-5)
+
+        gen = torch.Generator().manual_seed(0)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+        plain = SFTTrainer.compute_loss(trainer, model, dict(batch)).item()
+        retaining = trainer.compute_loss(model, dict(batch)).item()
+
+        forward = {k: v for k, v in batch.items() if k != "labels"}
+        student = F.log_softmax(model(**forward).logits[:, :-1].float(), -1)
+        teacher = F.log_softmax(trainer.teacher(**forward).logits[:, :-1].float(), -1)
+        target = batch["labels"][:, 1:]
+        completion = target != -100
+        known = completion & (teacher.argmax(-1) == target)
+        kl = (teacher.exp() * (teacher - student)).sum(-1)
+    assert 0 < known.sum() < completion.sum()  # some tokens kept, some left to the plain loss
+    expected = weight * (kl * known).sum().item() / completion.sum().item()
+    assert expected > 1e-4
+    assert retaining - plain == pytest.approx(expected, rel=1e-3)
+
+
+def test_retain_weight_trains_and_reports_the_kl_in_train_events(base, rows, tmp_path):
+    train_adapter(spec_for(base, rows, tmp_path / "v1", max_steps=2), Recorder().hooks())
+    spec = spec_for(base, rows, tmp_path / "v2", max_steps=3, retain_weight=1.0)
+    spec.init_adapter = str(tmp_path / "v1" / "adapter")
+    rec = Recorder()
+    assert train_adapter(spec, rec.hooks())["global_step"] == 3
+    assert [e["step"] for e in rec.of("train")] == [1, 2, 3]
+    assert all(e["retain_kl"] >= 0 for e in rec.of("train"))
+    # without a warm start there is no previous version to keep: plain SFT, no KL in the events
+    rec = Recorder()
+    train_adapter(spec_for(base, rows, tmp_path / "fresh", max_steps=2, retain_weight=1.0), rec.hooks())
+    assert not any("retain_kl" in e for e in rec.of("train"))

@@ -44,6 +44,11 @@ class Profile:
     warm_start: bool = False
     warm_start_epochs: float = 1.0
     warm_start_lr_scale: float = 0.5
+    # with a warm start, keep what the previous version knew: on the completion tokens the previous
+    # version already predicts right, add retain_weight x KL(previous || new) to the loss. Tokens it
+    # got wrong (the drill's weak nodes) are left to the plain loss. 0 = off. Needs a frozen copy of
+    # the model in memory (cheap for tiny bases; for a 70B it doubles the weights)
+    retain_weight: float = 0.0
     # distribution: run training under `accelerate launch` instead of in-process
     launcher: str = "inprocess"  # inprocess | accelerate
     num_processes: int = 1
@@ -124,6 +129,10 @@ PROFILES: dict[str, Profile] = {
         # (1 / 1 / 0 of 142, against 4 / 2 / 0 at half the lr)
         warm_start_epochs=3.0,
         warm_start_lr_scale=0.25,
+        # and holds what v1 knew: KL to v1 on the tokens v1 got right, weighted 2 (docs/ml.md "Two
+        # cycles": the other nodes' changes spread less on all four seeds, sd 1.8 -> 1.4, and their
+        # falls > 5 points went from 1 / 0 / 1 / 1 to 1 / 0 / 0 / 0; the drilled nodes still all rise)
+        retain_weight=2.0,
         tiny=dict(TINY_BASE_DEFAULTS),
     ),
     "llama-8b-bf16": Profile(

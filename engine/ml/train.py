@@ -221,7 +221,7 @@ def make_callback(hooks: Hooks, version: str):
                            lr=float(logs.get("learning_rate", 0.0)),
                            grad_norm=float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
                            tokens_per_s=round((tokens - self._tokens0) / elapsed, 1) if tokens else None,
-                           version=version)
+                           version=version, **({"retain_kl": float(logs["retain_kl"])} if "retain_kl" in logs else {}))
             self._last_t = now
 
         def on_save(self, args, state, control, **kw):
@@ -289,7 +289,13 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     from .base import quiet_transformers
 
     quiet_transformers()
-    trainer = SFTTrainer(
+    teacher = None
+    if profile.retain_weight > 0 and spec.init_adapter:
+        teacher = frozen_copy(model)
+    trainer_class = retaining_trainer_class() if teacher is not None else SFTTrainer
+    extra = {"teacher": teacher, "retain_weight": profile.retain_weight} if teacher is not None else {}
+    trainer = trainer_class(
+        **extra,
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -302,6 +308,72 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     for noisy in (PrinterCallback, ProgressCallback):  # events replace console dumps of the log dict
         trainer.remove_callback(noisy)
     return trainer, callback
+
+
+def frozen_copy(model):
+    """The warm-start model as it is before training (the previous version), frozen: the teacher."""
+    import copy
+
+    teacher = copy.deepcopy(model)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def retaining_trainer_class():
+    """SFTTrainer whose training loss adds ``retain_weight`` x KL(teacher || student) on the completion
+    tokens the teacher (the previous version) already predicts right.
+
+    Why: a lesson aimed at weak nodes moves weights every node shares, and the replayed rows' plain
+    loss only pulls back their gold tokens, so other nodes drift (docs/ml.md "Two cycles"). Matching
+    the previous version's whole distribution where it was right holds what it knew (learning without
+    forgetting), while the tokens it got wrong, the drill's weak nodes among them, learn from the
+    plain loss alone. Evaluation keeps the plain loss, so eval curves stay comparable across versions.
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class RetainingSFTTrainer(SFTTrainer):
+        def __init__(self, *args, teacher, retain_weight: float, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.teacher = teacher.to(self.args.device)
+            self.retain_weight = float(retain_weight)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not model.training or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            labels = inputs["labels"]
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            forward["use_cache"] = False
+            logits = model(**forward).logits[:, :-1].float()
+            with torch.no_grad():
+                teacher_logp = F.log_softmax(self.teacher(**forward).logits[:, :-1].float(), dim=-1)
+            target = labels[:, 1:]
+            mask = target != -100
+            logp = F.log_softmax(logits, dim=-1)
+            gold = target.clamp(min=0).unsqueeze(-1)
+            nll = -logp.gather(-1, gold).squeeze(-1)
+            known = mask & (teacher_logp.argmax(-1) == target)
+            kl = (teacher_logp.exp() * (teacher_logp - logp)).sum(-1)
+            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            count = torch.as_tensor(count, device=logits.device).clamp(min=1)
+            nll_sum, kl_sum = (nll * mask).sum(), (kl * known).sum()
+            loss = (nll_sum + self.retain_weight * kl_sum) / count
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            valid = mask.sum()
+            correct = ((logits.argmax(-1) == target) & mask).sum()
+            if valid > 0:
+                metrics = self._metrics["train"]
+                metrics["mean_token_accuracy"].append((correct / valid).item())
+                metrics["retain_kl"].append((kl_sum / known.sum().clamp(min=1)).item())
+                metrics["retained_share"].append((known.sum() / valid).item())
+            return loss
+
+    return RetainingSFTTrainer
 
 
 def train_adapter(spec: TrainSpec, hooks: Hooks | None = None, trainer=None, callback=None) -> dict[str, Any]:
