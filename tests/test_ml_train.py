@@ -196,3 +196,24 @@ def test_retain_weight_trains_and_reports_the_kl_in_train_events(base, rows, tmp
     rec = Recorder()
     train_adapter(spec_for(base, rows, tmp_path / "fresh", max_steps=2, retain_weight=1.0), rec.hooks())
     assert not any("retain_kl" in e for e in rec.of("train"))
+
+
+def test_retain_weight_on_the_8bit_path(base, rows, tmp_path):
+    """The 70B profile's 8-bit values with a warm start and retain_weight: the frozen copy of an 8-bit
+    model trains beside it (bitsandbytes on CPU)."""
+    pytest.importorskip("bitsandbytes")
+    prof = get_profile("llama-70b-8bit").with_overrides(base=str(base), max_steps=2, save_steps=100, logging_steps=1,
+                                                        max_seq_len=256, bf16=False)
+    spec = TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:8], validation_rows=[],
+                     system_prompt=SYSTEM, output_dir=str(tmp_path / "v1" / "ckpt"),
+                     adapter_dir=str(tmp_path / "v1" / "adapter"))
+    try:
+        train_adapter(spec, Recorder().hooks())
+    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pragma: no cover - platform dependent
+        pytest.skip(f"bitsandbytes cannot run 8-bit training on this machine: {exc}")
+    spec2 = TrainSpec(base=str(base), profile=prof.with_overrides(retain_weight=1.0).to_dict(), train_rows=rows[8:16],
+                      validation_rows=[], system_prompt=SYSTEM, output_dir=str(tmp_path / "v2" / "ckpt"),
+                      adapter_dir=str(tmp_path / "v2" / "adapter"), init_adapter=str(tmp_path / "v1" / "adapter"))
+    rec = Recorder()
+    assert train_adapter(spec2, rec.hooks())["global_step"] == 2
+    assert [round(e["retain_kl"], 6) >= 0 for e in rec.of("train")] == [True, True]

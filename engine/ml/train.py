@@ -338,7 +338,10 @@ def retaining_trainer_class():
     class RetainingSFTTrainer(SFTTrainer):
         def __init__(self, *args, teacher, retain_weight: float, **kwargs):
             super().__init__(*args, **kwargs)
-            self.teacher = teacher.to(self.args.device)
+            device = next(self.model.parameters()).device  # where the Trainer put the model
+            if next(teacher.parameters()).device != device and not getattr(teacher, "is_quantized", False):
+                teacher = teacher.to(device)  # quantized weights stay where they were loaded (and refuse .to)
+            self.teacher = teacher
             self.retain_weight = float(retain_weight)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
