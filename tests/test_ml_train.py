@@ -191,7 +191,8 @@ def test_retain_weight_trains_and_reports_the_kl_in_train_events(base, rows, tmp
     rec = Recorder()
     assert train_adapter(spec, rec.hooks())["global_step"] == 3
     assert [e["step"] for e in rec.of("train")] == [1, 2, 3]
-    assert all(e["retain_kl"] >= 0 for e in rec.of("train"))
+    kls = [e["retain_kl"] for e in rec.of("train")]
+    assert min(kls) >= 0 and kls[-1] > 0, kls  # the teacher is a copy: once the student moves, they differ
     # without a warm start there is no previous version to keep: plain SFT, no KL in the events
     rec = Recorder()
     train_adapter(spec_for(base, rows, tmp_path / "fresh", max_steps=2, retain_weight=1.0), rec.hooks())
@@ -216,4 +217,5 @@ def test_retain_weight_on_the_8bit_path(base, rows, tmp_path):
                       adapter_dir=str(tmp_path / "v2" / "adapter"), init_adapter=str(tmp_path / "v1" / "adapter"))
     rec = Recorder()
     assert train_adapter(spec2, rec.hooks())["global_step"] == 2
-    assert [round(e["retain_kl"], 6) >= 0 for e in rec.of("train")] == [True, True]
+    kls = [e["retain_kl"] for e in rec.of("train")]
+    assert len(kls) == 2 and min(kls) >= 0, kls
