@@ -84,6 +84,7 @@ def ensure_tiny_base(
     final = cache_root / f"tiny-{key}"
     if (final / "base.json").exists():
         return final
+    quiet_transformers()  # saving the new base draws a "Writing model shards" bar otherwise
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = cache_root / f".tiny-{key}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
