@@ -87,18 +87,26 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_it(base, rows, tmp_pa
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
 
 
+def eight_bit_spec(base, rows, out: Path, init_adapter: str | None = None, **profile) -> TrainSpec:
+    """The llama-70b-8bit profile's values on the tiny base, 2 steps."""
+    prof = get_profile("llama-70b-8bit").with_overrides(base=str(base), max_steps=2, save_steps=100, logging_steps=1,
+                                                        max_seq_len=256, bf16=False, **profile)
+    return TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows, validation_rows=[], system_prompt=SYSTEM,
+                     output_dir=str(out / "ckpt"), adapter_dir=str(out / "adapter"), init_adapter=init_adapter)
+
+
+def train_8bit_or_skip(spec: TrainSpec, rec: "Recorder") -> dict:
+    try:
+        return train_adapter(spec, rec.hooks())
+    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pragma: no cover - platform dependent
+        pytest.skip(f"bitsandbytes cannot run 8-bit training on this machine: {exc}")
+
+
 def test_real_profile_path_8bit_lora_r64_on_cpu(base, rows, tmp_path):
     """The llama-70b-8bit values (8-bit base, prepare_model_for_kbit_training, r=64, a=128) on the tiny base."""
     pytest.importorskip("bitsandbytes")
-    prof = get_profile("llama-70b-8bit").with_overrides(base=str(base), max_steps=2, save_steps=100, logging_steps=1,
-                                                        max_seq_len=256, bf16=False)
-    spec = TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:8], validation_rows=[],
-                     system_prompt=SYSTEM, output_dir=str(tmp_path / "ckpt"), adapter_dir=str(tmp_path / "adapter"))
     rec = Recorder()
-    try:
-        summary = train_adapter(spec, rec.hooks())
-    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pragma: no cover - platform dependent
-        pytest.skip(f"bitsandbytes cannot run 8-bit training on this machine: {exc}")
+    summary = train_8bit_or_skip(eight_bit_spec(base, rows[:8], tmp_path), rec)
     assert summary["global_step"] == 2
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert cfg["r"] == 64 and cfg["lora_alpha"] == 128
@@ -203,19 +211,10 @@ def test_retain_weight_on_the_8bit_path(base, rows, tmp_path):
     """The 70B profile's 8-bit values with a warm start and retain_weight: the frozen copy of an 8-bit
     model trains beside it (bitsandbytes on CPU)."""
     pytest.importorskip("bitsandbytes")
-    prof = get_profile("llama-70b-8bit").with_overrides(base=str(base), max_steps=2, save_steps=100, logging_steps=1,
-                                                        max_seq_len=256, bf16=False)
-    spec = TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:8], validation_rows=[],
-                     system_prompt=SYSTEM, output_dir=str(tmp_path / "v1" / "ckpt"),
-                     adapter_dir=str(tmp_path / "v1" / "adapter"))
-    try:
-        train_adapter(spec, Recorder().hooks())
-    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pragma: no cover - platform dependent
-        pytest.skip(f"bitsandbytes cannot run 8-bit training on this machine: {exc}")
-    spec2 = TrainSpec(base=str(base), profile=prof.with_overrides(retain_weight=1.0).to_dict(), train_rows=rows[8:16],
-                      validation_rows=[], system_prompt=SYSTEM, output_dir=str(tmp_path / "v2" / "ckpt"),
-                      adapter_dir=str(tmp_path / "v2" / "adapter"), init_adapter=str(tmp_path / "v1" / "adapter"))
+    train_8bit_or_skip(eight_bit_spec(base, rows[:8], tmp_path / "v1"), Recorder())
     rec = Recorder()
-    assert train_adapter(spec2, rec.hooks())["global_step"] == 2
+    spec = eight_bit_spec(base, rows[8:16], tmp_path / "v2", init_adapter=str(tmp_path / "v1" / "adapter"),
+                          retain_weight=1.0)
+    assert train_adapter(spec, rec.hooks())["global_step"] == 2
     kls = [e["retain_kl"] for e in rec.of("train")]
     assert len(kls) == 2 and min(kls) >= 0, kls

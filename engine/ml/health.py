@@ -9,6 +9,7 @@ re-running a check counts the alert again and never hides it.
 from __future__ import annotations
 
 import statistics
+import time
 from collections import Counter
 from typing import Any, Sequence
 
@@ -133,8 +134,6 @@ def stagnation_alerts(version_scores: Sequence[tuple[str, float]], window: int =
 def health_report_doc(version: str, alerts: list[dict[str, Any]], previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """A version's ``health_report.json``: ``alerts`` joined to the ``previous`` report's by key (a re-run
     replaces its own alert, never duplicates it), with the worst severity as the status."""
-    import time
-
     by_key = {a.get("key", a.get("check")): a for a in (previous or {}).get("alerts", [])}
     by_key.update({a.get("key", a.get("check")): a for a in alerts})
     merged = list(by_key.values())

@@ -9,6 +9,7 @@ and announces each checkpoint so a resume continues from the last one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -289,11 +290,10 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     from .base import quiet_transformers
 
     quiet_transformers()
-    teacher = None
-    if profile.retain_weight > 0 and spec.init_adapter:
-        teacher = frozen_copy(model)
-    trainer_class = retaining_trainer_class() if teacher is not None else SFTTrainer
-    extra = {"teacher": teacher, "retain_weight": profile.retain_weight} if teacher is not None else {}
+    trainer_class, extra = SFTTrainer, {}
+    if profile.retain_weight > 0 and spec.init_adapter:  # a previous version to keep: the warm start's
+        trainer_class = retaining_trainer_class()
+        extra = {"teacher": frozen_copy(model), "retain_weight": profile.retain_weight}
     trainer = trainer_class(
         **extra,
         model=model,
@@ -321,6 +321,7 @@ def frozen_copy(model):
     return teacher
 
 
+@functools.cache
 def retaining_trainer_class():
     """SFTTrainer whose training loss adds ``retain_weight`` x KL(teacher || student) on the completion
     tokens the teacher (the previous version) already predicts right.
