@@ -24,7 +24,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from bpllm_tui.client import EngineClient, find_attach_target
-from bpllm_tui.config import TuiConfig, load_config
+from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
 from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
 from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
 from bpllm_tui.screens.dashboard import DashboardScreen
@@ -382,6 +382,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = workspace_config_problem(args.workspace)
+    if problem:
+        print(f"bpllm-tui: {problem}", file=sys.stderr)
+        return 1
     if args.serve:
         from bpllm_tui.serve import serve
 

@@ -88,3 +88,22 @@ def load_config(workspace: Path | None) -> TuiConfig:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 cfg.problems.append(f"{ws_file}: {exc}")
     return cfg
+
+
+def workspace_config_problem(workspace: Path) -> str | None:
+    """The engine's one-line verdict on the workspace's ``bpllm.toml`` (None when it is fine or absent).
+
+    The control room refuses to open on a config that every engine command would refuse, so a bad
+    setting is named up front (file, line, key, value, what is allowed) instead of when a run starts.
+    """
+    from engine.config import ConfigError
+    from engine.config import load_config as load_engine_config
+
+    path = workspace / "bpllm.toml"
+    if not path.is_file():
+        return None
+    try:
+        load_engine_config(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None

@@ -98,28 +98,31 @@ def iter_items(path: Path) -> Iterator[DslItem]:
 
 
 def _workspace_unknown_nodes(default: str = "error") -> str:
-    """A workspace may allow unknown node types: ``[dsl] unknown_nodes = "warning"`` in bpllm.toml."""
+    """A workspace may allow unknown node types: ``[dsl] unknown_nodes = "warning"`` in bpllm.toml.
+
+    The file is read with the engine's checks, so a bad setting is an error here too (ConfigError),
+    never a silent fallback to the default.
+    """
     config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / "bpllm.toml"
     if not config.is_file():
         return default
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        return default
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - the engine reports bad configs; validation keeps its default
-        return default
-    value = data.get("dsl", {}).get("unknown_nodes", default)
-    return value if value in ("error", "warning") else default
+    from engine.config import load_config  # stdlib only: keeps `bpllm validate` light
+
+    return str(load_config(config)["dsl"]["unknown_nodes"])
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .catalog import default_catalog, load_catalog_file
     from .validator import validate
 
+    from engine.config import ConfigError
+
     catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
-    unknown = args.unknown_nodes or _workspace_unknown_nodes()
+    try:
+        unknown = args.unknown_nodes or _workspace_unknown_nodes()
+    except ConfigError as exc:
+        print(f"bpllm validate: {exc}", file=sys.stderr)
+        return 1
     report: dict[str, Any] = {"files": []}
     any_error = False
     totals = {"items": 0, "invalid": 0, "errors": 0, "warnings": 0}

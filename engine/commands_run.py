@@ -163,6 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.cycles is not None and args.cycles < 1:
         return _err("bpllm run: --cycles must be at least 1")
+    if args.profile:
+        from engine.config import profile_problem
+
+        problem = profile_problem(ws.config, args.profile)
+        if problem:
+            return _err(f"bpllm run: --profile {args.profile}: {problem}")
     return Runner(ws, events_stdout=args.events_stdout, quiet=args.quiet).start(
         profile=args.profile, cycles=args.cycles, only=args.only, from_step=args.from_step)
 

@@ -4,16 +4,21 @@ import of the reference project's ``pipeline_config.json``.
 Sections the engine owns are strict (an unknown key is an error with a "did you
 mean" hint, since a typo in ``kill_s`` would silently disable stall detection).
 ``[profiles.<name>]`` tables and the ML sections (``[exam]``, ``[grading]``,
-``[health]``, ``[train]``) are free-form here: the ML code validates their values.
+``[health]``, ``[train]``, ``[tui]``) are open: an ML module other than ours may read keys of
+its own there. Every key bpllm itself reads is still type- and range-checked at read time
+(``RULES``, ``PROFILE_RULES``, ``FREE_RULES``), so ``batch_size = "big"`` or ``lora_r = -3``
+fails when the config is read, naming file, line, key, value and what is allowed, not at step 3.6.
 """
 from __future__ import annotations
 
 import copy
 import difflib
 import json
+import math
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 CONFIG_FILE = "bpllm.toml"
 
@@ -84,6 +89,145 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
 FREE_SECTIONS = ("profiles", "exam", "grading", "health", "train", "tui")
 
 
+# --- value rules: the type and the range of every key bpllm reads ---------------------------------
+
+class Rule(NamedTuple):
+    """What one setting may hold: TOML types, a range check, and the words the error uses."""
+
+    types: tuple[type, ...]
+    allowed: str
+    check: Callable[[Any], bool] = lambda _v: True
+
+    def accepts(self, val: Any) -> bool:
+        if isinstance(val, bool) and bool not in self.types:
+            return False  # TOML true is not a count
+        if not isinstance(val, self.types):
+            return False
+        if isinstance(val, float) and not math.isfinite(val):
+            return False  # inf / nan
+        return bool(self.check(val))
+
+
+def _int(lo: int, hi: int | None = None) -> Rule:
+    words = f"a whole number >= {lo}" if hi is None else f"a whole number from {lo} to {hi}"
+    return Rule((int,), words, lambda v: v >= lo and (hi is None or v <= hi))
+
+
+def _num(lo: float, *, above: bool = False, hi: float | None = None, below: bool = False) -> Rule:
+    if hi is not None:
+        words = f"a number in {'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}"
+    else:
+        words = f"a number {'>' if above else '>='} {lo:g}"
+    return Rule((float, int), words, lambda v: (v > lo if above else v >= lo)
+                and (hi is None or (v < hi if below else v <= hi)))
+
+
+def _enum(*values: str) -> Rule:
+    return Rule((str,), "one of " + ", ".join(json.dumps(v) for v in values), lambda v: v in values)
+
+
+BOOL = Rule((bool,), "true or false")
+TEXT = Rule((str,), "a non-empty string", lambda v: bool(v.strip()))
+ANY_TEXT = Rule((str,), "a string")
+PATH = Rule((str,), "a path, as a non-empty string", lambda v: bool(v.strip()))
+SEED = _int(0)
+POSITIVE = _int(1)
+COUNT = _int(0)
+SECONDS = _num(0, above=True)
+PROBABILITY = _num(0, hi=1)
+TEXT_LIST = Rule((list,), "a list of non-empty strings",
+                 lambda v: all(isinstance(x, str) and x.strip() for x in v))
+
+# strict sections: section -> key -> rule (the types agree with SCHEMA's; a test checks every key has one)
+RULES: dict[str, dict[str, Rule]] = {
+    "workspace": {"name": TEXT},
+    "run": {"profile": TEXT, "cycles": POSITIVE},
+    "data": {
+        "validation_fraction": _num(0, hi=1, below=True), "min_validation": COUNT, "seed": SEED,
+        "near_duplicate_keep": COUNT, "variations": COUNT, "integrate": _enum("examined", "all", "none"),
+        "system_prompt": PATH, "exports_dir": PATH,
+    },
+    "dsl": {"unknown_nodes": _enum("error", "warning")},
+    "synthetic": {"count": COUNT, "seed": SEED, "enabled": BOOL},
+    "retry": {"max_attempts": POSITIVE, "backoff_s": _num(0), "backoff_factor": _num(1),
+              "max_backoff_s": _num(0)},
+    "stall": {"warn_s": SECONDS, "kill_s": SECONDS, "loading_kill_s": SECONDS, "training_kill_s": SECONDS,
+              "exam_kill_s": SECONDS, "enabled": BOOL},
+    "heartbeat": {"interval_s": SECONDS},
+    "telemetry": {"enabled": BOOL, "interval_s": SECONDS,
+                  "roles": Rule((dict,), 'a table of GPU index = "role", e.g. { "0" = "training" }',
+                                lambda v: all(str(k).isdigit() and isinstance(r, str) and r.strip()
+                                              for k, r in v.items()))},
+    "backup": {"mirror": ANY_TEXT, "keep_pre_train": POSITIVE, "keep_scheduled": POSITIVE,
+               "keep_safety": POSITIVE, "include": TEXT_LIST},
+}
+
+# [profiles.<name>] and [train]: the fields of engine.ml.profiles.Profile (a test checks they agree),
+# the reference project's spellings (model, max_seq_length, lr, num_epochs) and the tiny base's table
+PROFILE_RULES: dict[str, Rule] = {
+    "name": TEXT, "base": TEXT, "model": TEXT,
+    "lora_r": POSITIVE, "lora_alpha": _num(0, above=True), "lora_dropout": _num(0, hi=1, below=True),
+    "target_modules": Rule((list, str), 'a list of module names, or "all-linear"',
+                           lambda v: bool(v.strip()) if isinstance(v, str)
+                           else bool(v) and all(isinstance(x, str) and x.strip() for x in v)),
+    "learning_rate": SECONDS, "lr": SECONDS, "epochs": SECONDS, "num_epochs": SECONDS,
+    "max_steps": Rule((int,), "-1 (no cap) or a whole number >= 1", lambda v: v == -1 or v >= 1),
+    "batch_size": POSITIVE, "grad_accum": POSITIVE, "max_seq_len": POSITIVE, "max_seq_length": POSITIVE,
+    "warmup_ratio": PROBABILITY, "warmup_steps": COUNT, "max_grad_norm": _num(0), "weight_decay": _num(0),
+    "eval_steps": COUNT, "save_steps": POSITIVE, "logging_steps": POSITIVE, "save_total_limit": POSITIVE,
+    "load_in_8bit": BOOL, "load_in_4bit": BOOL, "bf16": BOOL, "gradient_checkpointing": BOOL,
+    "warm_start": BOOL, "warm_start_epochs": SECONDS, "warm_start_lr_scale": SECONDS,
+    "retain_weight": _num(0),
+    "launcher": _enum("inprocess", "accelerate"), "num_processes": POSITIVE, "accelerate_config": PATH,
+    "exam_batch_size": POSITIVE, "exam_max_new_tokens": POSITIVE, "exam_time_budget_s": SECONDS,
+    "constrained": BOOL,
+    "tiny": Rule((dict,), "a table of tiny-base settings, e.g. { hidden_size = 128 }"),
+}
+# the `tiny = { ... }` table of a profile (engine.ml.profiles.TINY_BASE_DEFAULTS): strict, our base reads it
+TINY_RULES: dict[str, Rule] = {
+    "vocab_size": _int(64), "max_token_length": POSITIVE, "isolate_identifiers": BOOL, "node_tokens": BOOL,
+    "hidden_size": POSITIVE, "intermediate_size": POSITIVE, "num_hidden_layers": POSITIVE,
+    "num_attention_heads": POSITIVE, "max_position_embeddings": POSITIVE, "synthetic_examples": POSITIVE,
+    "synthetic_seed": SEED, "pretrain_epochs": SECONDS, "pretrain_batch_size": POSITIVE, "pretrain_lr": SECONDS,
+    "pretrain_max_seconds": SECONDS, "system_prompt_share": PROBABILITY, "seed": SEED,
+}
+# the open sections' keys that bpllm reads (engine/ml/steps.py, bpllm_tui/config.py)
+FREE_RULES: dict[str, dict[str, Rule]] = {
+    "exam": {"batch_size": POSITIVE, "max_new_tokens": POSITIVE, "time_budget_s": SECONDS, "constrained": BOOL},
+    "grading": {"weakest": POSITIVE, "min_prompts": POSITIVE, "contrast_share": PROBABILITY,
+                "contrast_per_node": COUNT, "contrast_nodes": COUNT, "contrast_min_swaps": POSITIVE,
+                "draft_prompts": POSITIVE, "seed": SEED, "auto_accept": BOOL},
+    "health": {},
+    "train": PROFILE_RULES,
+    "tui": {"theme": TEXT, "profile": TEXT, "run_args": Rule((list,), "a list of strings",
+                                                          lambda v: all(isinstance(x, str) for x in v)),
+            "log_lines": POSITIVE, "loss_window": POSITIVE, "stall_seconds": SECONDS,
+            "keys": Rule((dict,), 'a table of binding id = "key[,key...]"',
+                         lambda v: all(isinstance(k, str) and k.strip() for k in v.values()))},
+}
+
+
+def builtin_profiles() -> list[str]:
+    """The profile names engine.ml.profiles ships (a light module: values only, no torch)."""
+    from engine.ml.profiles import PROFILES
+
+    return list(PROFILES)
+
+
+def _show(val: Any) -> str:
+    """A value as the user wrote it in TOML (strings in double quotes)."""
+    try:
+        return _toml_value(val)
+    except TypeError:
+        return repr(val)
+
+
+def _rule_problem(key: str, val: Any, rule: Rule, doc: str = "") -> str | None:
+    if rule.accepts(val):
+        return None
+    return f"{key} = {_show(val)}: expected {rule.allowed}" + (f" ({doc})" if doc else "")
+
+
 def defaults() -> dict[str, Any]:
     cfg: dict[str, Any] = {sec: {k: copy.deepcopy(v[1]) for k, v in keys.items()} for sec, keys in SCHEMA.items()}
     for sec in FREE_SECTIONS:
@@ -96,61 +240,147 @@ def _suggest(name: str, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def validate(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """Merge ``raw`` over the defaults; raise ConfigError naming ``source`` and the key."""
+def validate(raw: dict[str, Any], source: str, text: str | None = None) -> dict[str, Any]:
+    """Merge ``raw`` over the defaults; raise ConfigError naming ``source``, the line (from ``text``),
+    the key, its value and what is allowed."""
     cfg = defaults()
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []  # (dotted key or "", message)
     for sec, value in raw.items():
         if sec in FREE_SECTIONS:
             if not isinstance(value, dict):
-                problems.append(f"[{sec}] must be a table, got {type(value).__name__}")
+                problems.append((sec, f"[{sec}] must be a table, got {type(value).__name__}"))
                 continue
             cfg[sec] = copy.deepcopy(value)
             continue
         if sec not in SCHEMA:
-            problems.append(f"unknown section [{sec}]{_suggest(sec, list(SCHEMA) + list(FREE_SECTIONS))}")
+            problems.append((sec, f"unknown section [{sec}]{_suggest(sec, list(SCHEMA) + list(FREE_SECTIONS))}"))
             continue
         if not isinstance(value, dict):
-            problems.append(f"{sec} must be a table ([{sec}]), got {type(value).__name__}")
+            problems.append((sec, f"{sec} must be a table ([{sec}]), got {type(value).__name__}"))
             continue
         for key, val in value.items():
             spec = SCHEMA[sec].get(key)
             if spec is None:
-                problems.append(f"unknown key {sec}.{key}{_suggest(key, list(SCHEMA[sec]))}")
+                problems.append((f"{sec}.{key}", f"unknown key {sec}.{key}{_suggest(key, list(SCHEMA[sec]))}"))
                 continue
             types, _default, doc = spec
-            ok = isinstance(val, types) and not (isinstance(val, bool) and bool not in types)
-            if not ok:
-                want = " or ".join(t.__name__ for t in types)
-                problems.append(f"{sec}.{key} = {val!r}: expected {want} ({doc})")
+            rule = RULES.get(sec, {}).get(key) or Rule(types, " or ".join(t.__name__ for t in types))
+            problem = _rule_problem(f"{sec}.{key}", val, rule, doc)
+            if problem:
+                problems.append((f"{sec}.{key}", problem))
                 continue
             cfg[sec][key] = float(val) if float in types and isinstance(val, int) and not isinstance(val, bool) else val
     _check_values(cfg, problems)
     if problems:
-        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ConfigError(_one_line(source, problems, text))
     return cfg
 
 
-def _check_values(cfg: dict[str, Any], problems: list[str]) -> None:
-    d = cfg["data"]
-    if not 0 <= d["validation_fraction"] < 1:
-        problems.append(f"data.validation_fraction = {d['validation_fraction']}: must be in [0, 1)")
-    if d["integrate"] not in ("examined", "all", "none"):
-        problems.append(f"data.integrate = {d['integrate']!r}: expected examined, all or none")
-    if cfg["dsl"]["unknown_nodes"] not in ("error", "warning"):
-        problems.append(f"dsl.unknown_nodes = {cfg['dsl']['unknown_nodes']!r}: expected error or warning")
-    if cfg["run"]["cycles"] < 1:
-        problems.append(f"run.cycles = {cfg['run']['cycles']}: must be at least 1")
-    for key in ("interval_s",):
-        if cfg["heartbeat"][key] <= 0:
-            problems.append(f"heartbeat.{key} must be > 0")
-        if cfg["telemetry"][key] <= 0:
-            problems.append(f"telemetry.{key} must be > 0")
-    if cfg["retry"]["max_attempts"] < 1:
-        problems.append("retry.max_attempts must be at least 1")
+def _one_line(source: str, problems: list[tuple[str, str]], text: str | None) -> str:
+    """One line for the user: ``file:line: key = value: expected ...`` (several joined by "; ")."""
+    lines = _key_lines(text) if text else {}
+
+    def where(key: str) -> int | None:
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):  # the key's own line, else its table's header
+            if ".".join(parts[:n]) in lines:
+                return lines[".".join(parts[:n])]
+        return None
+
+    if len(problems) == 1:
+        key, msg = problems[0]
+        line = where(key)
+        return f"{source}{f':{line}' if line else ''}: invalid configuration: {msg}"
+    parts = []
+    for key, msg in problems:
+        line = where(key)
+        parts.append(f"line {line}: {msg}" if line else msg)
+    return f"{source}: invalid configuration ({len(problems)} problems): " + "; ".join(parts)
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+
+def _dotted(text: str) -> list[str]:
+    return [p.strip().strip("\"'") for p in re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", text)]
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Dotted key -> the line that sets it (tables -> their header line); best effort, for messages."""
+    found: dict[str, int] = {}
+    table: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(line)
+        if m:
+            table = _dotted(m.group(1))
+            found.setdefault(".".join(table), number)
+            continue
+        m = _ASSIGN.match(line)
+        if m:
+            found.setdefault(".".join(table + _dotted(m.group(1))), number)
+    return found
+
+
+def _check_values(cfg: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """The open sections' known keys, the profile tables, and checks across keys."""
     for name, table in cfg["profiles"].items():
         if not isinstance(table, dict):
-            problems.append(f"[profiles.{name}] must be a table")
+            problems.append((f"profiles.{name}", f"[profiles.{name}] must be a table, got {type(table).__name__}"))
+            continue
+        _check_profile(f"profiles.{name}", table, problems)
+    for sec, rules in FREE_RULES.items():
+        table = cfg[sec]
+        if sec == "train":
+            _check_profile("train", table, problems)
+            continue
+        for key, val in table.items():
+            rule = rules.get(key)
+            problem = rule and _rule_problem(f"{sec}.{key}", val, rule)
+            if problem:
+                problems.append((f"{sec}.{key}", problem))
+    profile = cfg["run"]["profile"]
+    if isinstance(profile, str) and profile.strip():
+        problem = profile_problem(cfg, profile)
+        if problem:
+            problems.append(("run.profile", f"run.profile = {_show(profile)}: {problem}"))
+
+
+def _check_profile(where: str, table: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    for key, val in table.items():
+        rule = PROFILE_RULES.get(key)
+        problem = rule and _rule_problem(f"{where}.{key}", val, rule)
+        if problem:
+            problems.append((f"{where}.{key}", problem))
+            continue
+        if key == "tiny":
+            for tkey, tval in val.items():
+                trule = TINY_RULES.get(tkey)
+                if trule is None:
+                    problems.append((f"{where}.tiny.{tkey}", f"unknown key {where}.tiny.{tkey}"
+                                     f"{_suggest(tkey, list(TINY_RULES))}"))
+                    continue
+                problem = _rule_problem(f"{where}.tiny.{tkey}", tval, trule)
+                if problem:
+                    problems.append((f"{where}.tiny.{tkey}", problem))
+            tiny = val
+            hidden, heads = tiny.get("hidden_size"), tiny.get("num_attention_heads")
+            if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+                problems.append((f"{where}.tiny.hidden_size", f"{where}.tiny.hidden_size = {hidden}: expected a "
+                                 f"multiple of num_attention_heads ({heads})"))
+    if table.get("load_in_8bit") is True and table.get("load_in_4bit") is True:
+        problems.append((f"{where}.load_in_4bit", f"{where}: load_in_8bit and load_in_4bit are both true; "
+                         "choose one"))
+
+
+def profile_problem(cfg: dict[str, Any], name: str) -> str | None:
+    """Why ``name`` names no profile (None when it does): a built-in one or a [profiles.X] table."""
+    builtin = builtin_profiles()
+    if name in builtin or name in (cfg.get("profiles") or {}):
+        return None
+    tables = sorted(cfg.get("profiles") or {})
+    return (f"expected one of {', '.join(builtin)}" + (f" or a [profiles.X] table ({', '.join(tables)})"
+            if tables else " or the name of a [profiles.X] table (none here)") + _suggest(name, builtin + tables))
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -166,7 +396,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    return validate(raw, str(path))
+    return validate(raw, str(path), text)
 
 
 # --- writing TOML (tomllib reads only; the config is small and flat enough for this) ---
