@@ -143,3 +143,28 @@ def test_cli_names_unreadable_file(tmp_path: Path):
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
     )
     assert proc.returncode == 2 and "missing.txt" in proc.stderr and "cannot read" in proc.stderr
+
+
+@pytest.mark.parametrize("content,reason", [
+    (__import__("random").Random(13).randbytes(4096), "not Unreal clipboard text"),
+    (b"", "empty file"),
+    (b"just some notes\n", "no Blueprint nodes found"),
+], ids=["random-bytes", "empty", "plain-text"])
+def test_cli_refuses_a_file_with_no_nodes_and_writes_nothing(tmp_path: Path, content: bytes, reason: str):
+    src = tmp_path / "clip.txt"
+    src.write_bytes(content)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "import-t3d", str(src), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(src) in lines[0] and reason in lines[0] and "nothing written" in lines[0], lines
+    assert not out.exists() and proc.stdout == "", "no empty-graph DSL may be written"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "import-t3d", str(src), "--json"],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+    )
+    (entry,) = json.loads(proc.stdout)["files"]
+    assert proc.returncode == 1 and entry["dsl"] is None and reason in entry["error"]

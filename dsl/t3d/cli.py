@@ -7,7 +7,8 @@ DSL and reports, per file, what had no DSL equivalent (with counts and reasons).
 
 ``--json`` shapes (a contract for other tools):
 
-* import: ``{"files":[{"path","dsl","report":{...},"diagnostics":[...],"training_row"?}],"totals":{...}}``
+* import: ``{"files":[{"path","dsl","report":{...},"diagnostics":[...],"training_row"?}],"totals":{...}}``;
+  a file that gives no DSL node has ``"dsl": null`` and an ``"error"`` (exit 1, nothing written)
 * export: ``{"path","t3d","report":{...},"diagnostics":[...]}``; coverage: ``{"catalog_types","exported","missing"}``
 """
 from __future__ import annotations
@@ -78,6 +79,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     totals = {"files": 0, "nodes": 0, "exec_wires": 0, "data_wires": 0, "params": 0, "unsupported": 0, "errors": 0}
     failed = False
     unreadable = False
+    empty = False
     for name in args.files:
         path = Path(name)
         try:
@@ -90,6 +92,15 @@ def cmd_import(args: argparse.Namespace) -> int:
         result = import_t3d_text(text, source=path.name, parent=args.parent, context=context)
         elapsed_ms = (time.perf_counter() - started) * 1000
         rep = result.report
+        if rep.nodes_imported == 0:  # an empty graph is not a DSL text: say why, write nothing
+            reason = _nothing_imported(text, rep)
+            print(f"bpllm import-t3d: {path}: {reason}; nothing written (copy nodes in the Unreal Blueprint "
+                  "editor and save that clipboard text)", file=sys.stderr)
+            results.append({"path": str(path), "dsl": None, "error": reason, "report": rep.to_dict(),
+                            "diagnostics": [], "bytes": len(text.encode("utf-8")),
+                            "elapsed_ms": round(elapsed_ms, 1)})
+            empty = True
+            continue
         errors = [d for d in result.diagnostics if d.severity == "error"]
         totals["files"] += 1
         totals["nodes"] += rep.nodes_imported
@@ -130,15 +141,29 @@ def cmd_import(args: argparse.Namespace) -> int:
         if rows and out_dir is None:
             for r in rows:
                 sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
-        print(
-            f"{totals['files']} file(s): {totals['nodes']} nodes, {totals['exec_wires']} EXEC, "
-            f"{totals['data_wires']} DATA, {totals['params']} params; {totals['unsupported']} unsupported item(s) reported"
-            + (f"; written to {out_dir}" if out_dir else ""),
-            file=sys.stderr,
-        )
+        if totals["files"]:  # a run that imported nothing has said why, one line a file
+            print(
+                f"{totals['files']} file(s): {totals['nodes']} nodes, {totals['exec_wires']} EXEC, "
+                f"{totals['data_wires']} DATA, {totals['params']} params; {totals['unsupported']} unsupported "
+                "item(s) reported" + (f"; written to {out_dir}" if out_dir else ""),
+                file=sys.stderr,
+            )
     if unreadable:
         return 2
-    return 1 if (args.strict and failed) else 0
+    return 1 if empty or (args.strict and failed) else 0
+
+
+def _nothing_imported(text: str, rep: Any) -> str:
+    """Why a file gave no DSL node, in words a user can act on."""
+    if not text.strip():
+        return "empty file"
+    if "Begin Object" not in text and ("\ufffd" in text or "\x00" in text):
+        return "not Unreal clipboard text (binary data, or not UTF-8/UTF-16)"
+    if rep.kind == "controlrig":
+        return f"a ControlRig graph ({rep.rigvm_objects} RigVM objects): no Blueprint DSL equivalent"
+    if rep.graph_nodes:
+        return f"none of its {rep.graph_nodes} graph node(s) maps to DSL (see --json for the report)"
+    return "no Blueprint nodes found (no 'Begin Object' block)"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
