@@ -5,7 +5,8 @@ Other tools parse the ``--json`` output, so its shape is part of the contract:
 * validate: ``{"files":[{"path","items":[{"id","valid","diagnostics":[{line,column,end_line,end_column,severity,code,message}]}]}]}``
   (lines 1-based within each DSL text); exit 1 when any error.
 * score: ``{"score","precision","recall","line_score","buckets":{...}}``; with ``--exam`` a
-  ``{"records":[{"prompt_id", ...same fields...}], "mean_score"}`` roll-up.
+  ``{"records":[{"prompt_id", ...same fields...}], "mean_score", "mean_line_score", "scored",
+  "missing":[{"prompt_id","line"}], "skipped"}`` roll-up (a row with no ``actual_dsl`` is missing, not a 0).
 * fmt: rewrites files in canonical form (atomically); ``--check`` only reports, exit 1 if any would change.
 """
 from __future__ import annotations
@@ -50,10 +51,27 @@ def _read_text(path: Path) -> str:
         raise InputError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8") from None
 
 
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, text or None, why) per line: one binary line must not hide every other row."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory; pass .dsl, lesson .json or dataset .jsonl files") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            yield number, raw.decode("utf-8"), ""
+        except UnicodeDecodeError as exc:
+            yield number, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+
+
 def iter_items(path: Path) -> Iterator[DslItem]:
     """The DSL texts a file holds, by file kind (.dsl / lesson .json / dataset .jsonl)."""
-    text = _read_text(path)
     suffix = path.suffix.lower()
+    text = _read_text(path) if suffix != ".jsonl" else ""
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -72,10 +90,14 @@ def iter_items(path: Path) -> Iterator[DslItem]:
                 yield DslItem(pid, dsl)
         return
     if suffix == ".jsonl":
-        for number, line in enumerate(text.split("\n"), start=1):
+        for number, line, why in _jsonl_lines(path):
+            rid = f"line {number}"
+            if line is None:
+                yield DslItem(rid, None, Diagnostic(1, 1, 1, 2, "error", "not-utf8",
+                                                    f"{path}:{number}: {why}; re-save the row as UTF-8 or remove the line"))
+                continue
             if not line.strip():
                 continue
-            rid = f"line {number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -190,31 +212,39 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         records = []
+        missing: list[dict[str, Any]] = []  # rows with no answer: reported, never averaged in as 0
         problems = 0
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                expected, actual = row["expected_dsl"], row.get("actual_dsl") or ""
-                if not isinstance(expected, str) or not isinstance(actual, str):
+                expected, actual = row["expected_dsl"], row.get("actual_dsl")
+                if not isinstance(expected, str) or not (actual is None or isinstance(actual, str)):
                     raise TypeError("expected_dsl/actual_dsl must be strings")
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 problems += 1
                 print(f"{path}:{number}: skipped: {exc}; each line needs prompt_id, expected_dsl, actual_dsl", file=sys.stderr)
                 continue
+            prompt_id = row.get("prompt_id", f"line {number}")
+            if actual is None:
+                missing.append({"prompt_id": prompt_id, "line": number})
+                print(f"{path}:{number}: warning: {prompt_id} has no actual_dsl; reported as missing, not scored "
+                      "(a model answer of \"\" would score 0)", file=sys.stderr)
+                continue
             result = score(expected, actual)
-            records.append({"prompt_id": row.get("prompt_id", f"line {number}"), **_score_fields(result)})
+            records.append({"prompt_id": prompt_id, **_score_fields(result)})
         mean = sum(r["score"] for r in records) / len(records) if records else 0.0
         mean_line = sum(r["line_score"] for r in records) / len(records) if records else 0.0
         if args.json:
             json.dump({"records": records, "mean_score": round(mean, 4), "mean_line_score": round(mean_line, 4),
-                       "skipped": problems}, sys.stdout)
+                       "scored": len(records), "missing": missing, "skipped": problems}, sys.stdout)
             sys.stdout.write("\n")
         else:
             for r in records:
                 print(f"{r['prompt_id']:<12} score {r['score']:.3f}  P {r['precision']:.3f}  R {r['recall']:.3f}  line {r['line_score']:.3f}")
-            print(f"{len(records)} record(s): mean score {mean:.4f}, mean line score {mean_line:.4f}")
+            print(f"{len(records)} record(s): mean score {mean:.4f}, mean line score {mean_line:.4f}"
+                  + (f"; {len(missing)} missing (no actual_dsl, not in the mean)" if missing else ""))
         return 1 if problems else 0
     if len(args.files) != 2:
         print("error: bpllm score needs EXPECTED.dsl ACTUAL.dsl (or --exam FILE.jsonl)", file=sys.stderr)
