@@ -27,7 +27,7 @@ from engine.context import StepContext, StepRegistry, StepSkipped, StopRequested
 from engine.events import STOP_FILE, EventWriter, Heartbeat
 from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
 from engine.history import History
-from engine.lock import LockBusy, WorkspaceLock
+from engine.lock import LockBusy, WorkspaceLock, stale_message
 from engine.steps import Plan, Step, StepTimings, console_line_for_event, load_plan
 from engine.workspace import Workspace
 
@@ -211,8 +211,7 @@ class Runner:
                          config=cfg, workspace=str(self.ws.root), pid=os.getpid(), plan=plan_dicts,
                          resume_from=first, engine_version=_engine_version())
         if lock.stale:
-            self._log("warning", f"took over a stale workspace lock: pid {lock.stale.get('pid')} "
-                                 f"(run {lock.stale.get('run_id')}) died without releasing it")
+            self._log("warning", stale_message(lock.stale))
         if removed:
             self._log("warning", f"removed {len(removed)} temp file(s) left by an interrupted write: "
                                  + ", ".join(str(p.relative_to(self.ws.root)) for p in removed[:5]))
