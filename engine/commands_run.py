@@ -253,7 +253,9 @@ def _status_obj(ws, run_id: str | None) -> dict[str, Any] | None:
         "steps": state.to_dict()["steps"],
         "current_step": state.current_step if running else None,
         "last_train": state.last_train, "errors": state.to_dict()["errors"],
-        "failure": saved.get("failure"), "stop_requested": state.stop_requested is not None,
+        # the failure of the latest attempt only: a run resumed to the end is done, whatever failed before
+        "failure": saved.get("failure") if status == "failed" else None,
+        "past_failures": saved.get("past_failures", []), "stop_requested": state.stop_requested is not None,
         "malformed_events": [str(m) for m in malformed],
         "resumable": status in ("stopped", "failed", "crashed"),
     }

@@ -222,6 +222,9 @@ class Runner:
                                  config=cfg)
         state["status"] = "running"
         state["pid"] = os.getpid()
+        if state.get("failure"):  # resumed: the last attempt's failure is history, not this attempt's outcome
+            state.setdefault("past_failures", []).append(state["failure"])
+            state["failure"] = None
         self._save_state()
         watcher = threading.Thread(target=self._watch, name="bpllm-watch", daemon=True)
         watcher.start()
