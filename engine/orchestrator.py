@@ -39,10 +39,16 @@ ENV_ML_MODULE = "BPLLM_ML_MODULE"  # another module exposing register_steps (alt
 # Test-only knobs (documented in docs/engine.md): slow a step down, or make it raise a real error.
 ENV_SLOW = "BPLLM_TEST_SLOW_STEPS"      # "1.3=2.5,8.2=1"   seconds spent in the step, in 0.1 s slices
 ENV_INJECT = "BPLLM_TEST_INJECT"        # "2.3=cuda_oom*2"   raise that category's real exception N times
+# SIGTERM/SIGINT first ask for a graceful stop at the step's next safe boundary; a step that has not
+# reached one this many seconds later is interrupted (Python code only: the watchdog's mechanism) and
+# re-run by `bpllm resume`. A service manager sends SIGKILL soon after SIGTERM (docker: 10 s), and a
+# signal-stopped engine must still write its final records first. `bpllm stop` waits for the boundary.
+SIGNAL_STOP_GRACE_S = 10.0
 
 
 class StallAbort(BaseException):
-    """Raised in the main thread (via SIGUSR2) when the watchdog gives up on a stalled step."""
+    """Raised in the main thread (via SIGUSR2) when the watchdog gives up on a stalled step, or on a step
+    that outlived a signal's stop grace (a BaseException: a step's broad ``except Exception`` cannot eat it)."""
 
 
 class StepFailed(Exception):
@@ -107,6 +113,9 @@ class Runner:
         self._stall_warned_at: float | None = None
         self._watch_stop = threading.Event()
         self._sigint_count = 0
+        self._signal_stop_at: float | None = None  # monotonic time of the SIGTERM/SIGINT that asked to stop
+        self._signal_name = "a signal"
+        self._forced_stop = False  # the watchdog interrupted a step that outlived SIGNAL_STOP_GRACE_S
         self.ran_in_process: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
@@ -242,6 +251,12 @@ class Runner:
                                 "hint": exc.info.hint, "at": time.time()}
         except KeyboardInterrupt:
             status, code, message = "stopped", EXIT_STOPPED, "aborted by a second interrupt"
+        except StallAbort as exc:
+            if not self._forced_stop:  # pragma: no cover - a stall abort is always caught in its step
+                raise
+            del exc  # a signal's forced stop that landed between a step's bookkeeping lines
+            self._flush_stop_event()
+            status, code, message = "stopped", EXIT_STOPPED, f"stopped on request ({self._stop_source or 'signal'})"
         except BaseException as exc:  # noqa: BLE001 - an orchestrator bug still leaves a resume state
             info = classify(exc)
             status, code, message = "failed", EXIT_FAILED, f"engine error ({info.category}): {info.message}"
@@ -365,15 +380,15 @@ class Runner:
                         raise StepFailed(step, info) from None
                     attempt += 1
                     continue
-                self._flush_stop_event()
-                self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
-                                 cycle=cycle, duration=round(time.time() - t0, 3),
-                                 message="interrupted by a stop request; `bpllm resume` re-runs this step")
-                self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
-                                  duration=round(time.time() - t0, 3), attempt=attempt)
-                self._save_state()
-                raise StopRequested() from None
+                self._stopped_in_step(step, cycle, attempt, t0,
+                                      "interrupted by a stop request; `bpllm resume` re-runs this step")
             except StallAbort as exc:
+                if self._forced_stop:
+                    del exc
+                    self._stopped_in_step(step, cycle, attempt, t0,
+                                          f"interrupted {SIGNAL_STOP_GRACE_S:.0f} s after {self._signal_name} "
+                                          "(no safe boundary reached); "
+                                          "`bpllm resume` re-runs this step")
                 if self._stall_abort is None:  # pragma: no cover - only the watchdog raises it
                     raise
                 info = classify(StallTimeout(f"no progress for {self._stall_abort['age_s']:.0f}s in phase "
@@ -397,6 +412,16 @@ class Runner:
             self.history.step(self.run_id, cycle, step.id, step.name, "complete", duration=duration,
                               attempt=attempt, result=small)
             return "complete"
+
+    def _stopped_in_step(self, step: Step, cycle: int, attempt: int, t0: float, message: str) -> None:
+        """Record a step ended by a stop (its work is redone on resume) and raise StopRequested."""
+        self._flush_stop_event()
+        self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
+                         cycle=cycle, duration=round(time.time() - t0, 3), message=message)
+        self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
+                          duration=round(time.time() - t0, 3), attempt=attempt)
+        self._save_state()
+        raise StopRequested() from None
 
     def _handle_failure(self, step: Step, cycle: int, attempt: int, max_attempts: int, t0: float,
                         info: Classified) -> bool:
@@ -516,6 +541,14 @@ class Runner:
             elif self._stop.is_set() and not self._stop_emitted:
                 self._flush_stop_event()  # requested by a signal
             step = self._in_step
+            if (step is not None and self._signal_stop_at is not None and not self._forced_stop
+                    and time.monotonic() - self._signal_stop_at >= SIGNAL_STOP_GRACE_S):
+                self._forced_stop = True
+                self._log("warning", f"step {step.id} reached no safe boundary {SIGNAL_STOP_GRACE_S:.0f} s after "
+                                     f"{self._signal_name}; interrupting it")
+                if signal.SIGUSR2 in self._old_handlers:
+                    _thread.interrupt_main(signal.SIGUSR2)
+                continue
             if step is None or not st["enabled"] or self._stall_abort is not None:
                 continue
             phase = str(self.heartbeat.data.get("phase") or step.phase)
@@ -555,10 +588,12 @@ class Runner:
                 self._sigint_count += 1
                 if self._sigint_count > 1:
                     raise KeyboardInterrupt
+            if self._signal_stop_at is None:
+                self._signal_stop_at, self._signal_name = time.monotonic(), name
             self.request_stop("signal", f"{name} received", emit=False)
 
         def on_stall(_signum: int, _frame: Any) -> None:
-            if self._stall_abort is not None and self._in_step is not None:
+            if (self._stall_abort is not None or self._forced_stop) and self._in_step is not None:
                 raise StallAbort()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
