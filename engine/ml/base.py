@@ -228,7 +228,7 @@ def pretrain_tiny_base(
             step += 1
             tokens_seen += int(mask.sum())
             losses.append(loss.item())
-            if on_progress and (step % 10 == 0 or step == total_steps):
+            if on_progress:  # every step: the stall watchdog measures progress (ctx.progress throttles events)
                 on_progress({"step": step, "total": total_steps, "loss": losses[-1], "tokens": tokens_seen,
                              "elapsed": time.perf_counter() - started})
         if stopped_early:
