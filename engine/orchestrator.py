@@ -185,7 +185,7 @@ class Runner:
             if not is_disk_full(exc):
                 raise
             recorded = self._abandon(state, exc)
-            fix = (f"Free space, then `bpllm resume {run_id}`." if recorded
+            fix = (f"Free space, then `bpllm resume {run_id}`." if recorded or resumed
                    else f"Free space, then run `bpllm {command}` again.")
             reserve = getattr(self, "reserve", None)
             if reserve is not None and getattr(exc, "filename", None) == str(reserve.path):
