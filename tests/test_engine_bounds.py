@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -155,3 +154,34 @@ def test_sigterm_ends_a_base_build_within_seconds(ws: Path) -> None:
         if p.poll() is None:
             p.kill()
             p.communicate()
+
+
+def test_sigterm_interrupts_a_step_that_never_reaches_a_safe_boundary(tmp_path: Path) -> None:
+    """`1.3=300!` spends 300 s without a stop check (like native code would): SIGTERM still ends the run
+    soon after the grace period, stopped and resumable (the old engine waited out the step)."""
+    from engine.orchestrator import SIGNAL_STOP_GRACE_S
+
+    w = tmp_path / "ws"
+    assert bpllm("init", str(w)).returncode == 0
+    p = start("run", "-w", str(w), "--only", "1", env=_env(BPLLM_TEST_SLOW_STEPS="1.3=300!"))
+    try:
+        wait_for(lambda: (h := heartbeat(w)) and h.get("step") == "1.3", 60, "step 1.3")
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=STOP_BOUND_S + SIGNAL_STOP_GRACE_S)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    rd = run_dirs(w)[-1]
+    evs = events(rd)
+    assert any(e["type"] == "log" and "step 1.3 reached no safe boundary" in e["message"] for e in evs)
+    stopped = next(e for e in evs if e["type"] == "step" and e["id"] == "1.3" and e["status"] == "stopped")
+    assert "SIGTERM" in stopped["message"] and "bpllm resume" in stopped["message"]
+    assert evs[-1]["status"] == "stopped" and evs[-1]["exit_code"] == 2
+    state = json.loads((rd / "state.json").read_text(encoding="utf-8"))
+    assert state["status"] == "stopped" and "1:1.3" not in state["done"] and state["done"]["1:1.2"] == "complete"
+    r = bpllm("resume", "-w", str(w), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert events(rd)[-1]["status"] == "done"
