@@ -231,8 +231,8 @@ class Runner:
         try:
             fn()
             return True
-        except (OSError, sqlite3.Error, ValueError) as exc:
-            if not is_disk_full(exc) and not isinstance(exc, ValueError):
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
                 raise
             self._unwritten.append(str(getattr(exc, "filename", None) or exc))
             return False
