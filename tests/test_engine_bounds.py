@@ -185,3 +185,29 @@ def test_sigterm_interrupts_a_step_that_never_reaches_a_safe_boundary(tmp_path: 
     r = bpllm("resume", "-w", str(w), timeout=300)
     assert r.returncode == 0, r.stderr
     assert events(rd)[-1]["status"] == "done"
+
+
+def test_a_training_child_is_ended_with_all_its_ranks(tmp_path: Path) -> None:
+    """An interrupted `accelerate launch` child: the launcher and the ranks it spawned (its process group)
+    all end, so no rank outlives a stopped engine."""
+    import sys
+
+    from engine.events import pid_alive
+    from engine.ml.launch import _terminate_group
+
+    pid_file = tmp_path / "rank.pid"
+    launcher = ("import subprocess, sys, time\n"
+                "rank = subprocess.Popen(['sleep', '300'])\n"
+                f"open({str(pid_file)!r}, 'w').write(str(rank.pid))\n"
+                "time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the rank to start")
+        rank = int(pid_file.read_text())
+        _terminate_group(proc, grace_s=5.0)
+        assert proc.poll() is not None
+        wait_for(lambda: not pid_alive(rank), 10, "the rank to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
