@@ -249,8 +249,8 @@ class Runner:
         self._fresh_run_dir = None if run_dir.exists() else run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         self.reserve = DiskReserve(run_dir)  # room for the final records, should the disk fill up
+        remove_stale_reserves(self.ws.runs, keep=self.reserve.path)  # killed engines' reserves: room for ours
         self.reserve.claim()
-        remove_stale_reserves(self.ws.runs, keep=self.reserve.path)
         self.ws.ensure_dirs()
         removed = clean_temp_files(self.ws.root) if resumed or lock.stale else []
         self.state = state
