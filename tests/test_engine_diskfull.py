@@ -218,3 +218,14 @@ def test_the_reserve_is_claimed_for_real_and_refused_at_enospc(tmp_path: Path) -
     with pytest.raises(OSError) as info:
         res.claim()
     assert info.value.errno == errno.ENOSPC and not res.held
+
+
+def test_a_run_leaves_no_reserve_behind_and_frees_those_of_killed_engines(tmp_path: Path) -> None:
+    ws = quick_ws(tmp_path / "ws")
+    killed = ws / "runs" / "20000101-000000-000aa" / RESERVE_NAME  # an engine killed with -9 left it
+    killed.parent.mkdir(parents=True)
+    killed.write_bytes(b"\0" * 4096)
+    r = bpllm("run", "-w", str(ws), "--only", "1.1")
+    assert r.returncode == 0, r.stderr
+    assert not killed.exists()
+    assert not list((ws / "runs").glob(f"*/{RESERVE_NAME}"))
