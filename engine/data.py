@@ -27,6 +27,12 @@ from typing import Any, Iterator
 from engine.atomic import atomic_write_json, atomic_write_jsonl
 
 ROW_FIELDS = ("instruction", "input", "output")
+# The longest row (instruction + input + output, in characters) intake accepts; a longer one is
+# quarantined with its length. Derived from the largest built-in profile's max_seq_length (2048
+# tokens) times 16, the tiny tokenizer's longest piece in characters: no profile could train such a
+# row whole, and a single 5 MB row made the tiny tokenizer's training (about quadratic in a text's
+# length: 80 k characters 4.4 s, 320 k 94.7 s) run for hours. The real reference corpus peaks at 4.3 k.
+MAX_ROW_CHARS = 2048 * 16
 GENERATED_ORDER = ("lessons.jsonl", "synthetic.jsonl", "exports.jsonl")
 
 
@@ -144,6 +150,15 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | N
             yield n, obj, None
 
 
+def too_long(*texts: str, what: str = "instruction + input + output") -> str | None:
+    """The quarantine reason for texts longer than MAX_ROW_CHARS together, else None."""
+    size = sum(len(t) for t in texts)
+    if size <= MAX_ROW_CHARS:
+        return None
+    return (f"row too long: {size:,} characters in {what} (limit {MAX_ROW_CHARS:,}, engine.data.MAX_ROW_CHARS: "
+            f"longer than any profile's training sequence); shorten it or split it into several rows")
+
+
 def check_row(row: dict[str, Any]) -> tuple[str | None, DslCheck | None]:
     """(reason, check): reason is None for a valid row."""
     ins, out = row.get("instruction"), row.get("output")
@@ -153,6 +168,9 @@ def check_row(row: dict[str, Any]) -> tuple[str | None, DslCheck | None]:
         return "missing or empty 'output' (the DSL answer, a string, is required)", None
     if "input" in row and row["input"] is not None and not isinstance(row["input"], str):
         return "'input' must be a string when present", None
+    long = too_long(ins, row.get("input") or "", out)
+    if long:  # before the DSL check: parsing megabytes is slow, and such a row cannot be trained anyway
+        return long, None
     chk = check_dsl(out)
     if not chk.ok:
         errs = chk.errors
@@ -229,6 +247,10 @@ def check_lesson(lesson: Lesson) -> tuple[list[dict[str, Any]], list[Problem]]:
             continue
         if not isinstance(gold, str) or not gold.strip():
             problems.append(Problem(where, None, f"prompt {pid}: missing 'expected_dsl'", row=p))
+            continue
+        long = too_long(ins, gold, what="instruction + expected_dsl")
+        if long:
+            problems.append(Problem(where, None, f"prompt {pid}: {long}", row=p))
             continue
         chk = check_dsl(gold)
         if not chk.ok:

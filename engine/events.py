@@ -228,7 +228,8 @@ class EventWriter:
         self._lock = threading.RLock()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.seq, repaired = self._recover()
-        self._fh = open(self.path, "a", encoding="utf-8", newline="\n")
+        # unbuffered bytes: each event is one write that lands whole or is cut back (see _append)
+        self._fh = open(self.path, "ab", buffering=0)
         self.last_event: dict[str, Any] | None = None
         if repaired:
             self.emit("log", level="warning", source="engine",
@@ -277,8 +278,11 @@ class EventWriter:
             # seq moves first: an async exception (the stall watchdog's signal) between the two
             # statements can leave a gap in seq, never a duplicate
             self.seq += 1
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            try:
+                self._append((line + "\n").encode("utf-8"))
+            except OSError:
+                self.seq -= 1  # not written: the next event (after room is made) takes this seq
+                raise
             self.last_event = event
             if self._stdout is not None:
                 try:
@@ -290,6 +294,24 @@ class EventWriter:
         for fn in listeners:
             fn(event)
         return event
+
+    def _append(self, data: bytes) -> None:
+        """Append one whole line, or nothing: a full disk (ENOSPC) mid-line cuts the file back to where
+        it was, so a reader never sees a torn record and a retry after freeing room writes it whole."""
+        fd = self._fh.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+            raise
 
     def sync(self) -> None:
         """fsync the events file (at run/step boundaries; flush alone survives kill -9)."""

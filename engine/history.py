@@ -10,6 +10,7 @@ lesson_integrations.  Open read-only with ``History(path, readonly=True)``.
 """
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -79,8 +80,8 @@ class History:
             try:
                 self.conn.execute(sql, tuple(params))
                 self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
+            except BaseException as exc:
+                self._rollback(exc)
                 raise
 
     def _many(self, sql: str, rows: list[tuple]) -> None:
@@ -89,9 +90,21 @@ class History:
             try:
                 self.conn.executemany(sql, rows)
                 self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
+            except BaseException as exc:
+                self._rollback(exc)
                 raise
+
+    def _rollback(self, exc: BaseException) -> None:
+        """Roll back after ``exc``; a full disk becomes an OSError naming history.db (SQLite's own "database
+        or disk is full" names no file, and its failed COMMIT has already ended the transaction, so a plain
+        ROLLBACK raised a second, chained error)."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass  # the original error (re-raised by the caller) says what went wrong
+        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+            raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.path)) from None
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:

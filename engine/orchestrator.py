@@ -14,7 +14,9 @@ import importlib
 import json
 import os
 import secrets
+import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -24,6 +26,7 @@ from typing import IO, Any
 from engine.atomic import atomic_write_json, clean_temp_files, read_json
 from engine.config import ConfigError
 from engine.context import StepContext, StepRegistry, StepSkipped, StopRequested
+from engine.diskspace import DiskReserve, disk_full_message, free_space, is_disk_full, remove_stale_reserves
 from engine.events import STOP_FILE, EventWriter, Heartbeat
 from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
 from engine.history import History
@@ -39,10 +42,16 @@ ENV_ML_MODULE = "BPLLM_ML_MODULE"  # another module exposing register_steps (alt
 # Test-only knobs (documented in docs/engine.md): slow a step down, or make it raise a real error.
 ENV_SLOW = "BPLLM_TEST_SLOW_STEPS"      # "1.3=2.5,8.2=1"   seconds spent in the step, in 0.1 s slices
 ENV_INJECT = "BPLLM_TEST_INJECT"        # "2.3=cuda_oom*2"   raise that category's real exception N times
+# SIGTERM/SIGINT first ask for a graceful stop at the step's next safe boundary; a step that has not
+# reached one this many seconds later is interrupted (Python code only: the watchdog's mechanism) and
+# re-run by `bpllm resume`. A service manager sends SIGKILL soon after SIGTERM (docker: 10 s), and a
+# signal-stopped engine must still write its final records first. `bpllm stop` waits for the boundary.
+SIGNAL_STOP_GRACE_S = 10.0
 
 
 class StallAbort(BaseException):
-    """Raised in the main thread (via SIGUSR2) when the watchdog gives up on a stalled step."""
+    """Raised in the main thread (via SIGUSR2) when the watchdog gives up on a stalled step, or on a step
+    that outlived a signal's stop grace (a BaseException: a step's broad ``except Exception`` cannot eat it)."""
 
 
 class StepFailed(Exception):
@@ -107,6 +116,11 @@ class Runner:
         self._stall_warned_at: float | None = None
         self._watch_stop = threading.Event()
         self._sigint_count = 0
+        self._signal_stop_at: float | None = None  # monotonic time of the SIGTERM/SIGINT that asked to stop
+        self._signal_name = "a signal"
+        self._forced_stop = False  # the watchdog interrupted a step that outlived SIGNAL_STOP_GRACE_S
+        self._unwritten: list[str] = []  # final records a full disk kept out (reported in one line)
+        self._fresh_run_dir: Path | None = None  # a new run's directory, removed if its setup fails
         self.ran_in_process: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
@@ -162,14 +176,81 @@ class Runner:
 
     # ------------------------------------------------------------------ the run
     def _execute(self, run_id: str, state: dict[str, Any], *, resumed: bool) -> int:
+        """Run, and turn a full disk outside the steps (taking the lock, setting the run up) into one line."""
+        command = "resume" if resumed else "run"
+        self._lock = None
+        try:
+            return self._execute_run(run_id, state, resumed=resumed)
+        except BaseException as exc:
+            if not is_disk_full(exc):
+                raise
+            recorded = self._abandon(state, exc)
+            fix = (f"Free space, then `bpllm resume {run_id}`." if recorded or resumed
+                   else f"Free space, then run `bpllm {command}` again.")
+            reserve = getattr(self, "reserve", None)
+            if reserve is not None and getattr(exc, "filename", None) == str(reserve.path):
+                self._print_err(f"bpllm {command}: the disk is full: no room for the {reserve.size // 1024} KiB a run "
+                                f"keeps for its final records in {self.ws.runs} ({free_space(self.ws.runs)}). {fix}")
+            else:
+                self._print_err(disk_full_message(command, exc, fix=fix))
+            return EXIT_FAILED
+
+    def _abandon(self, state: dict[str, Any], exc: BaseException) -> bool:
+        """A run that hit a full disk before its steps began: record the failure where the setup got to
+        (the reserve makes room), close what was opened, release the lock. True when state.json has it."""
+        recorded = False
+        reserve = getattr(self, "reserve", None)
+        if reserve is not None:
+            reserve.release()
+        if self._fresh_run_dir is None and getattr(self, "state_path", None) is not None:
+            info = classify(exc)
+            state.update(status="failed", ended_at=time.time(),
+                         failure={"step": None, "category": info.category, "message": info.message, "at": time.time()})
+            recorded = self._final_write(self._save_state)
+            if getattr(self, "events", None) is not None:
+                self._final_write(lambda: self.events.emit("error", category=info.category, message=info.message,
+                                                           hint=info.hint, fatal=True))
+                self._final_write(lambda: self.events.emit("run", phase="end", status="failed", exit_code=EXIT_FAILED,
+                                                           message=f"engine error ({info.category}): {info.message}"))
+        if getattr(self, "heartbeat", None) is not None:
+            self.heartbeat.stop(status="failed", phase="exited", step=None)
+        for closer in ("events", "history", "_console_fh"):
+            obj = getattr(self, closer, None)
+            if obj is not None:
+                self._final_write(obj.close)
+        if self._fresh_run_dir is not None:  # a new run that never began: leave nothing behind
+            shutil.rmtree(self._fresh_run_dir, ignore_errors=True)
+        if self._lock is not None:
+            self._final_write(self._lock.release)
+        self._restore_signals()
+        return recorded
+
+    def _final_write(self, fn: Any) -> bool:
+        """One of the last records of a run: a full disk here is already being reported, so it is noted
+        (``self._unwritten``) instead of raising a second, chained error."""
+        try:
+            fn()
+            return True
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            self._unwritten.append(str(getattr(exc, "filename", None) or exc))
+            return False
+
+    def _execute_run(self, run_id: str, state: dict[str, Any], *, resumed: bool) -> int:
         lock = WorkspaceLock(self.ws.lock_path)
         try:
             lock.acquire(run_id, command="resume" if resumed else "run")
         except LockBusy as exc:
             self._print_err(f"bpllm {'resume' if resumed else 'run'}: {exc}")
             return EXIT_FAILED
+        self._lock = lock
         run_dir = self.ws.run_dir(run_id)
+        self._fresh_run_dir = None if run_dir.exists() else run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.reserve = DiskReserve(run_dir)  # room for the final records, should the disk fill up
+        remove_stale_reserves(self.ws.runs, keep=self.reserve.path)  # killed engines' reserves: room for ours
+        self.reserve.claim()
         self.ws.ensure_dirs()
         removed = clean_temp_files(self.ws.root) if resumed or lock.stale else []
         self.state = state
@@ -226,6 +307,7 @@ class Runner:
             state.setdefault("past_failures", []).append(state["failure"])
             state["failure"] = None
         self._save_state()
+        self._fresh_run_dir = None  # recorded: from here on a failure leaves a resumable run
         watcher = threading.Thread(target=self._watch, name="bpllm-watch", daemon=True)
         watcher.start()
         telemetry = self._start_telemetry()
@@ -244,33 +326,50 @@ class Runner:
                                 "hint": exc.info.hint, "at": time.time()}
         except KeyboardInterrupt:
             status, code, message = "stopped", EXIT_STOPPED, "aborted by a second interrupt"
+        except StallAbort as exc:
+            if not self._forced_stop:  # pragma: no cover - a stall abort is always caught in its step
+                raise
+            del exc  # a signal's forced stop that landed between a step's bookkeeping lines
+            self._flush_stop_event()
+            status, code, message = "stopped", EXIT_STOPPED, f"stopped on request ({self._stop_source or 'signal'})"
         except BaseException as exc:  # noqa: BLE001 - an orchestrator bug still leaves a resume state
             info = classify(exc)
             status, code, message = "failed", EXIT_FAILED, f"engine error ({info.category}): {info.message}"
+            if info.hint:
+                message += f" -- {info.hint}"
             state["failure"] = {"step": None, "category": info.category, "message": info.message, "at": time.time()}
-            self.events.emit("error", category=info.category, message=info.message, traceback=info.traceback,
-                             exception=info.exception, fatal=True)
+            if info.category == "disk_full":
+                self.reserve.release()
+            self._final_write(lambda: self.events.emit(
+                "error", category=info.category, message=info.message, traceback=info.traceback,
+                exception=info.exception, hint=info.hint, fatal=True))
         finally:
             self._watch_stop.set()
             if telemetry is not None:
                 telemetry.stop()
+            self.reserve.release()  # its room is for what follows, should the disk be full
             state["status"] = status
             state["ended_at"] = time.time()
-            self._save_state()
+            self._final_write(self._save_state)
             if status == "stopped" and stop_file.exists():
                 stop_file.unlink()
             try:
                 self.history.run_ended(run_id, status, code, message)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - history.db is a copy; events.jsonl and state.json are the record
                 pass
-            self.events.emit("run", phase="end", status=status, exit_code=code, duration=round(time.time() - t0, 3),
-                             message=message)
+            self._final_write(lambda: self.events.emit("run", phase="end", status=status, exit_code=code,
+                                                       duration=round(time.time() - t0, 3), message=message))
             self.heartbeat.stop(status=status, phase="exited", step=None, seq=self.events.seq)
             self.events.close()
             self.history.close()
-            self._console_fh.close()
-            lock.release()
+            self._final_write(self._console_fh.close)
+            self._final_write(lock.release)
             self._restore_signals()
+        if self._unwritten:  # the console line of the end event may be missing: say it here, once
+            self._print_err(disk_full_message(
+                "resume" if resumed else "run", OSError(errno.ENOSPC, "No space left on device"),
+                path=", ".join(dict.fromkeys(self._unwritten)),
+                fix=f"The run ended {status}; free space, then `bpllm resume {run_id}`."))
         return code
 
     def _run_cycles(self, selected: list[Step]) -> None:
@@ -367,15 +466,15 @@ class Runner:
                         raise StepFailed(step, info) from None
                     attempt += 1
                     continue
-                self._flush_stop_event()
-                self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
-                                 cycle=cycle, duration=round(time.time() - t0, 3),
-                                 message="interrupted by a stop request; `bpllm resume` re-runs this step")
-                self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
-                                  duration=round(time.time() - t0, 3), attempt=attempt)
-                self._save_state()
-                raise StopRequested() from None
+                self._stopped_in_step(step, cycle, attempt, t0,
+                                      "interrupted by a stop request; `bpllm resume` re-runs this step")
             except StallAbort as exc:
+                if self._forced_stop:
+                    del exc
+                    self._stopped_in_step(step, cycle, attempt, t0,
+                                          f"interrupted {SIGNAL_STOP_GRACE_S:.0f} s after {self._signal_name} "
+                                          "(no safe boundary reached); "
+                                          "`bpllm resume` re-runs this step")
                 if self._stall_abort is None:  # pragma: no cover - only the watchdog raises it
                     raise
                 info = classify(StallTimeout(f"no progress for {self._stall_abort['age_s']:.0f}s in phase "
@@ -400,12 +499,24 @@ class Runner:
                               attempt=attempt, result=small)
             return "complete"
 
+    def _stopped_in_step(self, step: Step, cycle: int, attempt: int, t0: float, message: str) -> None:
+        """Record a step ended by a stop (its work is redone on resume) and raise StopRequested."""
+        self._flush_stop_event()
+        self.events.emit("step", id=step.id, name=step.name, parent=step.parent, status="stopped",
+                         cycle=cycle, duration=round(time.time() - t0, 3), message=message)
+        self.history.step(self.run_id, cycle, step.id, step.name, "stopped",
+                          duration=round(time.time() - t0, 3), attempt=attempt)
+        self._save_state()
+        raise StopRequested() from None
+
     def _handle_failure(self, step: Step, cycle: int, attempt: int, max_attempts: int, t0: float,
                         info: Classified) -> bool:
         """Report a failure; True when the step should be retried (after the backoff)."""
         duration = round(time.time() - t0, 3)
         changes: dict[str, Any] = {}
         retry = info.retryable and attempt < max_attempts
+        if info.category == "disk_full":
+            self.reserve.release()  # room for the error event and the state that follow
         if retry and info.category == "cuda_oom":
             current = {k: self.ctx.setting(k, self.ctx.effective.get(k))
                        for k in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha")}
@@ -475,12 +586,7 @@ class Runner:
 
     def _save_state(self) -> None:
         self.state["updated_at"] = time.time()
-        try:
-            atomic_write_json(self.state_path, self.state)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                self._print_err(f"cannot save {self.state_path}: disk full")
-            raise
+        atomic_write_json(self.state_path, self.state)  # a full disk names the file (reported once, at the end)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -507,6 +613,15 @@ class Runner:
                          step=self._stop_step, message=self._stop_message)
         self.heartbeat.update(phase="stopping", progress=False, force=True)
 
+    def _watch_report(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """An event from the watcher thread: a full disk must not end the thread (and with it stop-file
+        polling and the watchdog) with a traceback; the main thread reports the full disk."""
+        try:
+            fn(*args, **kwargs)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+
     def _watch(self) -> None:
         """Stop-file poller and stall watchdog (a daemon thread)."""
         stop_file = self.run_dir / STOP_FILE
@@ -514,10 +629,18 @@ class Runner:
         while not self._watch_stop.wait(0.2):
             if not self._stop.is_set() and stop_file.exists():
                 req = read_json_quiet(stop_file)
-                self.request_stop(str(req.get("source") or "cli"), req.get("message"))
+                self._watch_report(self.request_stop, str(req.get("source") or "cli"), req.get("message"))
             elif self._stop.is_set() and not self._stop_emitted:
-                self._flush_stop_event()  # requested by a signal
+                self._watch_report(self._flush_stop_event)  # requested by a signal
             step = self._in_step
+            if (step is not None and self._signal_stop_at is not None and not self._forced_stop
+                    and time.monotonic() - self._signal_stop_at >= SIGNAL_STOP_GRACE_S):
+                self._forced_stop = True
+                self._watch_report(self._log, "warning", f"step {step.id} reached no safe boundary "
+                                   f"{SIGNAL_STOP_GRACE_S:.0f} s after {self._signal_name}; interrupting it")
+                if signal.SIGUSR2 in self._old_handlers:
+                    _thread.interrupt_main(signal.SIGUSR2)
+                continue
             if step is None or not st["enabled"] or self._stall_abort is not None:
                 continue
             phase = str(self.heartbeat.data.get("phase") or step.phase)
@@ -527,12 +650,14 @@ class Runner:
             age = time.time() - progress_at
             if age >= kill:
                 self._stall_abort = {"phase": phase, "age_s": age, "limit_s": kill}
-                self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=kill, step=step.id, action="abort")
+                self._watch_report(self.events.emit, "stall", phase=phase, age_s=round(age, 1), limit_s=kill,
+                                   step=step.id, action="abort")
                 if signal.SIGUSR2 in self._old_handlers:
                     _thread.interrupt_main(signal.SIGUSR2)
             elif age >= warn and self._stall_warned_at != progress_at:
                 self._stall_warned_at = progress_at
-                self.events.emit("stall", phase=phase, age_s=round(age, 1), limit_s=warn, step=step.id, action="warn")
+                self._watch_report(self.events.emit, "stall", phase=phase, age_s=round(age, 1), limit_s=warn,
+                                   step=step.id, action="warn")
 
     def _start_telemetry(self) -> Any:
         tcfg = self.cfg["telemetry"]
@@ -557,10 +682,12 @@ class Runner:
                 self._sigint_count += 1
                 if self._sigint_count > 1:
                     raise KeyboardInterrupt
+            if self._signal_stop_at is None:
+                self._signal_stop_at, self._signal_name = time.monotonic(), name
             self.request_stop("signal", f"{name} received", emit=False)
 
         def on_stall(_signum: int, _frame: Any) -> None:
-            if self._stall_abort is not None and self._in_step is not None:
+            if (self._stall_abort is not None or self._forced_stop) and self._in_step is not None:
                 raise StallAbort()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -583,8 +710,11 @@ class Runner:
         line = console_line_for_event(ev)
         if line is None:
             return
-        self._console_fh.write(line + "\n")
-        self._console_fh.flush()
+        try:
+            self._console_fh.write(line + "\n")
+            self._console_fh.flush()
+        except OSError:
+            pass  # console.log is a copy of events.jsonl; a full disk is reported by the run itself
         if not self.quiet:
             try:
                 self.console.write(line + "\n")

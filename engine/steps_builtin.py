@@ -159,9 +159,14 @@ def _merge(ctx: StepContext, step: str) -> dict[str, Any]:
     dcfg = ctx.config["data"]
     files = source_files(ws)
     total = sum(1 for f in files for line in open(f, "rb") if line.strip())
+
+    def progress(n: int) -> None:  # every 200 rows: a safe boundary too (nothing is written before the end)
+        ctx.check_stop()
+        ctx.progress(n, total, unit="row")
+
     result = merge_rows(files, root=ws.root, near_keep=int(dcfg["near_duplicate_keep"]),
                         val_fraction=float(dcfg["validation_fraction"]), min_val=int(dcfg["min_validation"]),
-                        seed=int(dcfg["seed"]), progress=lambda n: ctx.progress(n, total, unit="row"))
+                        seed=int(dcfg["seed"]), progress=progress)
     ctx.progress(total, total, unit="row")
     qfiles = write_quarantine(ws.quarantine, result.problems, prefix="merge-")
     write_split(ws, result)

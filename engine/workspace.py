@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +116,60 @@ def resolve_workspace(arg: str | None, *, must_exist: bool = True) -> Workspace:
 
 def init_workspace(root: str | Path, *, pipeline_config: str | Path | None = None,
                    force: bool = False) -> tuple[Workspace, list[str]]:
-    """Create a workspace from data/starter; returns it and notes for the user."""
-    from engine.atomic import atomic_write_text
-    from engine.config import dump_toml, from_pipeline_config, validate
+    """Create a workspace from data/starter; returns it and notes for the user.
 
+    All or nothing: when a write fails (a full disk), everything this call created is removed again
+    and a WorkspaceError names the file and the fix. bpllm.toml is written last, so even a killed
+    init leaves no directory that passes for a workspace."""
     ws = Workspace(root)
-    notes: list[str] = []
     if ws.config_path.exists() and not force:
         raise WorkspaceError(f"{ws.config_path} already exists; this is a workspace already "
                              f"(use --force to rewrite its config; lessons and data are never overwritten)")
-    ws.root.mkdir(parents=True, exist_ok=True)
-    ws.ensure_dirs()
+    text, notes = _config_text(ws, pipeline_config)  # reads and checks only: a bad config creates nothing
+    made = _init_targets(ws)
+    existed = {p for p in made if p.exists() or p.is_symlink()}
+    writing: list[Path] = [ws.root]
+    try:
+        notes += _populate(ws, text, writing)
+    except (OSError, sqlite3.Error) as exc:
+        for p in sorted(set(made) - existed, key=lambda q: len(q.parts), reverse=True):
+            try:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise WorkspaceError(_write_failure(writing[-1], exc)) from None
+    return ws, notes
+
+
+def _init_targets(ws: Workspace) -> list[Path]:
+    """Every path init may create (directories first), to remove what it made if it fails."""
+    paths = [*reversed(ws.root.parents), ws.root, ws.root / "datasets"] + [ws.root / d for d in ws.DIRS]
+    paths += [ws.root / "system_prompt.txt", ws.config_path]
+    paths += [ws.lessons / p.name for p in (STARTER_DIR / "lessons").glob("*.json")]
+    paths += [ws.sources / p.name for p in (STARTER_DIR / "datasets").glob("*.jsonl")]
+    paths += [ws.history_path.with_name(ws.history_path.name + sfx) for sfx in ("", "-wal", "-shm", "-journal")]
+    return list(dict.fromkeys(paths))
+
+
+def _write_failure(path: Path, exc: BaseException) -> str:
+    from engine.diskspace import free_space, is_disk_full
+
+    try:  # SQLite reports a full disk while creating history.db as a plain "disk I/O error"
+        nearly_full = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free < 1024 * 1024
+    except (OSError, StopIteration):
+        nearly_full = False
+    reason = getattr(exc, "strerror", None) or str(exc)
+    if is_disk_full(exc) or nearly_full:
+        return (f"the disk is full: could not write {path} ({reason}; {free_space(path)}); nothing was created. "
+                f"Free space, then run `bpllm init` again.")
+    return f"could not write {path} ({reason}); nothing was created. Fix that, then run `bpllm init` again."
+
+
+def _config_text(ws: Workspace, pipeline_config: str | Path | None) -> tuple[str, list[str]]:
+    """bpllm.toml's text: the starter template, or it with the reference's pipeline_config.json merged in."""
+    from engine.config import dump_toml, from_pipeline_config, validate
+
+    notes: list[str] = []
     template = (STARTER_DIR / "bpllm.toml").read_text(encoding="utf-8")
     if pipeline_config:
         raw, more = from_pipeline_config(pipeline_config)
@@ -143,23 +187,38 @@ def init_workspace(root: str | Path, *, pipeline_config: str | Path | None = Non
     else:
         text = template
     validate(_parse_template(text), str(ws.config_path))
-    atomic_write_text(ws.config_path, text)
+    return text, notes
+
+
+def _populate(ws: Workspace, text: str, writing: list[Path]) -> list[str]:
+    """The workspace's directories and starter files; ``writing`` ends with the path being written."""
+    from engine.atomic import atomic_write_text
+
+    notes: list[str] = []
+    ws.root.mkdir(parents=True, exist_ok=True)
+    ws.ensure_dirs()
     for src, dst in (("system_prompt.txt", ws.root / "system_prompt.txt"),):
         if not dst.exists():
+            writing.append(dst)
             shutil.copyfile(STARTER_DIR / src, dst)
     for lesson in sorted((STARTER_DIR / "lessons").glob("*.json")):
         dst = ws.lessons / lesson.name
         if not dst.exists():
+            writing.append(dst)
             shutil.copyfile(lesson, dst)
             notes.append(f"starter lesson {lesson.name}")
     for ds in sorted((STARTER_DIR / "datasets").glob("*.jsonl")):
         dst = ws.sources / ds.name
         if not dst.exists():
+            writing.append(dst)
             shutil.copyfile(ds, dst)
             notes.append(f"starter dataset {ds.name}")
     from engine.history import History
+    writing.append(ws.history_path)
     History(ws.history_path).close()
-    return ws, notes
+    writing.append(ws.config_path)
+    atomic_write_text(ws.config_path, text)  # last: only a complete workspace has a bpllm.toml
+    return notes
 
 
 def _parse_template(text: str) -> dict[str, Any]:

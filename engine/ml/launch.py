@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -82,11 +83,7 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
                     stop_path.write_text(str(time.time()), encoding="utf-8")
                 time.sleep(poll_s)
         except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _terminate_group(proc)
             raise
     offset = _relay(events_path, offset, emit, progress, stopped)
     if rc == 0 and stopped:
@@ -96,6 +93,22 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
         raise RuntimeError(f"accelerate training worker exited {rc}; log {log_path}:\n{tail}")
     result = Path(spec.adapter_dir) / "train_result.json"
     return json.loads(result.read_text(encoding="utf-8"))
+
+
+def _terminate_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """End the launcher and every rank it spawned (they share its session, so no rank outlives the
+    engine): SIGTERM, then SIGKILL after ``grace_s`` (short: a signal-stopped engine must write its
+    final records before a service manager's own SIGKILL)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _relay(path: Path, offset: int, emit, progress, stopped: dict[str, Any] | None = None) -> int:
