@@ -40,7 +40,7 @@ PREVENTED = frozenset({
 
 HEADER_KEYS = ("BLUEPRINT", "PARENT", "CATEGORY")
 _TOKEN = re.compile(
-    r"""(?P<ws>[ \t]+)|(?P<str>"(?:[^"\\\n]|\\.)*"?)|(?P<arrow>->)|(?P<num>-?[0-9][0-9.eE+\-]*)|(?P<minus>-)"""
+    r"""(?P<ws>[ \t]+)|(?P<str>"(?:[^"\\\n]|\\.)*"?)|(?P<arrow>->)|(?P<num>-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]*)?)|(?P<minus>-)"""
     r"""|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>.)"""
 )
 _NODE_ID = re.compile(r"n[0-9]+")
@@ -292,7 +292,7 @@ class ConstraintState:
             return self._wire_line(head.text, rest, line, closing)
         if head.text == "VAR":
             return self._var_line(rest)
-        return True  # headers and GRAPH: the grammar and the line validator decide
+        return _shape(rest, (":", _IDENT)) and len(rest) <= 2  # headers and GRAPH: `KEY: Name`
 
     def _closed(self, tok: _Tok, closing: bool) -> bool:
         return closing or not tok.open
@@ -302,64 +302,77 @@ class ConstraintState:
         if not toks:
             return True
         nid = toks[0]
-        if nid.kind != "ident" or not (_NODE_ID.fullmatch(nid.text) or (nid.open and "n".startswith(nid.text[:1])
-                                                                          and re.fullmatch(r"n[0-9]*", nid.text))):
+        if nid.kind != "ident" or not re.fullmatch(r"n[0-9]*", nid.text):
             return False
         if self._closed(nid, closing) and (nid.text in f.nodes or not _NODE_ID.fullmatch(nid.text)):
+            return False
+        if len(toks) < 2:
+            return True
+        if toks[1].text != ":":
             return False
         if len(toks) < 3:
             return True
         ntype = toks[2]
+        if ntype.kind != "ident":
+            return False
         if rules.unknown_nodes != "warning":
             if not self._closed(ntype, closing):
                 return _prefix_ok(ntype.text, rules.node_types)
             if ntype.text not in rules.node_types:
                 return False
-        if len(toks) < 4 or toks[3].text != "[":
+        if len(toks) < 4:
             return True
+        if toks[3].text != "[":
+            return False
         params = rules.params_of(ntype.text)
-        if not params and rules.spec(ntype.text) is None:
-            return True  # an allowed unknown type: any params
+        unknown = not params and rules.spec(ntype.text) is None  # an allowed unknown type: any params
         given: set[str] = set()
         i = 4
+        if i < len(toks) and toks[i].text == "]":
+            return i == len(toks) - 1
         while i < len(toks):
             name = toks[i]
-            if name.text == "]":
-                return True
             if name.kind != "ident":
                 return False
-            if not self._closed(name, closing):
-                return any(p.startswith(name.text) and params[p] not in given for p in params)
-            canon = params.get(name.text)
-            if canon is None or canon in given:
-                return False
-            given.add(canon)
-            if i + 2 < len(toks):
-                value = toks[i + 2]
-                if value.text not in "(" and not _value_start_ok(value, rules.literal_kinds(ntype.text, name.text)):
+            if not unknown:
+                if not self._closed(name, closing):
+                    return any(p.startswith(name.text) and params[p] not in given for p in params)
+                canon = params.get(name.text)
+                if canon is None or canon in given:
                     return False
-            # skip the value (a struct runs to its closing parenthesis) and the comma
-            j, depth = i + 2, 0
-            while j < len(toks):
-                t = toks[j].text
-                if t == "(":
-                    depth += 1
-                elif t == ")":
-                    depth -= 1
-                elif depth <= 0 and t in (",", "]"):
-                    break
-                j += 1
+                given.add(canon)
+            if i + 1 >= len(toks):
+                return True
+            if toks[i + 1].text != "=":
+                return False
+            if i + 2 < len(toks) and not unknown:
+                value = toks[i + 2]
+                if value.text != "(" and not _value_start_ok(value, rules.literal_kinds(ntype.text, name.text)):
+                    return False
+            j = _parse_value(toks, i + 2)
+            if j == _BAD:
+                return False
             if j >= len(toks):
                 return True
             if toks[j].text == "]":
-                return True
+                return j == len(toks) - 1  # nothing after the params
+            if toks[j].text != ",":
+                return False
             i = j + 1
         return True
 
     def _var_line(self, toks: list[_Tok]) -> bool:
         if toks and not toks[0].open and toks[0].text in self.facts.vars:
             return False  # duplicate-var
-        return True
+        if not _shape(toks, (_IDENT, ":")):
+            return False
+        j = _parse_type(toks, 2)
+        if j >= len(toks) or j == _BAD:
+            return j != _BAD
+        if toks[j].text != "=":
+            return False
+        j = _parse_value(toks, j + 1)
+        return j != _BAD and j >= len(toks)
 
     def _endpoint_ok(self, toks: list[_Tok], i: int, direction: str, kind: str, closing: bool) -> int | None:
         """Check ``id . pin`` starting at toks[i]; the index after it, or None when refused.
@@ -455,6 +468,9 @@ class ConstraintState:
         ty = toks[j + 1]
         if ty.kind != "ident":
             return False
+        end = _parse_type(toks, j + 1)
+        if end == _BAD or (end < len(toks) and (toks[end].text != "]" or end != len(toks) - 1)):
+            return False
         base = line[: line.rindex("[")].rstrip()
         fits = self._fitting_types(base)
         if not fits:
@@ -480,6 +496,78 @@ class ConstraintState:
                      if self._prevented_errors(self.done + f"{base} [{t}]\n") <= self._errors)
         self._cache[key] = fits  # type: ignore[assignment]
         return fits
+
+
+_IDENT = object()  # any identifier, in a _shape
+_BAD = -1  # _parse_type / _parse_value: these tokens cannot start that
+
+
+def _parse_type(toks: list[_Tok], i: int) -> int:
+    """``Name`` or ``Name<T, ...>`` from toks[i]: the index after it, len(toks) (or more) while
+    it may still grow, or _BAD."""
+    if i >= len(toks):
+        return len(toks) + 1
+    if toks[i].kind != "ident":
+        return _BAD
+    i += 1
+    if i >= len(toks) or toks[i].text != "<":
+        return i
+    i += 1
+    while True:
+        i = _parse_type(toks, i)
+        if i == _BAD or i >= len(toks):
+            return i if i == _BAD else len(toks) + 1
+        if toks[i].text == ",":
+            i += 1
+        elif toks[i].text == ">":
+            return i + 1
+        else:
+            return _BAD
+
+
+def _parse_value(toks: list[_Tok], i: int) -> int:
+    """A param/VAR value from toks[i] (literal, name or ``(F=v, ...)``); as _parse_type."""
+    if i >= len(toks):
+        return len(toks) + 1
+    t = toks[i]
+    if t.kind in ("num", "ident") or (t.kind == "str" and (t.open or (len(t.text) > 1 and t.text.endswith('"')))):
+        return i + 1
+    if t.kind == "minus" and t.open:
+        return i + 1
+    if t.text != "(":
+        return _BAD
+    i += 1
+    if i < len(toks) and toks[i].text == ")":
+        return i + 1
+    while True:
+        if i >= len(toks):
+            return len(toks) + 1
+        if toks[i].kind != "ident":
+            return _BAD
+        if i + 1 >= len(toks):
+            return len(toks) + 1
+        if toks[i + 1].text != "=":
+            return _BAD
+        i = _parse_value(toks, i + 2)
+        if i == _BAD or i >= len(toks):
+            return i if i == _BAD else len(toks) + 1
+        if toks[i].text == ",":
+            i += 1
+        elif toks[i].text == ")":
+            return i + 1
+        else:
+            return _BAD
+
+
+def _shape(toks: list[_Tok], shape: tuple) -> bool:
+    """Do the first tokens follow ``shape`` (literal texts, or _IDENT)? Later tokens are free."""
+    for tok, want in zip(toks, shape):
+        if want is _IDENT:
+            if tok.kind != "ident":
+                return False
+        elif tok.text != want:
+            return False
+    return True
 
 
 def _pattern_prefix(rx: re.Pattern, text: str) -> bool:

@@ -137,6 +137,10 @@ def _check_values(cfg: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"data.validation_fraction = {d['validation_fraction']}: must be in [0, 1)")
     if d["integrate"] not in ("examined", "all", "none"):
         problems.append(f"data.integrate = {d['integrate']!r}: expected examined, all or none")
+    constraint = cfg["exam"].get("constraint", "catalog")
+    if constraint not in ("syntax", "catalog"):
+        problems.append(f"exam.constraint = {constraint!r}: expected syntax (the grammar only) or catalog "
+                        "(the grammar and the catalog's rules; the default)")
     if cfg["dsl"]["unknown_nodes"] not in ("error", "warning"):
         problems.append(f"dsl.unknown_nodes = {cfg['dsl']['unknown_nodes']!r}: expected error or warning")
     if cfg["run"]["cycles"] < 1:
