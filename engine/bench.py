@@ -116,6 +116,7 @@ _TARGETS = {
     "dsl": ("engine.bench", "bench_dsl"),
     "exam": ("engine.bench_ml", "bench_exam"),
     "train": ("engine.bench_ml", "bench_train"),
+    "validity": ("engine.bench_ml", "bench_validity"),
     "tui": ("bpllm_tui.bench", "bench_tui"),
 }
 
@@ -131,9 +132,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: dsl | exam | train | tui (figures measured side by side)")
+    p = sub.add_parser("bench", help="benchmarks: dsl | exam | train | tui | validity (figures measured side by side)")
     p.add_argument("target", choices=sorted(_TARGETS))
     p.add_argument("--repeat", type=int, default=50, help="timed repetitions (dsl)")
     p.add_argument("--workspace", "-w", default=None, help="workspace for exam/train benches")
     p.add_argument("--quick", action="store_true", help="smaller run (exam/train/tui)")
+    p.add_argument("--json", action="store_true", help="also print the figures as one JSON line (exam/validity)")
     p.set_defaults(func=cmd_bench)

@@ -1,7 +1,10 @@
 """`bpllm bench exam` and `bpllm bench train`: ML speed, measured side by side in one run.
 
 exam:  the same model and prompts, (a) batched vs one prompt at a time (prompts/s ratio) and
-       (b) grammar-constrained vs unconstrained decoding (ms per generated token, parse rate).
+       (b) free vs syntax-constrained vs catalog-constrained decoding (ms per generated token,
+       parse and valid rates; the catalog level's cost over syntax-only).
+validity: the same model and prompts with gold answers under free, syntax and catalog decoding:
+       parse %, valid %, mean structural score and the error codes that remain.
 train: tokens/s of the engine's training (its callback writing real events) vs a bare
        SFTTrainer on the same data and model, interleaved so machine load hits both alike.
 
@@ -93,39 +96,47 @@ def bench_exam(args: argparse.Namespace) -> int:
     system = _system_prompt(ws_root)
     prompts = [render_example(tok, system, i) for i in _prompts(ws_root, n)]
     max_new = 160 if quick else 256
-    constraint = GrammarConstraint(tok, _vocab_size(model, tok))
+    constraints = {level: GrammarConstraint(tok, _vocab_size(model, tok), level=level) for level in ("syntax", "catalog")}
     print(f"bench exam — {label}, {len(prompts)} prompts, greedy, max {max_new} new tokens, "
           f"{torch.get_num_threads()} torch threads")
     from dsl.parser import parse
+    from dsl.validator import validate
     from engine.ml.generate import generate
 
     # warm up kernels and the grammar once, outside the timings
-    generate(model, tok, prompts[:2], GenConfig(max_new_tokens=8, batch_size=2), constraint)
+    generate(model, tok, prompts[:2], GenConfig(max_new_tokens=8, batch_size=2), constraints["catalog"])
 
     def cfg(**kw) -> GenConfig:
         return GenConfig(max_new_tokens=max_new, time_budget_s=600.0, **kw)
 
     def run(config: GenConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
-        results = generate(model, tok, prompts, config, constraint if config.constrained else None)
+        results = generate(model, tok, prompts, config, constraints[config.constraint] if config.constrained else None)
         seconds = time.perf_counter() - t0
         tokens = sum(r.n_tokens for r in results)
         parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+        valid = sum(1 for r in results if r.text.strip() and not any(d.severity == "error" for d in validate(r.text)))
         return {"seconds": seconds, "tokens": tokens, "prompts_per_s": len(results) / seconds,
                 "ms_per_token": 1000 * seconds / max(1, tokens), "parse_rate": parsed / max(1, len(results)),
+                "valid_rate": valid / max(1, len(results)),
                 "mask_ms_per_token": 1000 * sum(r.mask_seconds for r in results) / max(1, tokens)}
 
     # one untimed pass fills the per-token caches; then each mode runs `rounds` times, interleaved,
     # so machine load drifts hit every mode alike; medians are reported
     run(cfg(batch_size=16, constrained=True))
     rounds = 2 if quick else 3
-    samples: dict[str, list[dict[str, Any]]] = {"batched": [], "single": [], "unconstrained": [],
-                                                "single_unconstrained": []}
+    modes = {
+        "batched": dict(batch_size=16, constrained=True, constraint="syntax"),
+        "batched_catalog": dict(batch_size=16, constrained=True, constraint="catalog"),
+        "unconstrained": dict(batch_size=16, constrained=False),
+        "single": dict(batch_size=1, constrained=True, constraint="syntax"),
+        "single_catalog": dict(batch_size=1, constrained=True, constraint="catalog"),
+        "single_unconstrained": dict(batch_size=1, constrained=False),
+    }
+    samples: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
-        samples["batched"].append(run(cfg(batch_size=16, constrained=True)))
-        samples["unconstrained"].append(run(cfg(batch_size=16, constrained=False)))
-        samples["single"].append(run(cfg(batch_size=1, constrained=True)))
-        samples["single_unconstrained"].append(run(cfg(batch_size=1, constrained=False)))
+        for mode, kw in modes.items():
+            samples[mode].append(run(cfg(**kw)))
 
     def med(mode: str) -> dict[str, Any]:
         rs = samples[mode]
@@ -133,24 +144,98 @@ def bench_exam(args: argparse.Namespace) -> int:
 
     batched, single, unconstrained = med("batched"), med("single"), med("unconstrained")
     single_free = med("single_unconstrained")
+    single_cat, batched_cat = med("single_catalog"), med("batched_catalog")
     overhead = 100 * (single["ms_per_token"] / single_free["ms_per_token"] - 1)
+    cat_single = 100 * (single_cat["ms_per_token"] / single["ms_per_token"] - 1)
+    cat_batched = 100 * (batched_cat["ms_per_token"] / batched["ms_per_token"] - 1)
     share = 100 * batched["mask_ms_per_token"] / batched["ms_per_token"]
     print(f"  batched (16, constrained)   {batched['prompts_per_s']:7.2f} prompts/s  {batched['seconds']:6.2f} s  "
           f"{batched['tokens']:.0f} tokens")
     print(f"  one-by-one (constrained)    {single['prompts_per_s']:7.2f} prompts/s  {single['seconds']:6.2f} s  "
           f"{single['tokens']:.0f} tokens")
     print(f"  batched / one-by-one        {batched['prompts_per_s'] / single['prompts_per_s']:7.2f}x prompts/s")
-    print(f"  one at a time: constrained  {single['ms_per_token']:7.3f} ms/token  parse rate {100 * single['parse_rate']:.0f}%")
-    print(f"  one at a time: free         {single_free['ms_per_token']:7.3f} ms/token  parse rate "
-          f"{100 * single_free['parse_rate']:.0f}%  ({single_free['tokens']:.0f} tokens)")
-    print(f"  constrained overhead        {overhead:+7.1f}% per token (one prompt at a time: no batch-occupancy effect)")
+    for name, r in (("catalog", single_cat), ("syntax", single), ("free", single_free)):
+        print(f"  one at a time: {name:<9}  {r['ms_per_token']:7.3f} ms/token  parse rate {100 * r['parse_rate']:.0f}%  "
+              f"valid {100 * r['valid_rate']:.0f}%  ({r['tokens']:.0f} tokens)")
+    print(f"  constrained overhead        {overhead:+7.1f}% per token, syntax vs free (one prompt at a time: "
+          "no batch-occupancy effect)")
+    print(f"  catalog over syntax         {cat_single:+7.1f}% per token one at a time, {cat_batched:+.1f}% batched "
+          f"(catalog work {batched_cat['mask_ms_per_token']:.3f} vs grammar {batched['mask_ms_per_token']:.3f} ms/token)")
     print(f"  batched: constrained {batched['ms_per_token']:.3f} vs free {unconstrained['ms_per_token']:.3f} ms/token; "
           f"grammar work {batched['mask_ms_per_token']:.3f} ms/token = {share:.1f}% of the batched time")
     if abs(batched["tokens"] - unconstrained["tokens"]) > 0.2 * max(1, batched["tokens"]):
         print("  note: constrained and free answers differ in length (the grammar changed what the model wrote)")
     if getattr(args, "json", False):
         print(json.dumps({"batched": batched, "single": single, "unconstrained": unconstrained,
-                          "single_unconstrained": single_free, "overhead_pct": overhead, "rounds": rounds}))
+                          "single_unconstrained": single_free, "overhead_pct": overhead,
+                          "batched_catalog": batched_cat, "single_catalog": single_cat,
+                          "catalog_over_syntax_pct": {"single": cat_single, "batched": cat_batched},
+                          "rounds": rounds}))
+    return 0
+
+
+def _gold_prompts(ws_root: Path | None, n: int) -> list[tuple[str, str]]:
+    """(instruction, gold DSL): the workspace's lessons, topped up with synthetic rows."""
+    pairs: list[tuple[str, str]] = []
+    if ws_root is not None:
+        for path in sorted((ws_root / "lessons").glob("*.json")):
+            try:
+                pairs += [(p["instruction"], p["expected_dsl"])
+                          for p in json.loads(path.read_text(encoding="utf-8"))["prompts"] if p.get("expected_dsl")]
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"  skipped {path}: {exc}")
+    if len(pairs) < n:
+        from engine.synthetic import generate
+
+        pairs += [(r["instruction"], r["output"]) for r in generate(n - len(pairs), seed=4243)]
+    return pairs[:n]
+
+
+def bench_validity(args: argparse.Namespace) -> int:
+    """What each level of constraint guarantees, on one model and the same prompts."""
+    from collections import Counter
+
+    from dsl.parser import parse
+    from dsl.scorer import score
+    from dsl.validator import validate
+    from engine.ml.base import render_example
+    from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
+
+    quick = bool(getattr(args, "quick", False))
+    model, tok, label, ws_root = _load_model(args)
+    pairs = _gold_prompts(ws_root, 16 if quick else 48)
+    system = _system_prompt(ws_root)
+    prompts = [render_example(tok, system, i) for i, _ in pairs]
+    max_new = 256 if quick else 384
+    print(f"bench validity — {label}, {len(prompts)} prompts with gold answers, greedy, max {max_new} new tokens")
+    report: dict[str, Any] = {}
+    for level in ("free", "syntax", "catalog"):
+        constraint = None if level == "free" else GrammarConstraint(tok, _vocab_size(model, tok), level=level)
+        cfg = GenConfig(max_new_tokens=max_new, batch_size=16, constrained=level != "free",
+                        constraint="syntax" if level == "free" else level, time_budget_s=600.0)
+        t0 = time.perf_counter()
+        results = generate(model, tok, prompts, cfg, constraint)
+        seconds = time.perf_counter() - t0
+        codes: Counter[str] = Counter()
+        parsed = valid = 0
+        scores = []
+        for r, (_, gold) in zip(results, pairs):
+            parsed += bool(r.text.strip()) and not parse(r.text).errors
+            errs = [d.code for d in validate(r.text) if d.severity == "error"] if r.text.strip() else ["empty"]
+            codes.update(errs)
+            valid += not errs
+            scores.append(score(gold, r.text).score)
+        n = max(1, len(results))
+        report[level] = {"parse_pct": 100 * parsed / n, "valid_pct": 100 * valid / n,
+                         "mean_score": statistics.mean(scores) if scores else 0.0, "errors": dict(codes.most_common()),
+                         "tokens": sum(r.n_tokens for r in results), "seconds": seconds,
+                         "stop_reasons": dict(Counter(r.stop_reason for r in results))}
+    print(f"  {'level':<8} {'parse':>6} {'valid':>6} {'score':>6}  errors that remain")
+    for level, r in report.items():
+        errs = ", ".join(f"{c} x{k}" for c, k in r["errors"].items()) or "none"
+        print(f"  {level:<8} {r['parse_pct']:5.0f}% {r['valid_pct']:5.0f}% {r['mean_score']:6.3f}  {errs}")
+    if getattr(args, "json", False):
+        print(json.dumps(report))
     return 0
 
 

@@ -193,7 +193,9 @@ TINY_RULES: dict[str, Rule] = {
 }
 # the open sections' keys that bpllm reads (engine/ml/steps.py, bpllm_tui/config.py)
 FREE_RULES: dict[str, dict[str, Rule]] = {
-    "exam": {"batch_size": POSITIVE, "max_new_tokens": POSITIVE, "time_budget_s": SECONDS, "constrained": BOOL},
+    "exam": {"batch_size": POSITIVE, "max_new_tokens": POSITIVE, "time_budget_s": SECONDS, "constrained": BOOL,
+             # syntax: the grammar only; catalog (the default): the grammar and the catalog's rules
+             "constraint": _enum("syntax", "catalog")},
     "grading": {"weakest": POSITIVE, "min_prompts": POSITIVE, "contrast_share": PROBABILITY,
                 "contrast_per_node": COUNT, "contrast_nodes": COUNT, "contrast_min_swaps": POSITIVE,
                 "draft_prompts": POSITIVE, "seed": SEED, "auto_accept": BOOL},

@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 
+from dsl.constraint import WHOLE_TEXT  # noqa: E402
 from engine.ml.testing import TEST_BASE_SETTINGS  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -111,7 +112,13 @@ def test_cycle_with_stop_and_resume(tmp_path):
     for rec in records:
         assert rec["validation"]["parses"], rec["actual_dsl"]
         assert {"score", "precision", "recall", "line_score"} <= set(rec["comparison"])
-        assert rec["status"] in ("complete", "max_tokens", "repetition", "time_budget")
+        assert rec["status"] in ("complete", "max_tokens", "repetition", "time_budget", "constraint")
+        # catalog-constrained by default: no error the constraint prevents, none at all when it ended itself
+        assert rec["constraint"] == "catalog"
+        errors = [d["code"] for d in rec["validation"]["diagnostics"] if d["severity"] == "error"]
+        assert not [c for c in errors if c not in WHOLE_TEXT], (errors, rec["actual_dsl"])
+        if rec["status"] == "complete":
+            assert errors == [], (errors, rec["actual_dsl"])
     assert len([e for e in evs if e["type"] == "exam_item"]) == 15
     summaries = [e for e in evs if e["type"] == "exam_summary"]
     assert {s["lesson_id"] for s in summaries} == {"starter_01", "starter_02", "starter_03"}

@@ -150,6 +150,7 @@ def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=No
         "tokens": result.n_tokens,
         "stop_reason": result.stop_reason,
         "constrained": result.constrained,
+        "constraint": result.constraint,  # free | syntax | catalog: what produced this answer
         "status": "complete" if result.stop_reason in ("eos", "grammar") else result.stop_reason,
         "seen": prompt.seen,
         "version": version,
@@ -166,6 +167,7 @@ def run_exam(
     config: GenConfig | None = None,
     *,
     catalog=None,
+    unknown_nodes: str = "error",
     constraint: GrammarConstraint | None = None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -193,7 +195,12 @@ def run_exam(
     if config.constrained and constraint is None and todo:
         from .generate import _vocab_size
 
-        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer))
+        rules = None
+        if config.constraint == "catalog":
+            from dsl.constraint import CatalogRules, rules_for
+
+            rules = rules_for(None, unknown_nodes) if catalog is None else CatalogRules(catalog, unknown_nodes)
+        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint, rules=rules)
     rendered = [render_example(tokenizer, system_prompt, p.instruction) for p in todo]
     handles: dict[str, Any] = {}
 

@@ -6,7 +6,10 @@ One decode loop serves the exam and the benchmarks:
   a finished row is dropped from the batch (and from the cache), so a long answer
   never makes the short ones pay;
 * with ``constrained=True`` each row has an llguidance matcher built from
-  ``dsl/grammar.lark`` (the same file the parser reads). Greedy decoding under a
+  ``dsl/grammar.lark`` (the same file the parser reads); at the ``catalog`` level
+  (the default) each row also carries a :class:`dsl.constraint.ConstraintState`, so a
+  candidate must fit the catalog and the nodes declared so far as well as the syntax
+  (docs/ml.md, "Constrained decoding"). Greedy decoding under a
   grammar picks the best *allowed* token, so the model's candidates are checked with
   the matcher in score order (its first choice nearly always passes) and the full
   token mask is computed only when none of the top 32 fits; that mask is filled by
@@ -39,6 +42,14 @@ class GenConfig:
     # graph (measured: the 29 rows a v2 ended on a first repeat scored 35.6, allowed one more 61.5)
     max_repeat_lines: int = 2
     max_line_chars: int = 240  # a runaway line (an endless identifier or string) ends the row
+    # what a constrained row must respect: "syntax" (the grammar) or "catalog" (the grammar, and
+    # the validator's rules decidable from the prefix: known types, declared ids, pins, params)
+    constraint: str = "catalog"
+
+    @property
+    def level(self) -> str:
+        """free | syntax | catalog: what produced an answer (recorded in every exam record)."""
+        return self.constraint if self.constrained else "free"
 
 
 @dataclass
@@ -47,10 +58,11 @@ class GenResult:
     text: str  # cut at the last complete line when the row did not stop by itself
     raw_text: str
     n_tokens: int
-    stop_reason: str  # eos | grammar | max_tokens | time_budget | repetition
+    stop_reason: str  # eos | grammar | max_tokens | time_budget | repetition | constraint
     time_seconds: float
     constrained: bool
     mask_seconds: float = 0.0  # grammar work for this row: checks, masks, consuming tokens
+    constraint: str = "free"  # free | syntax | catalog
     extra: dict = field(default_factory=dict)
 
 
@@ -59,12 +71,24 @@ def grammar_text() -> str:
 
 
 class GrammarConstraint:
-    """llguidance matchers for ``dsl/grammar.lark`` over one HF tokenizer."""
+    """llguidance matchers for ``dsl/grammar.lark`` over one HF tokenizer.
 
-    def __init__(self, tokenizer, vocab_size: int | None = None):
+    ``level="catalog"`` wraps each matcher with the catalog-aware check of ``dsl.constraint``
+    (``rules``: a :class:`dsl.constraint.CatalogRules`, the default catalog when None)."""
+
+    def __init__(self, tokenizer, vocab_size: int | None = None, level: str = "syntax", rules=None):
         import llguidance
         import llguidance.hf
 
+        if level not in ("syntax", "catalog"):
+            raise ValueError(f"constraint level {level!r}: expected syntax or catalog")
+        self.level = level
+        self.rules = rules
+        if level == "catalog" and rules is None:
+            from dsl.constraint import rules_for
+
+            self.rules = rules_for()
+        self.pieces = _piece_cache(tokenizer)
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size or len(tokenizer)
         self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
@@ -75,11 +99,57 @@ class GrammarConstraint:
 
     def matcher(self):
         """A fresh matcher: a copy of a compiled template (~1 µs) rather than a new compile (~1 ms)."""
+        if self.level == "catalog":
+            from dsl.constraint import ConstraintState
+
+            return CatalogMatcher(self._template.deep_copy(), ConstraintState(self.rules), self.piece)
         return self._template.deep_copy()
 
     @property
     def mask_words(self) -> int:
         return (self.vocab_size + 31) // 32
+
+    def piece(self, token: int) -> str:
+        text = self.pieces.get(token)
+        if text is None:
+            text = self.pieces[token] = self.tokenizer.decode([token], skip_special_tokens=False)
+        return text
+
+
+class CatalogMatcher:
+    """An llguidance matcher and a catalog check, asked together (the decoder sees one matcher).
+
+    The grammar's token mask is a superset of what the catalog allows, so the decoder walks the
+    masked candidates in score order and takes the first that ``validate_tokens`` accepts."""
+
+    __slots__ = ("grammar", "state", "piece")
+    catalog = True
+
+    def __init__(self, grammar_matcher, state, piece: Callable[[int], str]):
+        self.grammar = grammar_matcher
+        self.state = state
+        self.piece = piece
+
+    def validate_tokens(self, tokens: list[int]) -> int:
+        n = self.grammar.validate_tokens(tokens)
+        if n < len(tokens) or not tokens:
+            return n
+        return n if self.state.allows("".join(self.piece(t) for t in tokens)) else 0
+
+    def is_accepting(self) -> bool:
+        return self.grammar.is_accepting() and self.state.can_end()
+
+    def consume_token(self, token: int) -> bool:
+        if not self.grammar.consume_token(token):
+            return False
+        self.state.advance(self.piece(token))
+        return True
+
+    def is_stopped(self) -> bool:
+        return self.grammar.is_stopped()
+
+    def unsafe_compute_mask_ptr(self, ptr: int, size: int) -> None:
+        self.grammar.unsafe_compute_mask_ptr(ptr, size)
 
 
 @lru_cache(maxsize=4)
@@ -125,7 +195,7 @@ def generate(
     """
     config = config or GenConfig()
     if config.constrained and constraint is None:
-        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer))
+        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint)
     results: list[GenResult] = []
     for start in range(0, len(prompts), max(1, config.batch_size)):
         if should_stop and should_stop():
@@ -180,6 +250,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             time_seconds=time.perf_counter() - start,
             constrained=constrained,
             mask_seconds=mask_time[pos],
+            constraint=(constraint.level if constrained else "free"),
         )
         out.append(res)
         if on_result:
@@ -221,8 +292,17 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                     dead = torch.isinf(sub).all(dim=-1)
                     if bool(dead.any()) and eos_ids:  # a matcher with nothing left to allow: end that row
                         sub[dead, next(iter(eos_ids))] = 0.0
-                    for row, tok in zip(hard, sub.argmax(dim=-1).tolist()):
-                        chosen[row] = tok
+                    if constraint.level == "catalog":
+                        # the grammar's mask is a superset: the best masked candidate the catalog
+                        # also allows; none among the top ones ends the row at its last whole line
+                        tops = sub.topk(min(_CATALOG_K, sub.shape[-1]), dim=-1)
+                        for row, vals, cands in zip(hard, tops.values.tolist(), tops.indices.tolist()):
+                            m = matchers[alive[row]]
+                            chosen[row] = next((t for v, t in zip(vals, cands)
+                                                if v != float("-inf") and _allowed(m, t, eos_ids)), -1)
+                    else:
+                        for row, tok in zip(hard, sub.argmax(dim=-1).tolist()):
+                            chosen[row] = tok
                 dt = (time.perf_counter() - t0) / max(1, len(alive))
                 for pos in alive:
                     mask_time[pos] += dt
@@ -231,7 +311,9 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             for row, pos in enumerate(alive):
                 tok = chosen[row]
                 reason = None
-                if tok in eos_ids:
+                if tok < 0:
+                    reason = "constraint"  # nothing the catalog allows: cut at the last whole line
+                elif tok in eos_ids:
                     reason = "eos"
                 elif constrained and not _consume(matchers[pos], tok, mask_time, pos):
                     reason = "grammar"  # the matcher refused (should not happen under its own mask)
@@ -292,6 +374,7 @@ def _piece_cache(tokenizer) -> dict[int, str]:
 
 
 _TOP_K = 32
+_CATALOG_K = 256  # masked candidates tried by the catalog check before a row is ended
 
 
 def _consume(matcher, token: int, spent: list[float], pos: int) -> bool:

@@ -495,6 +495,7 @@ def _gen_config(ctx: StepContext, **changes: Any):
         batch_size=int(exam.get("batch_size", profile.exam_batch_size)),
         constrained=bool(exam.get("constrained", profile.constrained)),
         time_budget_s=float(exam.get("time_budget_s", profile.exam_time_budget_s)),
+        constraint=str(exam.get("constraint", "catalog")),
     )
     values.update(changes)
     return GenConfig(**values)
@@ -678,7 +679,8 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
         ctx.progress(n, total, f"{rec['lesson_id']} {rec['prompt_id']}", unit="prompt")
 
     outcome = run_exam(model, tokenizer, _system_prompt(ctx), prompts, exam_dir(ctx, version), version,
-                       _gen_config(ctx), on_record=on_record, should_stop=lambda: ctx.stop_requested)
+                       _gen_config(ctx), unknown_nodes=ctx.config["dsl"]["unknown_nodes"],
+                       on_record=on_record, should_stop=lambda: ctx.stop_requested)
     if outcome.stopped:
         ctx.check_stop()
     ml_state(ctx)[f"exam:{ctx.cycle}"] = {"version": version, "paths": outcome.paths}
