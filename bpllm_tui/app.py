@@ -377,6 +377,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="serve the app to a browser (textual-serve) instead of this terminal")
     parser.add_argument("--host", default="127.0.0.1", help="--serve: address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="--serve: port (default 8000)")
+    parser.add_argument("--no-token", action="store_true",
+                        help="--serve: no access token (loopback only; any local process can then drive the "
+                             "control room; Origin and Host are still checked)")
     return parser.parse_args(argv)
 
 
@@ -386,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         from bpllm_tui.serve import serve
 
         extra = [arg for path in args.exams for arg in ("--exams", str(path.resolve()))]
-        return serve(args.workspace, args.host, args.port, extra)
+        return serve(args.workspace, args.host, args.port, extra, use_token=not args.no_token)
     app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
     result = app.run()
     return int(result or 0)
