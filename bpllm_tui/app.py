@@ -165,7 +165,18 @@ class BpllmApp(App[int]):
             self._fresh_state(message.run_dir)
         for problem in message.malformed:
             self.state.note_malformed(problem)
-        self.state.apply_many(message.events)
+        if message.malformed:
+            more = f" (+{len(message.malformed) - 1} more, see the log)" if len(message.malformed) > 1 else ""
+            self.notify(f"{message.malformed[0]}{more}", title="Skipped an unreadable event line",
+                        severity="warning", timeout=10)
+        for event in message.events:
+            try:
+                self.state.apply(event)
+            except Exception as exc:  # noqa: BLE001 - one odd event must not take the control room down; say which
+                where = f"{Path(message.run_dir) / 'events.jsonl'} seq {event.get('seq')}"
+                self.state.note_malformed(f"{where}: could not be shown ({type(exc).__name__}: {exc})")
+                self.notify(f"{where}: {type(exc).__name__}: {exc}", title="Skipped an event",
+                            severity="warning", timeout=10)
         if not message.replay:
             for event in message.events:
                 if event.get("type") == "artifact" and event.get("kind") == "lesson_draft":
@@ -392,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.workspace, args.host, args.port, extra, use_token=not args.no_token)
     app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
     result = app.run()
+    if app.return_code:  # an unhandled exception: Textual printed it and set 1; the shell must see it
+        return app.return_code
     return int(result or 0)
 
 
