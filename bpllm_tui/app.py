@@ -167,7 +167,8 @@ class BpllmApp(App[int]):
             self.state.note_malformed(problem)
         if message.malformed:
             more = f" (+{len(message.malformed) - 1} more, see the log)" if len(message.malformed) > 1 else ""
-            self.notify(f"{message.malformed[0]}{more}", title="Skipped an unreadable event line",
+            first = message.malformed[0] if len(message.malformed[0]) <= 240 else message.malformed[0][:237] + "..."
+            self.notify(f"{first}{more}", title="Skipped an unreadable event line",
                         severity="warning", timeout=10)
         for event in message.events:
             try:
