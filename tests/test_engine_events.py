@@ -289,3 +289,23 @@ def test_step_5_2_skips_a_non_utf8_line_and_names_file_and_line(tmp_path: Path) 
     warnings = [e for e in read_events(run_dir).events if e["type"] == "log" and e["level"] == "warning"]
     assert any(f"{run_dir / 'events.jsonl'} line 2 (byte" in e["message"] and "not UTF-8" in e["message"]
                for e in warnings), warnings
+
+
+def test_worker_event_relay_skips_bad_lines_and_names_file_and_line(tmp_path: Path) -> None:
+    """The accelerate worker's side file is relayed into events.jsonl; a non-UTF-8 or non-object line
+    used to raise (UnicodeDecodeError / AttributeError) and fail the training step."""
+    from engine.ml.launch import _relay
+
+    path = tmp_path / "worker_events.jsonl"
+    path.write_bytes(b'{"type":"log","level":"info","message":"a"}\n\xff\xfe\n[1]\n\n'
+                     b'{"type":"_progress","n":1,"total":4}\n{"type":"log","level":"info","mess')
+    got: list[tuple[str, dict]] = []
+    progress: list[tuple] = []
+    offset = _relay(path, 0, lambda type, **p: got.append((type, p)), lambda *a: progress.append(a))
+    assert offset == path.read_bytes().rindex(b"\n") + 1  # the partial last line waits
+    assert got[0] == ("log", {"level": "info", "message": "a"})
+    warnings = [p["message"] for t, p in got[1:] if p.get("level") == "warning"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"{path} line 2:") and "utf-8" in warnings[0]
+    assert warnings[1].startswith(f"{path} line 3:") and "not a JSON object" in warnings[1]
+    assert progress == [(1, 4, None)]
