@@ -165,7 +165,19 @@ class BpllmApp(App[int]):
             self._fresh_state(message.run_dir)
         for problem in message.malformed:
             self.state.note_malformed(problem)
-        self.state.apply_many(message.events)
+        if message.malformed:
+            more = f" (+{len(message.malformed) - 1} more, see the log)" if len(message.malformed) > 1 else ""
+            first = message.malformed[0] if len(message.malformed[0]) <= 240 else message.malformed[0][:237] + "..."
+            self.notify(f"{first}{more}", title="Skipped an unreadable event line",
+                        severity="warning", timeout=10)
+        for event in message.events:
+            try:
+                self.state.apply(event)
+            except Exception as exc:  # noqa: BLE001 - one odd event must not take the control room down; say which
+                where = f"{Path(message.run_dir) / 'events.jsonl'} seq {event.get('seq')}"
+                self.state.note_malformed(f"{where}: could not be shown ({type(exc).__name__}: {exc})")
+                self.notify(f"{where}: {type(exc).__name__}: {exc}", title="Skipped an event",
+                            severity="warning", timeout=10)
         if not message.replay:
             for event in message.events:
                 if event.get("type") == "artifact" and event.get("kind") == "lesson_draft":
@@ -377,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="serve the app to a browser (textual-serve) instead of this terminal")
     parser.add_argument("--host", default="127.0.0.1", help="--serve: address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="--serve: port (default 8000)")
+    parser.add_argument("--no-token", action="store_true",
+                        help="--serve: no access token (loopback only; any local process can then drive the "
+                             "control room; Origin and Host are still checked)")
     return parser.parse_args(argv)
 
 
@@ -390,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         from bpllm_tui.serve import serve
 
         extra = [arg for path in args.exams for arg in ("--exams", str(path.resolve()))]
-        return serve(args.workspace, args.host, args.port, extra)
+        return serve(args.workspace, args.host, args.port, extra, use_token=not args.no_token)
     app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
     result = app.run()
+    if app.return_code:  # an unhandled exception: Textual printed it and set 1; the shell must see it
+        return app.return_code
     return int(result or 0)
 
 

@@ -133,6 +133,7 @@ def describe(path: Path) -> ExamFile:
             with open(path, encoding="utf-8") as fh:
                 first = fh.readline()
             head = json.loads(first) if first.strip() else None
+            head = head if isinstance(head, dict) else None
         except (OSError, ValueError):
             head = None
     m = LESSON_RE.search(path.stem)
@@ -200,8 +201,9 @@ def load(exam: ExamFile) -> tuple[list[ExamRecord], list[str]]:
     return list(records), list(problems)
 
 
-def _read_history(workspace: Path, query: str) -> list[dict[str, Any]]:
-    """Rows of ``query`` on the workspace history store, opened read-only ([] when absent or busy).
+def _read_history(workspace: Path, query: str, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of ``query`` on the workspace history store, opened read-only ([] when absent or busy;
+    an unreadable store -- not a database, text that is not UTF-8 -- is added to ``problems``).
 
     The engine writes this SQLite (WAL) file while the app reads it; read-only
     mode can never block or damage the writer.
@@ -216,16 +218,35 @@ def _read_history(workspace: Path, query: str) -> list[dict[str, Any]]:
             return [dict(r) for r in conn.execute(query)]
         finally:
             conn.close()
-    except sqlite3.Error:
+    except sqlite3.Error as exc:
+        if problems is not None and "locked" not in str(exc):
+            problems.append(f"{db}: unreadable ({type(exc).__name__}: {exc})")
         return []
 
 
-def history_rows(workspace: Path) -> list[dict[str, Any]]:
-    """``exam_results`` rows from the workspace history store."""
-    return _read_history(
-        workspace, "SELECT version, lesson_id, prompt_id, score, valid, seen, time_s, record_json FROM exam_results")
+def history_rows(workspace: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """``exam_results`` rows from the workspace history store (rows whose score is not a number are
+    skipped and added to ``problems`` by table and key)."""
+    rows = _read_history(
+        workspace, "SELECT version, lesson_id, prompt_id, score, valid, seen, time_s, record_json FROM exam_results",
+        problems)
+    return [r for r in rows if _number_or_none(r, "score", "exam_results", ("version", "lesson_id", "prompt_id"),
+                                               workspace, problems)]
 
 
-def mastery_rows(workspace: Path) -> list[dict[str, Any]]:
-    """Node mastery rows of every version, oldest first."""
-    return _read_history(workspace, "SELECT m.version, m.node, m.score, m.n, m.created_at FROM mastery m ORDER BY m.created_at")
+def mastery_rows(workspace: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Node mastery rows of every version, oldest first (same skipping as :func:`history_rows`)."""
+    rows = _read_history(workspace, "SELECT m.version, m.node, m.score, m.n, m.created_at FROM mastery m "
+                                    "ORDER BY m.created_at", problems)
+    return [r for r in rows if _number_or_none(r, "score", "mastery", ("version", "node"), workspace, problems)]
+
+
+def _number_or_none(row: dict[str, Any], key: str, table: str, ids: tuple[str, ...], workspace: Path,
+                    problems: list[str] | None) -> bool:
+    value = row.get(key)
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return True
+    if problems is not None:
+        where = ", ".join(f"{k}={row.get(k)!r}" for k in ids)
+        problems.append(f"{workspace / 'history.db'} {table} row ({where}): {key} {value!r} is not a number; skipped")
+    return False

@@ -16,12 +16,14 @@ A run directory ``runs/<run_id>/`` holds:
   stall detector read its age.
 
 Unknown extra payload fields are allowed (readers must ignore what they do not
-know); missing required fields or an unknown type raise ``ValueError`` at the
-writer, so a producer bug surfaces in tests rather than in the TUI.
+know); missing required fields, a field of the wrong JSON type (``EventType.types``)
+or an unknown type raise ``ValueError`` at the writer, so a producer bug surfaces in
+tests rather than in the TUI; readers skip such lines and report them by file and line.
 """
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import sys
 import threading
@@ -37,6 +39,7 @@ EVENTS_FILE = "events.jsonl"
 HEARTBEAT_FILE = "heartbeat.json"
 STOP_FILE = "stop_request.json"
 ENVELOPE = ("v", "seq", "ts", "run_id", "type")
+ENVELOPE_TYPES = {"v": "int", "seq": "int", "ts": "number", "run_id": "str", "type": "str"}
 # events.jsonl lines the engine writes itself stay below this size; larger payloads
 # (full tracebacks, exam outputs) are truncated with a marker.
 MAX_FIELD_CHARS = 20_000
@@ -44,13 +47,16 @@ MAX_FIELD_CHARS = 20_000
 
 @dataclass(frozen=True)
 class EventType:
-    """Payload schema of one event type: required and optional field names, one line of doc."""
+    """Payload schema of one event type: required and optional field names, their JSON kinds
+    (``types``: a field -> a key of :data:`FIELD_KINDS`; fields not listed may hold anything), one
+    line of doc."""
 
     name: str
     doc: str
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    types: Mapping[str, str] = field(default_factory=dict)
 
     def fields(self) -> tuple[str, ...]:
         return self.required + self.optional
@@ -71,6 +77,8 @@ _TYPES: tuple[EventType, ...] = (
         optional=("status", "exit_code", "profile", "cycles", "only", "from_step", "config", "workspace",
                   "pid", "duration", "message", "plan", "engine_version", "resume_from"),
         enums={"phase": RUN_PHASES, "status": RUN_STATUSES},
+        types={"phase": "str", "status": "str", "exit_code": "int", "profile": "str", "cycles": "int", "config": "dict",
+               "pid": "int", "duration": "number", "message": "str", "plan": "plan", "resume_from": "str"},
     ),
     EventType(
         "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/steps.py).",
@@ -78,108 +86,178 @@ _TYPES: tuple[EventType, ...] = (
         optional=("parent", "cycle", "n", "total", "message", "duration", "eta", "reason", "attempt", "rerun",
                   "unit", "lesson_id", "result"),
         enums={"status": STEP_STATUSES},
+        types={"id": "str", "name": "str", "status": "str", "parent": "str", "cycle": "int", "n": "number",
+               "total": "number", "message": "str", "duration": "number", "eta": "number", "reason": "str",
+               "attempt": "int", "unit": "str"},
     ),
     EventType(
         "log", "A human log line (also printed on the console).",
         required=("level", "message"),
         optional=("step", "source", "cycle"),
         enums={"level": LOG_LEVELS},
+        types={"level": "str", "message": "str", "step": "str", "source": "str", "cycle": "int"},
     ),
     EventType(
         "train", "One trainer logging step.",
         required=("step",),
         optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "retain_kl",
                   "version", "cycle"),
+        types={"step": "number", "max_steps": "number", "epoch": "number", "loss": "number", "lr": "number",
+               "grad_norm": "number", "tokens_per_s": "number", "samples_per_s": "number", "retain_kl": "number",
+               "version": "str", "cycle": "int"},
     ),
     EventType(
         "eval", "Evaluation on the held-out split.",
         required=("step",),
         optional=("epoch", "eval_loss", "metrics", "version", "cycle"),
+        types={"step": "number", "epoch": "number", "eval_loss": "number", "metrics": "dict", "version": "str", "cycle": "int"},
     ),
     EventType(
         "exam_item", "One exam prompt finished (written as it completes).",
         required=("lesson_id", "prompt_id"),
         optional=("n", "total", "score", "valid", "seen", "time_s", "status", "version", "category",
                   "errors", "path", "cycle"),
+        types={"n": "number", "total": "number", "score": "number", "time_s": "number", "version": "str", "cycle": "int"},
     ),
     EventType(
         "exam_summary", "Per-lesson exam summary, seen and unseen prompts reported separately.",
         required=("lesson_id",),
         optional=("version", "n", "avg_score", "valid_pct", "seen", "unseen", "path", "time_s", "cycle"),
+        types={"n": "number", "avg_score": "number", "valid_pct": "number", "seen": "dict", "unseen": "dict",
+               "time_s": "number", "version": "str", "cycle": "int"},
     ),
     EventType(
         "mastery", "Node mastery table of a model version: nodes=[{node, score, n, band, delta}].",
         required=("nodes",),
         optional=("version", "previous_version", "weakest", "cycle"),
+        types={"nodes": "nodes", "version": "str"},
     ),
     EventType(
         "gpu", "Telemetry sample: devices=[{index, torch_index, pci_bus_id, name, role, mem_used, mem_total, util,"
                " temp, processes}] (bytes, %, deg C); available=false with reason when there is no GPU.",
         required=("available", "devices"),
         optional=("reason", "cpu_percent", "ram_used", "ram_total", "load_avg"),
+        types={"available": "bool", "devices": "list", "reason": "str", "cpu_percent": "number", "ram_used": "number",
+               "ram_total": "number", "load_avg": "list"},
     ),
     EventType(
         "health", "A health check result (idempotent: the same alert is re-emitted, never hidden).",
         required=("check", "severity", "message"),
         optional=("value", "threshold", "step", "version", "key", "cycle"),
         enums={"severity": SEVERITIES},
+        types={"check": "str", "severity": "str", "message": "str", "value": "number", "threshold": "number",
+               "version": "str", "cycle": "int"},
     ),
     EventType(
         "checkpoint", "A trainer checkpoint or adapter was saved (stop/resume continue from it).",
         required=("path",),
         optional=("step", "epoch", "kind", "version", "cycle"),
+        types={"path": "str", "step": "number", "epoch": "number", "version": "str", "cycle": "int"},
     ),
     EventType(
         "backup", "A verified backup was written (tier, files, bytes) or restored.",
         required=("name", "tier"),
         optional=("action", "files", "bytes", "path", "mirror", "step", "pruned"),
         enums={"tier": BACKUP_TIERS},
+        types={"name": "str", "tier": "str", "action": "str", "files": "int", "bytes": "number", "path": "str"},
     ),
     EventType(
         "error", "A classified failure (category decides the retry policy).",
         required=("category", "message"),
         optional=("step", "retryable", "fatal", "traceback", "exception", "hint", "cycle"),
         enums={"category": ERROR_CATEGORIES},
+        types={"category": "str", "message": "str", "step": "str", "traceback": "str", "exception": "str", "hint": "str",
+               "cycle": "int"},
     ),
     EventType(
         "retry", "A step is retried after a retryable error; changes shows adjusted settings (OOM halving).",
         required=("step", "attempt", "max_attempts"),
         optional=("delay_s", "category", "changes", "message", "cycle"),
+        types={"step": "str", "attempt": "number", "max_attempts": "number", "delay_s": "number", "message": "str",
+               "cycle": "int"},
     ),
     EventType(
         "stop_requested", "A graceful stop was requested; the engine stops at the next safe boundary.",
         required=("source",),
         optional=("requested_at", "step", "pid", "message"),
+        types={"source": "str", "requested_at": "number", "message": "str"},
     ),
     EventType(
         "stall", "No progress for longer than the phase's limit (warn) or the kill limit (action=abort).",
         required=("phase", "age_s", "limit_s"),
         optional=("step", "action"),
+        types={"phase": "str", "age_s": "number", "limit_s": "number", "step": "str", "action": "str"},
     ),
     EventType(
         "data", "Dataset statistics after a data step (rows, valid, quarantined, duplicates, split, hash).",
         required=("name",),
         optional=("rows", "valid", "invalid", "quarantined", "duplicates", "near_duplicates", "train", "validation",
                   "hash", "path", "quarantine_path", "sources", "step", "lessons", "prompts", "changed"),
+        types={"name": "str", "step": "str"},
     ),
     EventType(
         "leakage", "Leakage check: per lesson seen/unseen prompt counts.",
         required=("lessons",),
         optional=("seen", "unseen", "path", "step"),
+        types={"lessons": "list"},
     ),
     EventType(
         "version", "A model version was recorded (adapter path, data hash, metrics).",
         required=("version",),
         optional=("path", "profile", "data_hash", "metrics", "base", "cycle"),
+        types={"version": "str", "path": "str", "metrics": "dict", "cycle": "int"},
     ),
     EventType(
         "artifact", "A file a user may want to open was written (exam JSONL, drafted lesson, dashboard, report).",
         required=("kind", "path"),
         optional=("step", "message", "version", "lesson_id", "cycle"),
+        types={"kind": "str", "path": "str", "message": "str", "step": "str", "version": "str", "lesson_id": "str",
+               "cycle": "int"},
     ),
 )
 
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_plan(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("name"), str)
+        and (p.get("parent") is None or isinstance(p.get("parent"), str)) for p in value)
+
+
+# JSON kinds a field may be declared as (numbers.* so numpy scalars pass at the writer)
+FIELD_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "number": ("a number", _is_number),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list": ("a list", lambda v: isinstance(v, (list, tuple))),
+    "dict": ("an object", lambda v: isinstance(v, dict)),
+    "nodes": ("a list or an object", lambda v: isinstance(v, (list, dict))),
+    "plan": ("a list of {id, name, parent} objects with string values", _is_plan),
+}
+
+
+HEARTBEAT_TYPES = {"pid": "int", "status": "str", "phase": "str", "step": "str", "started_at": "number",
+                   "updated_at": "number", "progress_at": "number", "seq": "int", "n": "number", "total": "number"}
+
+
+def _type_problem(where: str, key: str, kind: str, value: Any, required: bool) -> str | None:
+    if value is None:
+        return f"{where}field {key!r} must not be null" if required else None
+    what, ok = FIELD_KINDS[kind]
+    if ok(value):
+        return None
+    shown = repr(value)
+    return f"{where}field {key!r} must be {what}, not {type(value).__name__} {shown[:40]}"
 
 
 def validate_event(event: Mapping[str, Any]) -> list[str]:
@@ -188,6 +266,8 @@ def validate_event(event: Mapping[str, Any]) -> list[str]:
     for key in ENVELOPE:
         if key not in event:
             problems.append(f"missing envelope field {key!r}")
+        elif (p := _type_problem("envelope ", key, ENVELOPE_TYPES[key], event[key], True)) is not None:
+            problems.append(p)
     etype = event.get("type")
     spec = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
     if spec is None:
@@ -196,10 +276,21 @@ def validate_event(event: Mapping[str, Any]) -> list[str]:
     for key in spec.required:
         if key not in event:
             problems.append(f"{etype}: missing required field {key!r}")
+    for key, kind in spec.types.items():
+        if key in event:
+            p = _type_problem(f"{etype}: ", key, kind, event[key], key in spec.required)
+            if p is not None:
+                problems.append(p)
     for key, allowed in spec.enums.items():
-        if key in event and event[key] is not None and event[key] not in allowed:
-            problems.append(f"{etype}: {key}={event[key]!r} not one of {', '.join(allowed)}")
+        value = event.get(key)
+        if value is not None and isinstance(value, str) and value not in allowed:
+            problems.append(f"{etype}: {key}={value!r} not one of {', '.join(allowed)}")
     return problems
+
+
+def types_line(spec: EventType) -> str:
+    """The ``- types:`` line of an event type's section in docs/events.md (a test keeps both in step)."""
+    return "- types: " + ", ".join(f"`{k}` {v}" for k, v in spec.types.items())
 
 
 def _clip(value: Any) -> Any:
@@ -227,6 +318,7 @@ class EventWriter:
         self._listeners = list(listeners or [])
         self._lock = threading.RLock()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._unreadable: list[str] = []
         self.seq, repaired = self._recover()
         # unbuffered bytes: each event is one write that lands whole or is cut back (see _append)
         self._fh = open(self.path, "ab", buffering=0)
@@ -235,9 +327,15 @@ class EventWriter:
             self.emit("log", level="warning", source="engine",
                       message=f"events.jsonl ended in a partial line (engine was killed mid-write); "
                               f"removed {len(repaired)} bytes: {repaired[:200]!r}")
+        if self._unreadable:
+            self.emit("log", level="warning", source="engine",
+                      message=f"{self.path}: skipped {len(self._unreadable)} unreadable line(s) while finding "
+                              f"the last seq ({'; '.join(self._unreadable[:3])}"
+                              f"{' …' if len(self._unreadable) > 3 else ''}); seq continues after {self.seq}")
 
     def _recover(self) -> tuple[int, bytes]:
-        """Last seq in an existing file, cutting a torn last line off."""
+        """Last seq in an existing file, cutting a torn last line off; unreadable last lines are
+        noted in ``_unreadable`` (by line number) and reported once the file is open."""
         if not self.path.exists():
             return 0, b""
         with open(self.path, "rb+") as fh:
@@ -249,13 +347,20 @@ class EventWriter:
                 fh.truncate(cut)
                 data = data[:cut]
         seq = 0
-        for line in reversed(data.splitlines()):
+        lines = data.split(b"\n")[:-1] if data else []
+        for line_no in range(len(lines), 0, -1):
+            line = lines[line_no - 1]
+            if not line.strip():
+                continue
             try:
                 obj = json.loads(line)
-                seq = int(obj.get("seq", 0))
+                value = obj["seq"]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"seq is {type(value).__name__}")
+                seq = value
                 break
-            except (ValueError, AttributeError, TypeError):
-                continue
+            except (ValueError, KeyError, AttributeError, TypeError) as exc:  # not UTF-8/JSON, no int seq
+                self._unreadable.append(f"line {line_no}: {type(exc).__name__}: {str(exc)[:80]}")
         return seq, dropped
 
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
@@ -397,13 +502,19 @@ class Heartbeat:
 
 
 def read_heartbeat(run_dir: str | Path) -> dict[str, Any] | None:
-    """The heartbeat of a run, or None when there is none (yet) or it is unreadable."""
+    """The heartbeat of a run, or None when there is none (yet) or it is unreadable (not UTF-8/JSON, or a
+    field of the wrong type: readers do arithmetic on them)."""
     try:
         with open(Path(run_dir) / HEARTBEAT_FILE, encoding="utf-8") as fh:
             data = json.load(fh)
-        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
+    for key, kind in HEARTBEAT_TYPES.items():
+        if data.get(key) is not None and not FIELD_KINDS[kind][1](data[key]):
+            return None
+    return data
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -36,10 +36,11 @@ class Malformed:
     offset: int
     raw: str
     error: str
+    path: str = EVENTS_FILE  # the file, as the reader opened it (reports name it)
 
     def __str__(self) -> str:
         raw = self.raw if len(self.raw) <= 80 else self.raw[:77] + "..."
-        return f"events.jsonl line {self.line_no} (byte {self.offset}): {self.error}: {raw!r}"
+        return f"{self.path} line {self.line_no} (byte {self.offset}): {self.error}: {raw!r}"
 
 
 @dataclass
@@ -97,7 +98,8 @@ class EventTail:
         if len(self._pending) > MAX_LINE_BYTES:
             self.line_no += 1
             batch.malformed.append(Malformed(self.line_no, self.offset, self._pending[:200].decode("utf-8", "replace"),
-                                             f"line longer than {MAX_LINE_BYTES} bytes without a newline"))
+                                             f"line longer than {MAX_LINE_BYTES} bytes without a newline",
+                                             str(self.path)))
             self.offset += len(self._pending)
             self._pending = b""
         return batch
@@ -116,20 +118,20 @@ class EventTail:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             batch.malformed.append(Malformed(self.line_no, offset, raw[:200].decode("utf-8", "replace"),
-                                             f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+                                             f"not UTF-8 ({exc.reason} at byte {exc.start})", str(self.path)))
             return
         try:
             obj = json.loads(text)
         except ValueError as exc:
-            batch.malformed.append(Malformed(self.line_no, offset, text, f"not JSON ({exc})"))
+            batch.malformed.append(Malformed(self.line_no, offset, text, f"not JSON ({exc})", str(self.path)))
             return
         if not isinstance(obj, dict):
-            batch.malformed.append(Malformed(self.line_no, offset, text, "not a JSON object"))
+            batch.malformed.append(Malformed(self.line_no, offset, text, "not a JSON object", str(self.path)))
             return
         if self.validate:
             problems = validate_event(obj)
             if problems:
-                batch.malformed.append(Malformed(self.line_no, offset, text, "; ".join(problems)))
+                batch.malformed.append(Malformed(self.line_no, offset, text, "; ".join(problems), str(self.path)))
                 return
         seq = obj.get("seq")
         if isinstance(seq, int):
@@ -151,6 +153,15 @@ class EventTail:
 def read_events(run_dir: str | Path) -> ReadBatch:
     """All complete events of a run (and the malformed lines among them)."""
     return EventTail(run_dir).read_all()
+
+
+def describe_skipped(malformed: list[Malformed], limit: int = 3) -> str | None:
+    """One line for a reader that skipped lines: how many, and the first few by file, line and reason."""
+    if not malformed:
+        return None
+    shown = "; ".join(str(m) for m in malformed[:limit])
+    more = f" (and {len(malformed) - limit} more)" if len(malformed) > limit else ""
+    return f"skipped {len(malformed)} unreadable event line(s): {shown}{more}"
 
 
 def follow(run_dir: str | Path, *, interval: float = 0.2, offset: int = 0,

@@ -419,10 +419,12 @@ def _dash_dir(ctx: StepContext) -> Path:
 
 
 def collect_metrics(ctx: StepContext) -> dict[str, Any]:
-    from engine.reader import read_events
+    from engine.reader import describe_skipped, read_events
 
     ws = ctx.workspace
     batch = read_events(ctx.run_dir)
+    if batch.malformed:
+        ctx.log(describe_skipped(batch.malformed), level="warning")
     train = [e for e in batch.events if e["type"] == "train" and e.get("loss") is not None]
     evals = [e for e in batch.events if e["type"] == "eval" and e.get("eval_loss") is not None]
     summaries = [e for e in batch.events if e["type"] == "exam_summary"]

@@ -89,7 +89,11 @@ def test_reader_reports_malformed_lines_with_position(tmp_path: Path) -> None:
     w2.emit("log", level="info", message="after")
     w2.close()
     b = read_events(tmp_path)
-    assert [e["type"] for e in b.events] == ["run", "log"]
+    assert [e["type"] for e in b.events] == ["run", "log", "log"]
+    # the reopening writer skipped the two unreadable last lines to find seq 3, and said so
+    assert b.events[1]["level"] == "warning" and "line 5" in b.events[1]["message"] \
+        and "line 4" in b.events[1]["message"] and str(tmp_path / "events.jsonl") in b.events[1]["message"]
+    assert [e["seq"] for e in b.events] == [1, 4, 5]
     assert [m.line_no for m in b.malformed] == [2, 3, 4, 5]
     reasons = [m.error for m in b.malformed]
     assert "not JSON" in reasons[0]
@@ -218,3 +222,90 @@ def test_plan_is_canonical() -> None:
     assert plan.select(None, "8.4")[0].id == "8.4"
     with pytest.raises(ValueError, match="unknown step id"):
         plan.select("1,42")
+
+
+# --------------------------------------------------------------------------- issue 13 item 9: field types
+BAD_TYPES = {"v": 1, "seq": 601, "ts": 1, "run_id": "r", "type": "step", "id": {"a": 1}, "name": [],
+             "status": "progress"}
+
+
+def test_schema_rejects_wrong_field_types(tmp_path: Path) -> None:
+    problems = validate_event(BAD_TYPES)
+    assert any("'id' must be a string" in p for p in problems) and any("'name' must be a string" in p for p in problems)
+    assert validate_event({"v": 1, "seq": "2", "ts": 1.5, "run_id": "r", "type": "log", "level": "info",
+                           "message": "m"}) == ["envelope field 'seq' must be an integer, not str '2'"]
+    assert validate_event({"v": 1, "seq": 2, "ts": 1, "run_id": "r", "type": "train", "step": True, "loss": "x"})
+    assert validate_event({"v": 1, "seq": 2, "ts": 1, "run_id": "r", "type": "step", "id": "1", "name": None,
+                           "status": "start"}) == ["step: field 'name' must not be null"]
+    ok = {"v": 1, "seq": 2, "ts": 1, "run_id": "r", "type": "step", "id": "4.2", "name": "Training loop",
+          "status": "progress", "n": 3, "total": 10.0, "message": None}
+    assert validate_event(ok) == []
+    w = EventWriter(tmp_path, "r")
+    with pytest.raises(ValueError, match="'name' must be a string"):
+        w.emit("step", id="1", name=["x"], status="start")
+    w.emit("run", phase="start", plan=[{"id": "1", "name": "Data", "parent": None}])
+    w.close()
+    with open(tmp_path / "events.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(BAD_TYPES) + "\n")
+    b = read_events(tmp_path)
+    assert [e["type"] for e in b.events] == ["run"]
+    assert len(b.malformed) == 1 and b.malformed[0].line_no == 2
+    assert str(b.malformed[0]).startswith(f"{tmp_path / 'events.jsonl'} line 2 (byte ")
+
+
+def test_every_field_type_is_documented() -> None:
+    from engine.events import types_line
+
+    doc = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
+    for name, spec in EVENT_TYPES.items():
+        section = doc.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
+        assert types_line(spec) in section, f"docs/events.md `{name}`: types line out of step with engine/events.py"
+
+
+def test_step_5_2_skips_a_non_utf8_line_and_names_file_and_line(tmp_path: Path) -> None:
+    """Step 5.2 (training summary) reads this run's train events; a non-UTF-8 line used to fail it with a
+    UnicodeDecodeError naming no file."""
+    from engine.context import StepContext
+    from engine.events import Heartbeat
+    from engine.history import History
+    from engine.ml.steps import training_summary
+    from engine.workspace import init_workspace
+
+    ws, _ = init_workspace(tmp_path / "ws")
+    run_dir = ws.runs / "r1"
+    w = EventWriter(run_dir, "r1")
+    w.emit("train", step=1, loss=2.0, version="v1")
+    w.close()
+    with open(run_dir / "events.jsonl", "ab") as fh:
+        fh.write(b'{"type":"train","loss":"\xff\xfe"}\n')
+    w = EventWriter(run_dir, "r1")
+    w.emit("train", step=2, loss=1.5, version="v1")
+    ctx = StepContext(workspace=ws, config=ws.config, profile="tiny", run_id="r1", run_dir=run_dir, events=w,
+                      heartbeat=Heartbeat(run_dir, "r1"), history=History(ws.history_path), plan=load_plan(),
+                      state={"ml": {"version:1": "v1", "train:1": {"global_step": 2}}})
+    out = training_summary(ctx)
+    w.close()
+    assert out["logs"] == 2 and out["first_loss"] == 2.0 and out["final_loss"] == 1.5
+    warnings = [e for e in read_events(run_dir).events if e["type"] == "log" and e["level"] == "warning"]
+    assert any(f"{run_dir / 'events.jsonl'} line 2 (byte" in e["message"] and "not UTF-8" in e["message"]
+               for e in warnings), warnings
+
+
+def test_worker_event_relay_skips_bad_lines_and_names_file_and_line(tmp_path: Path) -> None:
+    """The accelerate worker's side file is relayed into events.jsonl; a non-UTF-8 or non-object line
+    used to raise (UnicodeDecodeError / AttributeError) and fail the training step."""
+    from engine.ml.launch import _relay
+
+    path = tmp_path / "worker_events.jsonl"
+    path.write_bytes(b'{"type":"log","level":"info","message":"a"}\n\xff\xfe\n[1]\n\n'
+                     b'{"type":"_progress","n":1,"total":4}\n{"type":"log","level":"info","mess')
+    got: list[tuple[str, dict]] = []
+    progress: list[tuple] = []
+    offset = _relay(path, 0, lambda type, **p: got.append((type, p)), lambda *a: progress.append(a))
+    assert offset == path.read_bytes().rindex(b"\n") + 1  # the partial last line waits
+    assert got[0] == ("log", {"level": "info", "message": "a"})
+    warnings = [p["message"] for t, p in got[1:] if p.get("level") == "warning"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"{path} line 2:") and "utf-8" in warnings[0]
+    assert warnings[1].startswith(f"{path} line 3:") and "not a JSON object" in warnings[1]
+    assert progress == [(1, 4, None)]

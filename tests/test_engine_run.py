@@ -358,7 +358,35 @@ def test_malformed_event_lines_show_in_status(ws: Path) -> None:
     st = json.loads(bpllm("status", "-w", str(ws), "--json").stdout)
     assert st["malformed_events"] and "garbage line" in st["malformed_events"][0]
     r = bpllm("status", "-w", str(ws))
-    assert "warning: events.jsonl line" in r.stdout
+    assert f"warning: {rd / 'events.jsonl'} line" in r.stdout  # names the file, not just its base name
+
+
+def test_non_utf8_event_line_resume_and_readers_report_file_and_line(ws: Path) -> None:
+    """A non-UTF-8 line in events.jsonl: resume still works, and every reader on the way (the reopening
+    writer, step 9.1, `bpllm status`) skips it and names file and line."""
+    r = bpllm("run", "-w", str(ws), "--only", "1,2,9", env=_env(BPLLM_TEST_INJECT="2.4=disk_full*1"))
+    assert r.returncode == 1
+    rd = run_dirs(ws)[-1]
+    path = rd / "events.jsonl"
+    with open(path, "ab") as fh:
+        fh.write(b'{"v":1,"seq":9999,"message":"caf\xe9 \xff"}\n')
+    bad_line = path.read_bytes().count(b"\n")
+    r = bpllm("resume", "-w", str(ws))
+    assert r.returncode == 0, r.stdout + r.stderr
+    from engine.reader import read_events
+
+    batch = read_events(rd)
+    assert [m.line_no for m in batch.malformed] == [bad_line] and "not UTF-8" in batch.malformed[0].error
+    where = f"{path} line {bad_line}"
+    assert where in str(batch.malformed[0])
+    logs = [e for e in batch.events if e["type"] == "log" and e["level"] == "warning"]
+    assert any(f"{path}: skipped 1 unreadable line(s)" in e["message"] and f"line {bad_line}" in e["message"]
+               for e in logs), "the reopening writer must report the line it skipped"
+    assert any(e.get("step") == "9.1" and where in e["message"] for e in logs), "step 9.1 must report the line"
+    seqs = [e["seq"] for e in batch.events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    st = json.loads(bpllm("status", "-w", str(ws), "--json").stdout)
+    assert st["status"] == "done" and any(where in m for m in st["malformed_events"])
 
 
 def test_gpus_reports_no_gpu_cleanly(ws: Path) -> None:

@@ -250,3 +250,54 @@ async def test_malformed_lines_are_reported_and_a_replaced_events_file_is_refold
         tmp.replace(events)
         assert await wait_for(pilot, lambda: app.state.events == 5, timeout=10), app.state.events
         assert app.state.train == [] and app.state.status in ("running", "dead")
+
+
+@aio
+async def test_wrong_typed_event_is_skipped_with_a_notice_not_a_crash(workspace):
+    """issue 13: `"id": {...}, "name": []` used to pass the schema and crash the step tree (TypeError), the app
+    then exiting 0. Now the reader rejects it by file and line, the log and a notice say so, the app lives on."""
+    import json
+
+    run_dir = write_run(workspace, finished=True, train_steps=40)
+    events = run_dir / "events.jsonl"
+    n = len(events.read_bytes().splitlines())
+    bad = {"v": 1, "seq": 601, "ts": 1, "run_id": "r", "type": "step", "id": {"a": 1}, "name": [],
+           "status": "progress"}
+    with open(events, "ab") as fh:
+        fh.write(json.dumps(bad).encode() + b"\n")
+        fh.write(b'{"v":1,"seq":602,"type":"log","message":"\xff"}\n')
+    app = BpllmApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.state.status == "done")
+        assert await wait_for(pilot, lambda: app.state.malformed == 2)
+        notices = " ".join(note.message for note in app._notifications)
+        assert f"{events} line {n + 1} (byte" in notices and "'name' must be a string" in notices
+        logged = [r.text for r in app.state.log if r.source == "tui"]
+        assert any(f"{events} line {n + 2}" in t and "not UTF-8" in t for t in logged)
+        # the same event arriving live, while the app follows the file
+        with open(events, "ab") as fh:
+            fh.write(json.dumps(bad | {"seq": 603}).encode() + b"\n")
+        assert await wait_for(pilot, lambda: app.state.malformed == 3)
+        await pilot.pause(0.5)  # several refresh ticks of the step tree
+        assert app.return_code is None and app.is_running
+        assert "{'a': 1}" not in app.state.core.steps
+
+
+def test_a_crashing_app_exits_non_zero(workspace):
+    """An unhandled exception in the app must reach the shell as a failure (Textual prints it and sets
+    return_code 1; main() used to return 0). The fault is injected into a widget on purpose."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from bpllm_tui import app\n"
+              "from bpllm_tui.widgets import step_tree\n"
+              "def boom(self, state):\n"
+              "    raise RuntimeError('injected widget fault')\n"
+              "step_tree.StepTree.sync = boom\n"
+              "sys.exit(app.main(['-w', sys.argv[1], '--no-attach']))\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script, str(workspace)], cwd=root, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    assert "injected widget fault" in done.stderr
+    assert done.returncode == 1, done.returncode

@@ -173,3 +173,40 @@ def test_engine_exam_layout_and_percent_scores_are_understood(tmp_path):
     assert (found.version, found.lesson_id) == ("v2", "lesson_x")
     [record] = exams.load(found)[0]
     assert record.score == pytest.approx(0.9)  # percent already: not 90
+
+
+@aio
+async def test_history_skips_unreadable_rows_and_a_broken_store_with_a_notice(tmp_path):
+    """issue 13 item 9: the history store is a reader of state too. A score that is not a number used to
+    crash the screen (float('abc')); a store that is not a database showed an empty history without a word."""
+    import sqlite3
+
+    ws = engine_workspace(tmp_path)
+    from engine.history import History
+
+    db = ws / "history.db"
+    h = History(db)
+    h.add_exam_results("v4", "run1", [{"lesson_id": "lesson_x", "prompt_id": "X_01", "score": 100.0,
+                                       "valid": True, "seen": False}])
+    h.set_mastery("v4", [{"node": "Branch", "score": 80.0, "n": 5}, {"node": "Delay", "score": 70.0, "n": 2}])
+    h.close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO exam_results (version, lesson_id, prompt_id, score) VALUES ('v4','lesson_x','X_02','abc')")
+    conn.execute("UPDATE mastery SET score = 'high' WHERE node = 'Delay'")
+    conn.commit()
+    conn.close()
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        await pilot.pause(0.2)
+        assert app.is_running
+        trends = app.screen.query_one("#trends")
+        assert trends.row_count == 1 and str(trends.get_row_at(0)[0]) == "Branch"
+        notices = " ".join(n.message for n in app._notifications)
+        assert f"{db} exam_results row (version='v4', lesson_id='lesson_x', prompt_id='X_02')" in notices
+        assert "'abc' is not a number" in notices and "+1 more" in notices
+    problems: list[str] = []
+    db.write_bytes(b"this is not a database" * 100)
+    cells, _ = collect(ws, [], problems)
+    assert any(str(db) in p and "unreadable" in p for p in problems), problems

@@ -57,10 +57,12 @@ class Cell:
         return 100.0 * self.valid / self.valid_n if self.valid_n else None
 
 
-def collect(workspace: Path, extra: list[Path]) -> tuple[dict[tuple[str, str], Cell], list[str]]:
-    """(lesson, version) -> Cell from the history store and the exam files (latest file per pair)."""
+def collect(workspace: Path, extra: list[Path],
+            problems: list[str] | None = None) -> tuple[dict[tuple[str, str], Cell], list[str]]:
+    """(lesson, version) -> Cell from the history store and the exam files (latest file per pair);
+    unreadable rows and lines are skipped and added to ``problems``."""
     cells: dict[tuple[str, str], Cell] = defaultdict(Cell)
-    for row in exams.history_rows(workspace):
+    for row in exams.history_rows(workspace, problems):
         score = row.get("score")
         if score is not None and float(score) <= 1.0:
             score = float(score) * 100.0
@@ -77,9 +79,13 @@ def collect(workspace: Path, extra: list[Path]) -> tuple[dict[tuple[str, str], C
             latest[key] = f
     for key, f in latest.items():
         try:
-            records, _ = exams.load(f)
-        except OSError:
+            records, skipped = exams.load(f)
+        except OSError as exc:
+            if problems is not None:
+                problems.append(f"{f.path}: unreadable ({exc})")
             continue
+        if problems is not None:
+            problems.extend(skipped)
         for r in records:
             cells[key].add(r.score, r.valid, r.seen)
     versions = sorted({v for _, v in cells}, key=exams._version_key)
@@ -110,10 +116,15 @@ class HistoryScreen(Screen):
         self.action_reload()
 
     def action_reload(self) -> None:
-        cells, versions = collect(self.workspace, self.extra_sources)
+        problems: list[str] = []
+        cells, versions = collect(self.workspace, self.extra_sources, problems)
         self._fill_scores(cells, versions)
         self._fill_split(cells, versions)
-        self._fill_trends()
+        self._fill_trends(problems)
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.notify(problems[0][:240] + more, title="History: skipped unreadable data", severity="warning",
+                        timeout=10)
         title = Text()
         title.append("History", "bold")
         title.append(f"  {len({k[0] for k in cells})} lessons × {len(versions)} versions", "dim")
@@ -168,8 +179,8 @@ class HistoryScreen(Screen):
             text.append("no seen/unseen marks in these results (the engine's exam step records them)", "dim")
         self.query_one("#seen-split", Static).update(text)
 
-    def _fill_trends(self) -> None:
-        rows = exams.mastery_rows(self.workspace)
+    def _fill_trends(self, problems: list[str] | None = None) -> None:
+        rows = exams.mastery_rows(self.workspace, problems)
         table = self.query_one("#trends", DataTable)
         table.clear(columns=True)
         versions: list[str] = []

@@ -122,10 +122,19 @@ def _relay(path: Path, offset: int, emit, progress, stopped: dict[str, Any] | No
     end = chunk.rfind(b"\n")
     if end < 0:
         return offset
-    for line in chunk[: end + 1].splitlines():
+    pos = 0
+    for line in chunk[:end].split(b"\n"):
+        start, pos = pos, pos + len(line) + 1
         try:
-            ev = json.loads(line)
-        except json.JSONDecodeError:
+            ev = json.loads(line.decode("utf-8"))
+            if not isinstance(ev, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:  # not UTF-8 or not JSON: skip it, say which line
+            if line.strip() and emit:
+                with path.open("rb") as fh:
+                    line_no = fh.read(offset + start).count(b"\n") + 1
+                emit("log", level="warning", source="engine",
+                     message=f"{path} line {line_no}: skipped an unreadable worker event ({str(exc)[:120]})")
             continue
         kind = ev.pop("type", None)
         if kind == "_stopped":

@@ -518,19 +518,15 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
 
 
 def _events(ctx: StepContext, types: tuple[str, ...]) -> list[dict[str, Any]]:
-    out = []
-    path = ctx.run_dir / "events.jsonl"
-    if not path.exists():
-        return out
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if ev.get("type") in types:
-                out.append(ev)
-    return out
+    """This run's events of ``types``; unreadable lines (not UTF-8, not JSON, off the schema) are skipped
+    and reported in one warning naming file and line."""
+    from engine.reader import describe_skipped, read_events
+
+    batch = read_events(ctx.run_dir)
+    skipped = describe_skipped(batch.malformed)
+    if skipped:
+        ctx.log(skipped, level="warning")
+    return [ev for ev in batch.events if ev.get("type") in types]
 
 
 def _train_events(ctx: StepContext, version: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
