@@ -45,3 +45,73 @@ def test_validate_prints_path_line_col_for_dsl_files_and_item_only_for_multi_ite
     jsonl.write_text(json.dumps({"instruction": "x", "output": BAD}) + "\n")
     out = bpllm("validate", str(jsonl)).stdout.splitlines()
     assert out and all(l.startswith(f"{jsonl}:line 1:") for l in out), out
+
+
+# --------------------------------------------------------------------------- item 11 (engine / CLI)
+def _quick_ws(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    assert bpllm("init", str(ws)).returncode == 0
+    toml = (ws / "bpllm.toml").read_text()
+    (ws / "bpllm.toml").write_text(toml.replace("count = 500", "count = 60").replace("interval_s = 2.0", "interval_s = 0.2"))
+    return ws
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for k in ("BPLLM_WORKSPACE", "BPLLM_TEST_SLOW_STEPS", "BPLLM_TEST_INJECT"):
+        env.pop(k, None)
+    return env | extra
+
+
+def test_runs_lists_duration_version_stops_and_resumes_and_status_says_engine_once(tmp_path):
+    import time
+
+    ws = _quick_ws(tmp_path)
+    p = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "--only", "1"], cwd=ROOT,
+                         env=_env(BPLLM_TEST_SLOW_STEPS="1.3=30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        hb = next(iter(sorted((ws / "runs").glob("*/heartbeat.json"))), None) if (ws / "runs").is_dir() else None
+        try:
+            if hb and json.loads(hb.read_text()).get("step") == "1.3":
+                break
+        except ValueError:
+            pass
+        time.sleep(0.1)
+    assert bpllm("stop", "-w", str(ws), "--wait", "--timeout", "60").returncode == 0
+    p.communicate(timeout=60)
+    res = bpllm("resume", "-w", str(ws))
+    assert res.returncode == 0, res.stderr
+
+    runs = json.loads(bpllm("runs", "-w", str(ws), "--json").stdout)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r["stops"] == 1 and r["resumes"] == 1 and r["status"] == "done"
+    assert r["duration_s"] > 0 and r["versions"] == []  # steps 1.x train no model
+    table = bpllm("runs", "-w", str(ws)).stdout.splitlines()
+    head = table[0].split()
+    assert {"DURATION", "VERSION", "STOPPED", "RESUMED"} <= set(head), table[0]
+    assert table[1].split()[-5:] == [table[1].split()[-5], "-", "1", "1", str(r["steps_complete"])], table
+
+    status = bpllm("status", "-w", str(ws)).stdout
+    assert "engine engine" not in status and "engine finished (done)" in status, status
+
+    rd = next((ws / "runs").iterdir())
+    logs = [json.loads(l)["message"] for l in (rd / "events.jsonl").read_text().splitlines()
+            if json.loads(l)["type"] == "log" and "cycle 1/1 complete" in json.loads(l).get("message", "")]
+    assert logs == ["cycle 1/1 complete: no model version trained"], logs
+
+
+def test_gpus_takes_a_real_cpu_sample(tmp_path):
+    """psutil's first cpu_percent() in a process is 0.0 by definition; `bpllm gpus` must measure.
+    A busy child keeps one core loaded while it runs."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"],
+                            stdin=subprocess.DEVNULL)
+    try:
+        res = bpllm("gpus", "--json", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["cpu_percent"] > 0.0
+    finally:
+        busy.kill()
+        busy.wait()
