@@ -115,3 +115,36 @@ def test_gpus_takes_a_real_cpu_sample(tmp_path):
     finally:
         busy.kill()
         busy.wait()
+
+
+# --------------------------------------------------------------------------- item 2
+def test_lesson_share_is_checked_on_the_total_of_all_lessons():
+    from engine.ml import health
+
+    # two lessons at 25 % each: 50 % lesson data, over the reference's 40 %
+    rows = [{"instruction": f"i{i}", "output": f"o{i}", "lesson_id": "L1" if i < 25 else "L2" if i < 50 else None}
+            for i in range(100)]
+    alerts = [a for a in health.data_alerts(rows) if a["check"] == "lesson_share"]
+    assert len(alerts) == 1 and alerts[0]["value"] == 0.5 and "L1" in alerts[0]["message"]
+    # the reference's own mark (source "lesson:<lesson>:<prompt>") counts when a row has no lesson_id
+    marked = [dict(r, lesson_id=None, source=f"lesson:{r['lesson_id']}:P{i}") if r["lesson_id"] else r
+              for i, r in enumerate(rows)]
+    assert [a["value"] for a in health.data_alerts(marked) if a["check"] == "lesson_share"] == [0.5]
+    assert not [a for a in health.data_alerts(rows[:20] + rows[50:]) if a["check"] == "lesson_share"]  # 20/70
+
+
+def test_imported_reference_rows_keep_their_lesson_and_the_share_alert_fires(corpus, tmp_path):
+    from engine.data import merge_rows, source_files
+    from engine.importer import import_blueprintllm
+    from engine.ml import health
+    from engine.workspace import init_workspace
+
+    ws, _ = init_workspace(tmp_path / "ws")
+    import_blueprintllm(ws, corpus)
+    rows = [json.loads(l) for l in (ws.sources / "blueprintllm_lesson_data.jsonl").read_text().splitlines()]
+    assert rows and all(r["lesson_id"].startswith(("lesson_", "correction_")) and r["prompt_id"] for r in rows)
+    first = rows[0]
+    assert first["source"] == f"lesson:{first['lesson_id']}:{first['prompt_id']}"
+    merged = merge_rows(source_files(ws), root=ws.root, near_keep=3, val_fraction=0.05, min_val=2, seed=1)
+    assert sum(1 for r in merged.train if r.get("lesson_id")) > 0.4 * len(merged.train)
+    assert [a["check"] for a in health.data_alerts(merged.train)].count("lesson_share") == 1

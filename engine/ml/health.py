@@ -73,18 +73,14 @@ def training_alerts(train: Sequence[dict[str, Any]], evals: Sequence[dict[str, A
 
 
 def data_alerts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lesson share > 40 % and duplicates > 5 % in the training rows."""
+    """Lesson share > 40 % of all rows and duplicates > 5 % in the training rows."""
     alerts: list[dict[str, Any]] = []
     n = len(rows)
     if not n:
         return alerts
-    lessons = Counter(str(r["lesson_id"]) for r in rows if r.get("lesson_id"))
-    for lesson, count in lessons.most_common(3):
-        share = count / n
-        if share > LESSON_SHARE:
-            alerts.append(_alert("lesson_share", "warning",
-                                 f"lesson {lesson} is {share:.0%} of the training rows (> {LESSON_SHARE:.0%}): "
-                                 "the model will over-fit its phrasing", share, LESSON_SHARE, key=f"lesson_share:{lesson}"))
+    alert = lesson_share_alert(rows)
+    if alert:
+        alerts.append(alert)
     keys = Counter((" ".join(str(r.get("instruction", "")).lower().split()), str(r.get("output", "")).strip())
                    for r in rows)
     dups = sum(c - 1 for c in keys.values() if c > 1)
@@ -92,6 +88,21 @@ def data_alerts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         alerts.append(_alert("duplicates", "warning", f"{dups} of {n} training rows are duplicates "
                              f"({dups / n:.1%} > {DUPLICATE_SHARE:.0%})", dups / n, DUPLICATE_SHARE))
     return alerts
+
+
+def lesson_share_alert(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """"Lesson data > 40 % of total": all lesson rows together (two lessons at 25 % each are 50 %),
+    counting imported rows by their provenance (the reference marks them ``source = "lesson:…"``)."""
+    from engine.data import lesson_share
+
+    share, per = lesson_share(list(rows))
+    if share <= LESSON_SHARE:
+        return None
+    top = ", ".join(f"{lesson} {count}" for lesson, count in Counter(per).most_common(3))
+    return _alert("lesson_share", "warning",
+                  f"lesson data is {share:.1%} of the {len(rows)} training rows (> {LESSON_SHARE:.0%}; "
+                  f"{len(per)} lesson(s): {top}{', …' if len(per) > 3 else ''}): the model will over-fit their "
+                  "phrasing; add synthetic or curated rows", share, LESSON_SHARE)
 
 
 def mastery_alerts(table: Sequence[dict[str, Any]],
