@@ -148,3 +148,37 @@ def test_imported_reference_rows_keep_their_lesson_and_the_share_alert_fires(cor
     merged = merge_rows(source_files(ws), root=ws.root, near_keep=3, val_fraction=0.05, min_val=2, seed=1)
     assert sum(1 for r in merged.train if r.get("lesson_id")) > 0.4 * len(merged.train)
     assert [a["check"] for a in health.data_alerts(merged.train)].count("lesson_share") == 1
+
+
+# --------------------------------------------------------------------------- item 3
+def test_large_dataset_suggests_one_epoch():
+    from engine.ml import health
+
+    rows = [{"instruction": f"make thing {i}", "output": f"o{i}"} for i in range(2501)]
+    alerts = [a for a in health.data_alerts(rows, epochs=2.0) if a["check"] == "epochs_for_size"]
+    assert len(alerts) == 1 and "suggest 1 epoch" in alerts[0]["message"] and alerts[0]["value"] == 2501
+    assert not [a for a in health.data_alerts(rows, epochs=1.0) if a["check"] == "epochs_for_size"]
+    assert not [a for a in health.data_alerts(rows[:2500], epochs=3.0) if a["check"] == "epochs_for_size"]
+
+
+def test_a_node_that_falls_below_mastery_after_being_mastered_is_forgetting_even_by_a_small_drop():
+    from engine.ml import health
+    from engine.ml.grading import band
+
+    table = [{"node": "Delay", "score": 83.0, "n": 6, "band": band(83.0), "delta": -4.0},  # 87 -> 83: < 10 points
+             {"node": "Branch", "score": 70.0, "n": 6, "band": band(70.0), "delta": -4.0}]  # never mastered
+    alerts = health.mastery_alerts(table)
+    assert [(a["check"], a["severity"]) for a in alerts] == [("forgetting", "critical")]
+    assert "Delay" in alerts[0]["message"] and "catastrophic forgetting" in alerts[0]["message"]
+    # mastered two versions ago (v1), already below in v2: still forgotten in v3
+    table = [{"node": "Delay", "score": 80.0, "n": 6, "band": band(80.0), "delta": 0.0}]
+    alerts = health.mastery_alerts(table, mastered_before={"Delay": "v1"})
+    assert [a["check"] for a in alerts] == ["forgetting"] and "in v1" in alerts[0]["message"]
+    assert health.mastery_alerts(table, mastered_before={}) == []
+
+
+def test_bands_are_the_references_85_95_97():
+    from engine.ml.grading import band
+
+    assert [band(s) for s in (97.0, 96.9, 95.0, 94.9, 85.0, 84.9, 59.9)] == \
+        ["production", "product", "product", "mastered", "mastered", "learning", "struggling"]

@@ -69,13 +69,14 @@ def test_taxonomy_counts_scorer_buckets(records):
 
 def test_mastery_is_mean_score_over_prompts_using_the_node(records):
     table = {row["node"]: row for row in node_mastery(records)}
-    assert table["Delay"]["score"] == 100.0 and table["Delay"]["band"] == "mastered"
+    assert table["Delay"]["score"] == 100.0 and table["Delay"]["band"] == "production"
     b = records[1]["comparison"]["score"]
     assert table["DestroyActor"]["score"] == pytest.approx(b)
     assert table["Event_Tick"]["n"] == 1
     # a node used by both prompts averages them
     assert "PrintString" in table and table["PrintString"]["n"] == 1
     assert band(85) == "mastered" and band(84.9) == "learning" and band(60) == "learning" and band(59.9) == "struggling"
+    assert band(94.9) == "mastered" and band(95) == "product" and band(96.9) == "product" and band(97) == "production"
 
 
 def test_deltas_against_previous_and_regression_alert(records):
@@ -85,7 +86,7 @@ def test_deltas_against_previous_and_regression_alert(records):
     assert rows["DestroyActor"]["delta"] < -10
     assert rows["Event_Tick"]["delta"] is None
     alerts = health.mastery_alerts(table)
-    assert [a["check"] for a in alerts] == ["node_regression"]
+    assert [a["check"] for a in alerts] == ["node_regression", "forgetting"]  # 90 (mastered) -> below 85
     assert alerts[0]["severity"] == "critical" and "DestroyActor" in alerts[0]["message"]
     # with the previous version's records of the same prompts, the alert carries the evidence
     before = [dict(r, comparison=dict(r["comparison"], score=90.0)) for r in records]
@@ -106,10 +107,10 @@ def test_exam_alerts_join_the_versions_health_report(records):
     assert report["status"] == "warning"
     regression = health.mastery_alerts(node_mastery(records, previous={"DestroyActor": 90.0}))
     report = health.health_report_doc("v2", regression, report)
-    assert [a["check"] for a in report["alerts"]] == ["oscillation", "node_regression"]
+    assert [a["check"] for a in report["alerts"]] == ["oscillation", "node_regression", "forgetting"]
     assert report["status"] == "critical"
     again = health.health_report_doc("v2", regression, report)
-    assert len(again["alerts"]) == 2
+    assert len(again["alerts"]) == 3
 
 
 def test_weakest_nodes_and_drafted_lesson_validates(tmp_path, records):

@@ -3,7 +3,8 @@
 Everything here reads exam records (``engine.ml.exam``) and the structural scorer's
 buckets; nothing needs the model. Mastery of a node type is the mean structural
 score (0–100) of the exam prompts whose gold graph uses that type, with the count
-of prompts behind it and a band: >= 85 mastered, >= 60 learning, else struggling.
+of prompts behind it and a band: the reference's >= 97 production, >= 95 product (product quality
+with a retry), >= 85 mastered; below mastery >= 60 learning, else struggling.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 MASTERED, LEARNING = 85.0, 60.0
+PRODUCT, PRODUCTION = 95.0, 97.0  # the reference: 95 = product quality with retry, 97 = production
+BANDS = ("production", "product", "mastered", "learning", "struggling")  # best first
 
 TAXONOMY = {
     "missing_nodes": "missing node",
@@ -32,7 +35,10 @@ TAXONOMY = {
 
 
 def band(score: float) -> str:
-    return "mastered" if score >= MASTERED else "learning" if score >= LEARNING else "struggling"
+    """The node's band; every band from 'mastered' up counts as mastered (score >= MASTERED)."""
+    if score >= MASTERED:
+        return "production" if score >= PRODUCTION else "product" if score >= PRODUCT else "mastered"
+    return "learning" if score >= LEARNING else "struggling"
 
 
 def classify_errors(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
