@@ -182,3 +182,78 @@ def test_bands_are_the_references_85_95_97():
 
     assert [band(s) for s in (97.0, 96.9, 95.0, 94.9, 85.0, 84.9, 59.9)] == \
         ["production", "product", "product", "mastered", "mastered", "learning", "struggling"]
+
+
+# --------------------------------------------------------------------------- item 13
+def _missing_tracker() -> str | None:
+    import importlib.util
+
+    from engine.config import REPORT_BACKENDS
+
+    for name in ("wandb", "trackio", "tensorboard", "mlflow"):
+        if not any(importlib.util.find_spec(m) for m in REPORT_BACKENDS[name]):
+            return name
+    return None
+
+
+def test_report_to_is_checked_with_the_config_one_line_no_traceback(tmp_path):
+    ws = tmp_path / "ws"
+    assert bpllm("init", str(ws)).returncode == 0
+    toml = ws / "bpllm.toml"
+    base = toml.read_text()
+    toml.write_text(base + '\n[train]\nreport_to = ["tensorbord"]\n')
+    res = bpllm("run", "-w", str(ws), "--only", "1")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "unknown tracker 'tensorbord'" in res.stderr and "did you mean 'tensorboard'" in res.stderr, res.stderr
+    missing = _missing_tracker()
+    if missing is None:
+        pytest.skip("every tracker package is installed here: no missing backend to report")
+    toml.write_text(base + f'\n[train]\nreport_to = ["{missing}"]\n')
+    for cmd in (("run", "-w", str(ws), "--only", "1"), ("status", "-w", str(ws))):
+        res = bpllm(*cmd)
+        assert res.returncode != 0 and "Traceback" not in res.stderr
+        assert f"'{missing}' needs the" in res.stderr and "not installed" in res.stderr, res.stderr
+    assert not (ws / "runs").is_dir() or not any((ws / "runs").iterdir()), "a bad config must not start a run"
+    toml.write_text(base + '\n[train]\nreport_to = "none"\n')
+    assert bpllm("status", "-w", str(ws)).returncode == 0
+
+
+def test_report_to_and_run_name_reach_trls_config(tmp_path):
+    pytest.importorskip("trl")
+    from engine.ml.profiles import get_profile
+    from engine.ml.train import TrainSpec, sft_config
+
+    prof = get_profile("tiny", max_steps=2)
+    spec = TrainSpec(base="unused", profile=prof.to_dict(), train_rows=[], validation_rows=[], system_prompt="s",
+                     output_dir=str(tmp_path / "ckpt"), adapter_dir=str(tmp_path / "adapter"), version="v3",
+                     extra={"report_to": ["tensorboard"], "run_name": "myws/v3",
+                            "logging_dir": str(tmp_path / "tensorboard")})
+    args = sft_config(spec, prof, 10)
+    assert args.report_to == ["tensorboard"] and args.run_name == "myws/v3"
+    plain = sft_config(TrainSpec(**{**spec.__dict__, "extra": {}}), prof, 10)
+    assert plain.report_to in ([], "none", ["none"])
+
+
+def test_tensorboard_event_files_land_in_the_versions_folder(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pytest.skip("the `tensorboard` package is not installed here (pip install tensorboard): "
+                    "no TensorBoard writer to test")
+    pytest.importorskip("trl")
+    from engine.ml.profiles import get_profile
+    from engine.ml.testing import test_base
+    from engine.ml.train import TrainSpec, train_adapter
+    from engine.synthetic import generate
+
+    base = test_base(tmp_path / "base")
+    rows = generate(12, seed=3)
+    prof = get_profile("tiny", batch_size=4, max_steps=2, logging_steps=1, save_steps=50)
+    vdir = tmp_path / "models" / "v1"
+    spec = TrainSpec(base=str(base), profile=prof.to_dict(), train_rows=rows[:10], validation_rows=rows[10:],
+                     system_prompt="Write Blueprint DSL.", output_dir=str(vdir / "checkpoints"),
+                     adapter_dir=str(vdir / "adapter"), version="v1",
+                     extra={"report_to": ["tensorboard"], "run_name": "ws/v1", "logging_dir": str(vdir / "tensorboard")})
+    train_adapter(spec)
+    assert list((vdir / "tensorboard").glob("events.out.tfevents.*")), list(vdir.rglob("*"))
+    assert not list((vdir / "checkpoints").rglob("events.out.tfevents.*"))

@@ -327,7 +327,21 @@ def _spec(ctx: StepContext, profile):
         base=base, profile=profile.to_dict(), train_rows=data["train"], validation_rows=data["validation"],
         system_prompt=_system_prompt(ctx), output_dir=str(vdir / "checkpoints"), adapter_dir=str(vdir / "adapter"),
         version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)), init_adapter=init,
+        extra=_tracking(ctx, version, vdir),
     )
+
+
+def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
+    """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
+    TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
+    from engine.config import report_to_list
+
+    report_to = report_to_list((ctx.config.get("train") or {}).get("report_to"))
+    if not report_to:
+        return {}
+    label = str((ctx.config.get("workspace") or {}).get("name") or "")
+    name = ctx.workspace.root.name if label in ("", "bpllm") else label  # the default label names nothing
+    return {"report_to": report_to, "run_name": f"{name}/{version}", "logging_dir": str(vdir / "tensorboard")}
 
 
 def configure_trainer(ctx: StepContext) -> dict[str, Any]:
