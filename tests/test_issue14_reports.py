@@ -257,3 +257,128 @@ def test_tensorboard_event_files_land_in_the_versions_folder(tmp_path):
     train_adapter(spec)
     assert list((vdir / "tensorboard").glob("events.out.tfevents.*")), list(vdir.rglob("*"))
     assert not list((vdir / "checkpoints").rglob("events.out.tfevents.*"))
+
+
+# --------------------------------------------------------------------------- item 12
+GOLD_A = """BLUEPRINT: BP_A
+PARENT: Actor
+GRAPH: EventGraph
+NODE n1: Event_BeginPlay
+NODE n2: Delay [Duration=2.0]
+EXEC n1.Then -> n2.Execute"""
+GOLD_D = """BLUEPRINT: BP_D
+PARENT: Actor
+GRAPH: EventGraph
+NODE n1: Event_InputAction [InputActionName="Jump"]
+NODE n2: DestroyActor
+EXEC n1.Pressed -> n2.Execute"""
+
+
+def _rec(lesson: str, pid: str, gold: str, score: float, seen: bool | None) -> dict:
+    return {"lesson_id": lesson, "prompt_id": pid, "expected_dsl": gold, "actual_dsl": "", "seen": seen,
+            "comparison": {"score": score}, "validation": {"parses": True, "valid": True}}
+
+
+def _compare_ws(tmp_path: Path) -> Path:
+    """v1 examined the drill's prompts unseen (score 10); v2 trained on them (seen, 90). The starter
+    lesson's prompts were unseen by both (50 -> 48)."""
+    ws = tmp_path / "ws"
+    assert bpllm("init", str(ws)).returncode == 0
+    for version, drill_score, drill_seen, starter in (("v1", 10.0, False, 50.0), ("v2", 90.0, True, 48.0)):
+        exams = ws / "models" / version / "exams"
+        exams.mkdir(parents=True)
+        (exams / "exam_drill_01.jsonl").write_text("".join(
+            json.dumps(_rec("drill_01", f"D{i}", GOLD_D, drill_score, drill_seen)) + "\n" for i in range(4)))
+        (exams / "exam_starter.jsonl").write_text("".join(
+            json.dumps(_rec("starter", f"S{i}", GOLD_A, starter, False)) + "\n" for i in range(4)))
+    drill = {"lesson_id": "drill_01", "drafted_from": "v1", "focus_nodes": ["Event_InputAction"],
+             "contrast_nodes": [], "prompts": [], "status": "draft"}
+    (ws / "lessons" / "drafts").mkdir(exist_ok=True)
+    (ws / "lessons" / "drafts" / "drill_01.json").write_text(json.dumps(drill))
+    return ws
+
+
+def test_compare_never_counts_a_drill_that_was_not_accepted_and_integrated(tmp_path):
+    ws = _compare_ws(tmp_path)
+    out = json.loads(bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json").stdout)
+    assert out["focus_nodes"] == [] and out["drilled_lessons"] == []  # a draft: never a lesson of v2
+    text = bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
+    assert "focus (drilled) nodes:" not in text and "no accepted, integrated drill before v2" in text, text
+    # accepted into lessons/ but not yet integrated into the training data: still not drilled
+    accepted = json.loads((ws / "lessons" / "drafts" / "drill_01.json").read_text()) | {"status": "accepted"}
+    (ws / "lessons" / "drafts" / "drill_01.json").unlink()
+    (ws / "lessons" / "drill_01.json").write_text(json.dumps(accepted))
+    assert json.loads(bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json").stdout)["focus_nodes"] == []
+    from engine.history import History
+
+    hist = History(ws / "history.db")
+    hist.integrate_lesson("drill_01", "run1", 4, 12, "h")
+    hist.close()
+    out = json.loads(bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json").stdout)
+    assert out["focus_nodes"] == ["Event_InputAction"] and out["drilled_lessons"] == ["drill_01"]
+
+
+def test_compare_keeps_seen_and_unseen_apart_always(tmp_path):
+    ws = _compare_ws(tmp_path)
+    out = json.loads(bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json").stdout)
+    groups = out["groups"]
+    assert set(groups) == {"unseen", "newly_seen"}
+    assert (groups["unseen"]["prompts"], groups["unseen"]["avg_old"], groups["unseen"]["avg_new"]) == (4, 50.0, 48.0)
+    assert (groups["newly_seen"]["avg_old"], groups["newly_seen"]["avg_new"]) == (10.0, 90.0)
+    text = bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
+    # no headline mixes them: the mixed average would be 30.0 -> 69.0
+    assert "30.0 -> 69.0" not in text and "50.0 -> 48.0" in text and "10.0 -> 90.0" in text, text
+    assert "seen by both (trained on before either): no prompts" in text
+
+
+def test_history_arrows_compare_like_with_like():
+    from engine.history import like_with_like
+
+    # a lesson examined unseen by v1 and, after it was trained on, seen by v2: no arrow
+    assert like_with_like({"unseen": [10.0, 20.0]}, {"seen": [90.0]}) is None
+    assert like_with_like({"unseen": [10.0], "seen": [80.0]}, {"unseen": [20.0], "seen": [10.0]}) == ("unseen", 10.0)
+    assert like_with_like({"seen": [80.0]}, {"seen": [70.0], "unseen": [5.0]}) == ("seen", -10.0)
+    assert like_with_like({"unmarked": [40.0]}, {"unmarked": [50.0]}) == ("unmarked", 10.0)
+
+
+def test_mastery_on_a_missing_workspace_is_one_line(tmp_path):
+    for args in ((), ("--compare", "v1", "v2")):
+        res = bpllm("mastery", "-w", str(tmp_path / "missing"), *args)
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "not a bpllm workspace" in lines[0], res.stderr
+
+
+def test_history_screen_draws_no_arrow_between_unseen_and_seen(tmp_path):
+    """The History screen (Textual Pilot): a drill examined unseen by v1 and seen by v2 gets `≠`, a
+    lesson unseen by both gets its real arrow."""
+    import asyncio
+
+    from bpllm_tui.app import BpllmApp
+    from bpllm_tui.screens.history import HistoryScreen
+    from engine.history import History
+
+    ws = tmp_path / "ws"
+    assert bpllm("init", str(ws)).returncode == 0
+    h = History(ws / "history.db")
+    for version, drill, seen, starter in (("v1", 10.0, False, 50.0), ("v2", 90.0, True, 40.0)):
+        h.add_exam_results(version, "run1", [
+            {"lesson_id": "drill_01", "prompt_id": "D1", "score": drill, "valid": True, "seen": seen},
+            {"lesson_id": "starter", "prompt_id": "S1", "score": starter, "valid": True, "seen": False}])
+    h.close()
+
+    async def run() -> dict[str, str]:
+        app = BpllmApp(ws, attach=False)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("h")
+            for _ in range(100):
+                if isinstance(app.screen, HistoryScreen):
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause(0.2)
+            table = app.screen.query_one("#scores")
+            return {str(table.get_row(k)[0]): str(table.get_row(k)[2]) for k in ("drill_01", "starter")}
+
+    cells = asyncio.run(run())
+    assert "≠" in cells["drill_01"] and "▲" not in cells["drill_01"], cells
+    assert "▼" in cells["starter"], cells

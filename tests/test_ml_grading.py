@@ -247,8 +247,13 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
         rows += [_scored(f"b{i}", GOLD_B, 50.0 + 10 * (version == "v2")) for i in range(3)]
         (exams / "exam_L.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     drill = {"lesson_id": "drill_01", "drafted_from": "v1", "focus_nodes": ["DestroyActor"],
-             "contrast_nodes": ["Delay"], "prompts": []}
+             "contrast_nodes": ["Delay"], "prompts": [], "status": "accepted"}
     (ws / "lessons" / "drill_01.json").write_text(json.dumps(drill))
+    from engine.history import History
+
+    hist = History(ws / "history.db")  # drill_01 was integrated into the training data (step 8)
+    hist.integrate_lesson("drill_01", "run1", 0, 0, "h")
+    hist.close()
     later = dict(drill, lesson_id="drill_02", drafted_from="v2", focus_nodes=["PrintString"], contrast_nodes=[])
     (ws / "lessons" / "drafts").mkdir(exist_ok=True)
     (ws / "lessons" / "drafts" / "drill_02.json").write_text(json.dumps(later))
@@ -256,10 +261,11 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
     res = run("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["prompts"] == 7 and list(out["focus"]) == ["DestroyActor"]  # drill_02 came after v2
-    assert out["focus"]["DestroyActor"]["new"] - out["focus"]["DestroyActor"]["old"] == 10.0
+    assert out["prompts"] == 7 and out["focus_nodes"] == ["DestroyActor"]  # drill_02 came after v2
+    group = out["groups"]["unmarked"]  # these records carry no seen/unseen marks
+    assert group["focus"]["DestroyActor"]["new"] - group["focus"]["DestroyActor"]["old"] == 10.0
     assert out["contrast"] == ["Delay"]
-    assert out["others"]["PrintString"]["delta"] == -9.5 and out["others"]["PrintString"]["significant_fall"]
+    assert group["others"]["PrintString"]["delta"] == -9.5 and group["others"]["PrintString"]["significant_fall"]
     text = run("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
     assert "3 fell more than 5 points" in text and "of those, 3 with the prompts agreeing" in text
 

@@ -148,6 +148,44 @@ def paired_node_changes(old: Sequence[dict[str, Any]], new: Sequence[dict[str, A
     return out
 
 
+# how the prompts two versions both answered split by what each version had trained on
+SEEN_GROUPS = {
+    "unseen": "unseen by both (generalisation)",
+    "seen": "seen by both (trained on before either)",
+    "newly_seen": "trained on between the two (unseen by OLD, seen by NEW): recall of taught prompts, not generalisation",
+    "no_longer_seen": "seen by OLD, unseen by NEW",
+    "unmarked": "without seen/unseen marks",
+}
+
+
+def seen_group(old_seen: bool | None, new_seen: bool | None) -> str:
+    if old_seen is None or new_seen is None:
+        return "unmarked"
+    if old_seen == new_seen:
+        return "seen" if new_seen else "unseen"
+    return "newly_seen" if new_seen else "no_longer_seen"
+
+
+def compare_like_with_like(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]],
+                           catalog=None) -> dict[str, dict[str, Any]]:
+    """Exam records of two versions compared like with like: the prompts both answered, split by
+    :func:`seen_group` (a prompt unseen by OLD and trained on before NEW is never averaged with one
+    unseen by both). Per group: prompts, both averages, and the paired per-node changes."""
+    key = lambda r: (r.get("lesson_id"), r.get("prompt_id"))  # noqa: E731
+    before = {key(r): r for r in old}
+    groups: dict[str, tuple[list, list]] = {}
+    for r in new:
+        prev = before.get(key(r))
+        if prev is None:
+            continue
+        a, b = groups.setdefault(seen_group(prev.get("seen"), r.get("seen")), ([], []))
+        a.append(prev)
+        b.append(r)
+    avg = lambda rs: round(sum(float(r.get("comparison", {}).get("score", 0.0)) for r in rs) / len(rs), 2)  # noqa: E731
+    return {g: {"prompts": len(b), "avg_old": avg(a), "avg_new": avg(b), "nodes": paired_node_changes(a, b, catalog)}
+            for g, (a, b) in sorted(groups.items(), key=lambda kv: list(SEEN_GROUPS).index(kv[0]))}
+
+
 def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,
                   ignore: Iterable[str] = ("Event_BeginPlay",)) -> list[str]:
     """The ``k`` lowest-mastery node types below 'mastered' (events every graph has are not the weakness)."""
