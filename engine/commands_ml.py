@@ -1,4 +1,4 @@
-"""ML helper commands: ``bpllm synth``, ``bpllm generate``, ``bpllm mastery``.
+"""ML helper commands: ``bpllm synth``, ``bpllm generate``, ``bpllm mastery``, ``bpllm export-merged``.
 
 Small tools around the ML core for debugging a workspace by hand: what the synthetic
 generator writes (and its template distribution), what a model version answers to a
@@ -42,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--lessons", default="", help="with --compare: only these lesson ids (comma-separated)")
     m.add_argument("--focus", default="", help="with --compare: node types to summarise (default: the drill's focus)")
     m.set_defaults(func=cmd_mastery)
+
+    e = sub.add_parser("export-merged", help="write a version's base + adapter merged as a standard Hugging Face "
+                                              "model folder (transformers, vLLM)")
+    e.add_argument("version", nargs="?", default=None, help="model version (default: newest trained)")
+    e.add_argument("-w", "--workspace", default=None)
+    e.add_argument("--out", required=True, metavar="DIR", help="folder to write (config.json, safetensors, tokenizer)")
+    e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_export_merged)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -118,6 +127,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
                    GenConfig(max_new_tokens=args.max_new_tokens, batch_size=1, constrained=not args.unconstrained))[0]
     print(res.text.rstrip())
     print(f"# {version}: {res.n_tokens} tokens, {res.time_seconds:.2f} s, stop={res.stop_reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_merged(args: argparse.Namespace) -> int:
+    ws = _workspace(args.workspace, "export-merged")
+    if ws is None:
+        return 1
+    from engine.ml.exam import trained_versions
+    from engine.ml.export import ExportError, export_merged
+
+    versions = trained_versions(ws.models)
+    version = args.version or (versions[-1] if versions else None)
+    if version is None:
+        print(f"bpllm export-merged: no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
+        return 1
+    try:
+        info = export_merged(ws.models, version, Path(args.out), force=args.force,
+                             log=lambda m: print(f"  {m}", file=sys.stderr))
+    except ExportError as exc:
+        print(f"bpllm export-merged: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{version} merged into {info['out']} ({info['dtype']}, {info['parameters']:,} parameters, "
+          f"{info['seconds']:.1f} s): {', '.join(info['files'])}")
+    if info["note"]:
+        print(f"note: {info['note']}")
+    print(f"load it with AutoModelForCausalLM.from_pretrained({str(info['out'])!r}) or `vllm serve {info['out']}`")
     return 0
 
 
