@@ -293,7 +293,8 @@ class Runner:
         ml = (self.state.get("ctx") or {}).get("ml") or {}
         version = ml.get(f"version:{cycle}")
         if version:
-            return str(version)
+            saved = (self.ws.models / str(version) / "adapter" / "adapter_config.json").exists()
+            return str(version) if saved else f"{version} (assigned, no adapter saved)"
         examined = ml.get(f"exam_version:{cycle}")
         return f"no new version (examined {examined})" if examined else "no model version trained"
 
