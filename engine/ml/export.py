@@ -112,7 +112,13 @@ def export_merged(models_dir: Path, version: str, out: Path, *, force: bool = Fa
                 "dtype": dtype_name, "note": note, "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "merged_by": "bpllm export-merged (peft merge_and_unload)"}
         (tmp / "bpllm_export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a model folder is read by servers running as others
+        # mkdtemp makes the folder 0700 and safetensors writes 0600: give them the modes a plain
+        # mkdir / open would (umask), since a model folder is read by servers running as other users
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
