@@ -97,7 +97,7 @@ def test_runs_lists_duration_version_stops_and_resumes_and_status_says_engine_on
     status = bpllm("status", "-w", str(ws)).stdout
     assert "engine engine" not in status and "engine finished (done)" in status, status
 
-    rd = next((ws / "runs").iterdir())
+    rd = ws / "runs" / r["run_id"]
     logs = [json.loads(l)["message"] for l in (rd / "events.jsonl").read_text().splitlines()
             if json.loads(l)["type"] == "log" and "cycle 1/1 complete" in json.loads(l).get("message", "")]
     assert logs == ["cycle 1/1 complete: no model version trained"], logs
