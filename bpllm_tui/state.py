@@ -61,7 +61,9 @@ class MasteryRow:
 
     def __post_init__(self) -> None:
         if not self.band:
-            self.band = "mastered" if self.score >= 85 else "learning" if self.score >= 60 else "struggling"
+            # the engine's bands (engine/ml/grading.py), for rows that arrive without one
+            self.band = ("production" if self.score >= 97 else "product" if self.score >= 95
+                         else "mastered" if self.score >= 85 else "learning" if self.score >= 60 else "struggling")
 
 
 def _num(value: Any) -> float | None:

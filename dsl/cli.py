@@ -160,6 +160,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"error: {exc}", file=sys.stderr)
             continue
+        # compiler style: path:line:col for a one-text .dsl file; path:item:line:col in multi-item files
+        multi = path.suffix.lower() in (".json", ".jsonl")
         for item in items:
             totals["items"] += 1
             if item.problem is not None:
@@ -176,7 +178,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if not args.json:
                 shown = diags if args.warnings else errors
                 for d in shown:
-                    print(f"{path}:{item.id}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}")
+                    where = f"{path}:{item.id}" if multi else f"{path}"
+                    print(f"{where}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}")
     if args.json:
         json.dump(report, sys.stdout, indent=None if args.compact else 1)
         sys.stdout.write("\n")

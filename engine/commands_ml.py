@@ -1,4 +1,4 @@
-"""ML helper commands: ``bpllm synth``, ``bpllm generate``, ``bpllm mastery``.
+"""ML helper commands: ``bpllm synth``, ``bpllm generate``, ``bpllm mastery``, ``bpllm export-merged``.
 
 Small tools around the ML core for debugging a workspace by hand: what the synthetic
 generator writes (and its template distribution), what a model version answers to a
@@ -43,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--focus", default="", help="with --compare: node types to summarise (default: the drill's focus)")
     m.set_defaults(func=cmd_mastery)
 
+    e = sub.add_parser("export-merged", help="write a version's base + adapter merged as a standard Hugging Face "
+                                              "model folder (transformers, vLLM)")
+    e.add_argument("version", nargs="?", default=None, help="model version (default: newest trained)")
+    e.add_argument("-w", "--workspace", default=None)
+    e.add_argument("--out", required=True, metavar="DIR", help="folder to write (config.json, safetensors, tokenizer)")
+    e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_export_merged)
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from engine.synthetic import coverage_report, generate
@@ -83,10 +92,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workspace(arg: str | None):
-    from engine.workspace import resolve_workspace
+def _workspace(arg: str | None, command: str):
+    """The workspace, or None after one line saying why not (a missing or broken workspace is not a traceback)."""
+    from engine.config import ConfigError
+    from engine.workspace import WorkspaceError, resolve_workspace
 
-    return resolve_workspace(arg)
+    try:
+        ws = resolve_workspace(arg)
+        ws.config  # noqa: B018 - validate now, as every engine command does
+        return ws
+    except (WorkspaceError, ConfigError) as exc:
+        print(f"bpllm {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -94,7 +111,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from engine.ml.exam import trained_versions
     from engine.ml.generate import GenConfig, generate
 
-    ws = _workspace(args.workspace)
+    ws = _workspace(args.workspace, "generate")
+    if ws is None:
+        return 1
     versions = trained_versions(ws.models)
     version = args.version or (versions[-1] if versions else None)
     if version is None:
@@ -111,25 +130,73 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_merged(args: argparse.Namespace) -> int:
+    ws = _workspace(args.workspace, "export-merged")
+    if ws is None:
+        return 1
+    from engine.ml.exam import trained_versions
+    from engine.ml.export import ExportError, export_merged
+
+    versions = trained_versions(ws.models)
+    version = args.version or (versions[-1] if versions else None)
+    if version is None:
+        print(f"bpllm export-merged: no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
+        return 1
+    try:
+        info = export_merged(ws.models, version, Path(args.out), force=args.force,
+                             log=lambda m: print(f"  {m}", file=sys.stderr))
+    except ExportError as exc:
+        print(f"bpllm export-merged: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{version} merged into {info['out']} ({info['dtype']}, {info['parameters']:,} parameters, "
+          f"{info['seconds']:.1f} s): {', '.join(info['files'])}")
+    if info["note"]:
+        print(f"note: {info['note']}")
+    print(f"load it with AutoModelForCausalLM.from_pretrained({str(info['out'])!r}) or `vllm serve {info['out']}`")
+    return 0
+
+
 def _exam_records(ws, version: str, lessons: set[str]) -> list[dict]:
     from engine.ml.exam import version_records
 
     return [r for r in version_records(ws.models / version / "exams") if not lessons or r.get("lesson_id") in lessons]
 
 
-def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
-    """Focus and contrast nodes of the drills drafted from exams of versions older than ``version``:
-    the drills that version could have trained on (a drill drafted *after* it is its verdict, not its lesson)."""
+def _drilled_before(ws, version: str) -> tuple[list[str], list[str], list[str]]:
+    """Focus and contrast nodes of the drills ``version`` trained on, and their lesson ids: lessons in
+    ``lessons/`` with status ``accepted``, integrated into the training data (``lesson_integrations``)
+    before ``version`` was trained, and drafted from an older version. A draft never accepted, or
+    accepted but not yet integrated, was not a lesson of ``version``; nor is a drill drafted *after* it
+    (that is its verdict)."""
+    from engine.history import History
     from engine.ml.exam import version_number as number
 
+    integrated: dict[str, dict] = {}
+    trained_at = None
+    if ws.history_path.exists():
+        hist = History(ws.history_path, readonly=True)
+        try:
+            integrated = hist.integrated_lessons()
+            row = [v for v in hist.versions() if v["version"] == version]
+            trained_at = row[0]["created_at"] if row else None
+        finally:
+            hist.close()
     focus: list[str] = []
     contrast: list[str] = []
-    for path in sorted(list(ws.drafts.glob("*.json")) + list(ws.lessons.glob("*.json"))):
+    lessons: list[str] = []
+    for path in sorted(ws.lessons.glob("*.json")):
         try:
             lesson = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             continue
-        if not isinstance(lesson, dict) or not lesson.get("focus_nodes"):
+        if not isinstance(lesson, dict) or not lesson.get("focus_nodes") or lesson.get("status") != "accepted":
+            continue
+        lesson_id = str(lesson.get("lesson_id") or path.stem)
+        done = integrated.get(lesson_id)
+        if done is None or (trained_at is not None and (done.get("integrated_at") or 0) > trained_at):
             continue
         source = lesson.get("drafted_from")
         if source is None:  # drafts written before "drafted_from" existed say it in their description
@@ -138,74 +205,102 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str]]:
         if 0 <= number(source) < number(version):
             focus += lesson["focus_nodes"]
             contrast += lesson.get("contrast_nodes", [])
-    return focus, contrast
+            lessons.append(lesson_id)
+    return focus, contrast, lessons
 
 
 def cmd_compare(ws, args: argparse.Namespace) -> int:
-    """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset)."""
-    from engine.ml.grading import paired_node_changes
+    """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset), like with like:
+    prompts unseen by both, seen by both and trained on in between are compared apart, always."""
+    from engine.ml.grading import SEEN_GROUPS, compare_like_with_like
 
     old, new = args.compare
     lessons = {x.strip() for x in args.lessons.split(",") if x.strip()}
     a, b = _exam_records(ws, old, lessons), _exam_records(ws, new, lessons)
-    common = {(r["lesson_id"], r["prompt_id"]) for r in a} & {(r["lesson_id"], r["prompt_id"]) for r in b}
-    a = [r for r in a if (r["lesson_id"], r["prompt_id"]) in common]
-    b = [r for r in b if (r["lesson_id"], r["prompt_id"]) in common]
-    paired = paired_node_changes(a, b)  # per node: old/new mastery on the common prompts, change, interval
+    for version, recs in ((old, a), (new, b)):
+        if not recs:
+            print(f"bpllm mastery: no exam records of {version} in {ws.models / version / 'exams'}"
+                  + (f" for lessons {', '.join(sorted(lessons))}" if lessons else "")
+                  + " (examined versions have models/vN/exams/exam_*.jsonl)", file=sys.stderr)
+            return 1
+    groups = compare_like_with_like(a, b)
     focus = [x.strip() for x in args.focus.split(",") if x.strip()]
     contrast: list[str] = []
+    drilled: list[str] = []
     if not focus:
-        focus, contrast = _drilled_before(ws, new)
+        focus, contrast, drilled = _drilled_before(ws, new)
     focus = list(dict.fromkeys(focus))
     contrast = [n for n in dict.fromkeys(contrast) if n not in focus]
-    avg = lambda rs: sum(r["comparison"]["score"] for r in rs) / max(1, len(rs))  # noqa: E731
-    result = {"old": old, "new": new, "prompts": len(common), "avg_old": round(avg(a), 2), "avg_new": round(avg(b), 2),
-              "focus": {n: paired.get(n, {"old": None, "new": None, "n": None}) for n in focus},
-              "contrast": contrast,
-              "others": {n: row for n, row in paired.items() if n not in focus}}
+    result = {"old": old, "new": new, "prompts": sum(g["prompts"] for g in groups.values()),
+              "focus_nodes": focus, "contrast": contrast, "drilled_lessons": drilled, "groups": {}}
+    for name, g in groups.items():
+        paired = g["nodes"]
+        result["groups"][name] = {
+            "prompts": g["prompts"], "avg_old": g["avg_old"], "avg_new": g["avg_new"],
+            "focus": {n: paired.get(n, {"old": None, "new": None, "n": None}) for n in focus},
+            "others": {n: row for n, row in paired.items() if n not in focus}}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"mastery {old} -> {new} on {len(common)} common prompts"
+    print(f"mastery {old} -> {new} on {result['prompts']} common prompts"
           + (f" of {', '.join(sorted(lessons))}" if lessons else "")
-          + f"; exam average {result['avg_old']:.1f} -> {result['avg_new']:.1f}")
-    print("  focus (drilled) nodes:")
-    for n, row in result["focus"].items():
-        o, w = row["old"], row["new"]
-        txt = "not examined" if o is None or w is None else f"{o:6.1f} -> {w:6.1f}  ({w - o:+.1f}, n={row['n']})"
-        print(f"    {n:<28} {txt}")
-    others = result["others"]
+          + ", like with like (never one version's unseen prompts against the other's seen ones)")
+    if args.focus:
+        print(f"  focus nodes (given): {', '.join(focus)}")
+    elif drilled:
+        print(f"  drills {new} trained on (accepted and integrated): {', '.join(drilled)}")
+    else:
+        print(f"  no accepted, integrated drill before {new}: no focus (drilled) nodes")
+    for name in ("unseen", "seen"):
+        if name not in result["groups"]:
+            print(f"  {SEEN_GROUPS[name]}: no prompts")
+    for name, g in result["groups"].items():
+        print(f"  {SEEN_GROUPS[name]}: {g['prompts']} prompts, exam average {g['avg_old']:.1f} -> {g['avg_new']:.1f}")
+        _print_group(g, focus, contrast)
+    return 0
+
+
+def _print_group(g: dict, focus: list[str], contrast: list[str]) -> None:
+    if focus:
+        print("    focus (drilled) nodes:")
+        for n, row in g["focus"].items():
+            o, w = row["old"], row["new"]
+            txt = "not examined" if o is None or w is None else f"{o:6.1f} -> {w:6.1f}  ({w - o:+.1f}, n={row['n']})"
+            print(f"      {n:<28} {txt}")
+    others = g["others"]
     if others:
         mean = sum(r["delta"] for r in others.values()) / len(others)
         solid = {n: r for n, r in others.items() if r["n"] >= 3}
         falls = sorted((n for n, r in solid.items() if r["delta"] < -5), key=lambda n: solid[n]["delta"])
-        print(f"  other nodes: {len(others)}, mean change {mean:+.1f}; of {len(solid)} examined in >= 3 prompts, "
+        print(f"    other nodes: {len(others)}, mean change {mean:+.1f}; of {len(solid)} examined in >= 3 prompts, "
               f"{len(falls)} fell more than 5 points" + (" (" + ", ".join(f"{n} {solid[n]['delta']:+.1f}" for n in falls) + ")"
                                                        if falls else ""))
         real = [n for n in falls if solid[n].get("significant_fall")]
         if falls:
-            print(f"    of those, {len(real)} with the prompts agreeing (paired 95 % interval below 0)"
+            print(f"      of those, {len(real)} with the prompts agreeing (paired 95 % interval below 0)"
                   + (": " + ", ".join(f"{n} {solid[n]['delta']:+.1f} [{solid[n]['low']:+.1f}, {solid[n]['high']:+.1f}]"
                                       for n in real) if real else "; for each, its prompts disagree (the interval includes 0)"))
     if contrast:
-        print("  reviewed beside the drill (contrast nodes, counted among the others):")
+        print("    reviewed beside the drill (contrast nodes, counted among the others):")
         for n in contrast:
             row = others.get(n)
             txt = "not examined" if row is None else f"{row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']})"
-            print(f"    {n:<28} {txt}")
-    worst = sorted(result["others"].items(), key=lambda kv: kv[1]["delta"])[:5]
-    print("  other nodes, largest falls:")
+            print(f"      {n:<28} {txt}")
+    worst = sorted(others.items(), key=lambda kv: kv[1]["delta"])[:5]
+    if worst:
+        print("    other nodes, largest falls:")
     for n, row in worst:
         band = f", 95 % [{row['low']:+.1f}, {row['high']:+.1f}], {row['flipped']} prompts changed" \
             if row.get("low") is not None else ""
-        print(f"    {n:<28} {row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']}{band})")
-    return 0
+        print(f"      {n:<28} {row['old']:6.1f} -> {row['new']:6.1f}  ({row['delta']:+.1f}, n={row['n']}{band})")
 
 
 def cmd_mastery(args: argparse.Namespace) -> int:
     from engine.history import History
 
-    ws = _workspace(args.workspace)
+    ws = _workspace(args.workspace, "mastery")
+    if ws is None:
+        return 1
     if args.compare:
         return cmd_compare(ws, args)
     hist = History(ws.history_path, readonly=True)

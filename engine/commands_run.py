@@ -258,7 +258,25 @@ def _status_obj(ws, run_id: str | None) -> dict[str, Any] | None:
         "past_failures": saved.get("past_failures", []), "stop_requested": state.stop_requested is not None,
         "malformed_events": [str(m) for m in malformed],
         "resumable": status in ("stopped", "failed", "crashed"),
+        "duration_s": round(state.active_s + (time.time() - state.segment_start
+                                              if running and state.segment_start else 0.0), 1),
+        "versions": _run_versions(saved), "stops": state.stops, "resumes": state.resumes,
     }
+
+
+def _run_versions(saved: dict[str, Any]) -> list[str]:
+    """Model versions a run trained, by cycle (the ML steps keep them in its saved state)."""
+    ml = (saved.get("ctx") or {}).get("ml") or {}
+    by_cycle = sorted((int(k.split(":")[1]), v) for k, v in ml.items()
+                      if k.startswith("version:") and k.split(":")[1].isdigit())
+    return [v for _, v in by_cycle]
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -275,7 +293,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if "error" in st:
         return _err(f"bpllm status: {st['error']}")
     print(f"run {st['run_id']}: {st['status']}" + (f" (exit {st['exit_code']})" if st["exit_code"] is not None else ""))
-    print(f"  profile {st['profile']}, cycle {st['cycle']}/{st['cycles']}, engine {st['engine']}")
+    engine = str(st["engine"])  # "alive", or the liveness reason ("engine finished (done)", "no heartbeat.json")
+    engine = engine if engine.startswith("engine ") else f"engine {engine}"
+    print(f"  profile {st['profile']}, cycle {st['cycle']}/{st['cycles']}, {engine}")
     if st["active"]:
         prog = f" {st['n']}/{st['total']}" if st["total"] else ""
         print(f"  step {st['step']} {st['step_name'] or ''}{prog} (phase {st['phase']}, heartbeat "
@@ -297,7 +317,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 1
     rows = [r for r in (_status_obj(ws, rid) for rid in reversed(ws.run_ids())) if r]
     out = [{k: r.get(k) for k in ("run_id", "status", "exit_code", "profile", "cycle", "cycles", "started_at",
-                                   "ended_at", "active")} | {"steps_complete": len(r.get("steps_complete", []))}
+                                   "ended_at", "active", "duration_s", "versions", "stops", "resumes")}
+           | {"steps_complete": len(r.get("steps_complete", []))}
            for r in rows]
     if args.json:
         _dump(out)
@@ -305,10 +326,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not out:
         print("no runs yet")
         return 0
-    print(f"{'RUN':<22} {'STATUS':<8} {'EXIT':<4} {'PROFILE':<14} {'STARTED':<19} STEPS")
+    print(f"{'RUN':<22} {'STATUS':<8} {'EXIT':<4} {'PROFILE':<14} {'STARTED':<19} {'DURATION':>8} "
+          f"{'VERSION':<8} {'STOPPED':>7} {'RESUMED':>7} STEPS")
     for r in out:
         print(f"{r['run_id']:<22} {r['status']:<8} {str(r['exit_code'] if r['exit_code'] is not None else '-'):<4} "
-              f"{str(r['profile']):<14} {_fmt_time(r['started_at']):<19} {r['steps_complete']}")
+              f"{str(r['profile']):<14} {_fmt_time(r['started_at']):<19} {_fmt_duration(r['duration_s']):>8} "
+              f"{','.join(r['versions'] or []) or '-':<8} {r['stops']:>7} {r['resumes']:>7} {r['steps_complete']}")
     return 0
 
 
@@ -467,7 +490,7 @@ def cmd_gpus(args: argparse.Namespace) -> int:
         roles = ws.config["telemetry"].get("roles") or {}
     except Exception:  # noqa: BLE001 - gpus works outside a workspace too
         pass
-    s = sample(roles=roles)
+    s = sample(roles=roles, cpu_interval=0.5)  # a real sample: psutil's first call in a process says 0.0
     if args.json:
         _dump(s)
         return 0

@@ -346,6 +346,10 @@ def _check_values(cfg: dict[str, Any], problems: list[tuple[str, str]]) -> None:
         problem = profile_problem(cfg, profile)
         if problem:
             problems.append(("run.profile", f"run.profile = {_show(profile)}: {problem}"))
+    if "report_to" in cfg["train"]:
+        problem = report_to_problem(cfg["train"]["report_to"])
+        if problem:
+            problems.append(("train.report_to", problem))
 
 
 def _check_profile(where: str, table: dict[str, Any], problems: list[tuple[str, str]]) -> None:
@@ -383,6 +387,39 @@ def profile_problem(cfg: dict[str, Any], name: str) -> str | None:
     tables = sorted(cfg.get("profiles") or {})
     return (f"expected one of {', '.join(builtin)}" + (f" or a [profiles.X] table ({', '.join(tables)})"
             if tables else " or the name of a [profiles.X] table (none here)") + _suggest(name, builtin + tables))
+
+
+# experiment trackers transformers' Trainer reports to: name -> the module that must be importable
+REPORT_BACKENDS: dict[str, tuple[str, ...]] = {
+    "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",),
+    "mlflow": ("mlflow",), "comet_ml": ("comet_ml",), "neptune": ("neptune",), "clearml": ("clearml",),
+    "dagshub": ("dagshub",), "dvclive": ("dvclive",), "swanlab": ("swanlab",), "codecarbon": ("codecarbon",),
+    "azure_ml": ("azureml",), "flyte": ("flytekit",),
+}
+
+
+def report_to_list(value: Any) -> list[str]:
+    """``[train] report_to`` as the list trl takes ("none" or absent: [])."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    return [n for n in names if n != "none"]
+
+
+def report_to_problem(value: Any) -> str | None:
+    """Why ``[train] report_to`` cannot work, checked with the config (a missing tracker package would
+    otherwise crash training after the base model loaded), or None."""
+    import importlib.util
+
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        return f"train.report_to = {value!r}: expected a list of names, e.g. [\"tensorboard\"] (or \"none\")"
+    for name in report_to_list(value):
+        modules = REPORT_BACKENDS.get(name)
+        if modules is None:
+            return (f"train.report_to: unknown tracker {name!r}{_suggest(name, list(REPORT_BACKENDS))}; "
+                    f"known: {', '.join(sorted(REPORT_BACKENDS))} or \"none\"")
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            return (f"train.report_to: {name!r} needs the {modules[0]!r} package, which is not installed here; "
+                    f"`pip install {modules[0]}` or remove it from report_to")
+    return None
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -318,6 +318,30 @@ def lesson_rows(lesson: Lesson, prompts: list[dict[str, Any]], variations: int, 
     return rows
 
 
+# the reference project marks a lesson row by its source: "lesson:lesson_01:L01_03" (lesson, prompt)
+_LESSON_SOURCE = re.compile(r"^lesson:([^:\s]+)(?::([^:\s]+))?$")
+
+
+def lesson_provenance(row: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(lesson_id, prompt_id) a training row came from: its ``lesson_id`` field, else the reference's
+    ``source = "lesson:<lesson>:<prompt>"`` mark; None for a row that is not lesson data."""
+    if row.get("lesson_id"):
+        return str(row["lesson_id"]), (str(row["prompt_id"]) if row.get("prompt_id") else None)
+    m = _LESSON_SOURCE.match(str(row.get("source") or ""))
+    return (m.group(1), m.group(2)) if m else None
+
+
+def lesson_share(rows: list[dict[str, Any]]) -> tuple[float, dict[str, int]]:
+    """Share of ``rows`` that are lesson data (all lessons together: the reference's "lesson data > 40 %
+    of total"), and the rows per lesson."""
+    per: dict[str, int] = {}
+    for r in rows:
+        prov = lesson_provenance(r)
+        if prov:
+            per[prov[0]] = per.get(prov[0], 0) + 1
+    return (sum(per.values()) / len(rows) if rows else 0.0), per
+
+
 # --------------------------------------------------------------------------- merge
 @dataclass
 class MergeResult:

@@ -201,5 +201,17 @@ class History:
         return {r["lesson_id"]: r for r in self.query("SELECT * FROM lesson_integrations")}
 
 
+def like_with_like(old: dict[str, list[float]], new: dict[str, list[float]]) -> tuple[str, float] | None:
+    """The change of one lesson's exam score between two versions, like with like: its unseen prompts
+    against unseen ones, else seen against seen, else unmarked against unmarked (``{"unseen": [scores],
+    "seen": [...], "unmarked": [...]}`` each). None when they share no such group: a lesson examined
+    unseen by v1 and, after it was trained on, seen by v2 has no honest arrow."""
+    for group in ("unseen", "seen", "unmarked"):
+        a, b = old.get(group) or [], new.get(group) or []
+        if a and b:
+            return group, round(sum(b) / len(b) - sum(a) / len(a), 4)
+    return None
+
+
 def _b(v: Any) -> int | None:
     return None if v is None else int(bool(v))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from engine.data import Problem, check_lesson, check_row, load_lesson, read_jsonl, write_quarantine
+from engine.data import (Problem, check_lesson, check_row, lesson_provenance, load_lesson, read_jsonl,
+                         write_quarantine)
 
 
 def import_blueprintllm(ws: Any, src: str | Path, *, system_prompt: bool = False,
@@ -79,7 +80,13 @@ def import_blueprintllm(ws: Any, src: str | Path, *, system_prompt: bool = False
             if reason:
                 problems.append(Problem(rel, n, reason, chk.diagnostics if chk else [], row))
                 continue
-            good_rows.append(dict(row) | {"source": row.get("source") or f"blueprintllm:{path.name}:{n}"})
+            kept = dict(row) | {"source": row.get("source") or f"blueprintllm:{path.name}:{n}"}
+            prov = lesson_provenance(row)  # the reference marks lesson rows by source "lesson:<lesson>:<prompt>"
+            if prov and not row.get("lesson_id"):
+                kept["lesson_id"] = prov[0]
+                if prov[1]:
+                    kept["prompt_id"] = prov[1]
+            good_rows.append(kept)
         name = f"blueprintllm_{path.stem}"
         atomic_write_jsonl(ws.sources / f"{name}.jsonl", good_rows)
         qpath = ws.quarantine / f"import-{path.stem}.jsonl"

@@ -385,8 +385,19 @@ class Runner:
                     continue
                 self._check_stop()
                 self._run_group(self.plan[group], pending, cycle)
-            self._log("info", f"cycle {cycle}/{cycles} complete")
+            self._log("info", f"cycle {cycle}/{cycles} complete: {self._cycle_version(cycle)}")
         self._check_stop()
+
+    def _cycle_version(self, cycle: int) -> str:
+        """What the cycle produced, for its closing log line: the version it trained (the ML steps keep it
+        in the run state), else the one it examined, else that it trained none."""
+        ml = (self.state.get("ctx") or {}).get("ml") or {}
+        version = ml.get(f"version:{cycle}")
+        if version:
+            saved = (self.ws.models / str(version) / "adapter" / "adapter_config.json").exists()
+            return str(version) if saved else f"{version} (assigned, no adapter saved)"
+        examined = ml.get(f"exam_version:{cycle}")
+        return f"no new version (examined {examined})" if examined else "no model version trained"
 
     def _run_group(self, group: Step, leaves: list[Step], cycle: int) -> None:
         t0 = time.time()

@@ -213,6 +213,11 @@ class RunState:
         self.stop_requested: dict[str, Any] | None = None
         self.last_seq = 0
         self.counts: dict[str, int] = {}
+        # for `bpllm runs`: engine time summed over the run's processes, how often it was stopped / resumed
+        self.active_s = 0.0
+        self.segment_start: float | None = None
+        self.stops = 0
+        self.resumes = 0
 
     def apply(self, ev: dict[str, Any]) -> None:
         t = ev.get("type")
@@ -222,6 +227,8 @@ class RunState:
         if t == "run":
             phase = ev.get("phase")
             if phase in ("start", "resume"):
+                self.resumes += phase == "resume"
+                self.segment_start = ev.get("ts")
                 self.status = "running"
                 self.exit_code = None
                 self.ended_at = None
@@ -234,6 +241,12 @@ class RunState:
                     for p in self.plan:
                         self.steps.setdefault(p["id"], StepState(p["id"], p["name"], parent=p.get("parent")))
             elif phase == "end":
+                self.stops += ev.get("status") == "stopped"
+                if ev.get("duration") is not None:
+                    self.active_s += float(ev["duration"])
+                elif self.segment_start is not None and ev.get("ts") is not None:
+                    self.active_s += float(ev["ts"]) - float(self.segment_start)
+                self.segment_start = None
                 self.status = ev.get("status", "failed")
                 self.exit_code = ev.get("exit_code")
                 self.ended_at = ev.get("ts")

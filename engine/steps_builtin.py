@@ -250,15 +250,12 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
         ctx.health("duplicates", "warning", f"{dup_share:.0%} of the source rows were duplicates "
                                             f"(removed; listed in datasets/quarantine/merge-duplicates.jsonl)",
                    value=round(dup_share, 4), threshold=0.05, key="data.duplicates")
-    by_lesson: dict[str, int] = {}
-    for r in rows:
-        if r.get("lesson_id"):
-            by_lesson[r["lesson_id"]] = by_lesson.get(r["lesson_id"], 0) + 1
-    for lid, n in by_lesson.items():
-        share = n / len(rows)
-        if share > 0.40:
-            ctx.health("lesson_share", "warning", f"lesson {lid} is {share:.0%} of the training rows (> 40%)",
-                       value=round(share, 4), threshold=0.40, key=f"data.lesson_share.{lid}")
+    from engine.ml.health import lesson_share_alert  # stdlib only: the reference's rules in one place
+
+    alert = lesson_share_alert(rows)
+    if alert:
+        ctx.health(alert["check"], alert["severity"], alert["message"], value=alert["value"],
+                   threshold=alert["threshold"], key="data.lesson_share")
     return {"rows": len(rows), "duplicate_share": round(dup_share, 4)}
 
 

@@ -130,14 +130,18 @@ def sample_gpus(roles: dict[str, str] | None = None) -> tuple[bool, list[dict[st
     return True, devices, None
 
 
-def sample(roles: dict[str, str] | None = None) -> dict[str, Any]:
-    """One ``gpu`` event payload (GPUs + CPU + RAM)."""
+def sample(roles: dict[str, str] | None = None, cpu_interval: float | None = None) -> dict[str, Any]:
+    """One ``gpu`` event payload (GPUs + CPU + RAM).
+
+    CPU % is measured since psutil's previous call: the telemetry thread calls every few seconds,
+    so ``None`` suits it; a one-shot caller (``bpllm gpus``) has no previous call, where psutil
+    answers a meaningless 0.0, and passes ``cpu_interval`` seconds to measure over."""
     available, devices, reason = sample_gpus(roles)
     out: dict[str, Any] = {"available": available, "devices": devices, "reason": reason}
     try:
         import psutil
         vm = psutil.virtual_memory()
-        out["cpu_percent"] = psutil.cpu_percent(interval=None)
+        out["cpu_percent"] = psutil.cpu_percent(interval=cpu_interval)
         out["ram_used"] = int(vm.total - vm.available)
         out["ram_total"] = int(vm.total)
     except Exception:  # noqa: BLE001
@@ -160,6 +164,11 @@ class TelemetryThread:
         self._thread = threading.Thread(target=self._run, name="bpllm-telemetry", daemon=True)
 
     def start(self) -> None:
+        try:  # prime psutil: the first event's CPU % then covers the time since start, not a bare 0.0
+            import psutil
+            psutil.cpu_percent(interval=None)
+        except Exception:  # noqa: BLE001 - no psutil: the events carry no CPU figure, as before
+            pass
         self._thread.start()
 
     def _run(self) -> None:

@@ -125,7 +125,8 @@ def test_cycle_with_stop_and_resume(tmp_path):
 
     # grading: mastery table and a drafted lesson aimed at the weakest nodes, all gold valid
     mastery = [e for e in evs if e["type"] == "mastery"][-1]
-    assert mastery["nodes"] and all(n["band"] in ("mastered", "learning", "struggling") for n in mastery["nodes"])
+    assert mastery["nodes"] and all(n["band"] in ("production", "product", "mastered", "learning", "struggling")
+                                    for n in mastery["nodes"])
     drafts = list((ws / "lessons" / "drafts").glob("drill_*.json"))
     assert len(drafts) == 1
     lesson = json.loads(drafts[0].read_text())
@@ -138,6 +139,11 @@ def test_cycle_with_stop_and_resume(tmp_path):
     assert any(e["type"] == "health" for e in evs)
     status = [e for e in evs if e["type"] == "run" and e.get("phase") == "end"][-1]
     assert status["status"] == "done" and status["exit_code"] == 0
+    # the cycle's closing line names the version it trained; `bpllm runs` lists it with the stop and resume
+    assert [e["message"] for e in evs if e["type"] == "log" and "complete:" in e.get("message", "")] == \
+        ["cycle 1/1 complete: v1"]
+    runs = json.loads(bpllm("runs", "-w", str(ws), "--json").stdout)
+    assert runs[0]["versions"] == ["v1"] and runs[0]["stops"] == 1 and runs[0]["resumes"] == 1
 
 
 def test_oom_retry_rebuilds_the_trainer_with_the_halved_batch(tmp_path):

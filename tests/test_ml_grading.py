@@ -69,13 +69,14 @@ def test_taxonomy_counts_scorer_buckets(records):
 
 def test_mastery_is_mean_score_over_prompts_using_the_node(records):
     table = {row["node"]: row for row in node_mastery(records)}
-    assert table["Delay"]["score"] == 100.0 and table["Delay"]["band"] == "mastered"
+    assert table["Delay"]["score"] == 100.0 and table["Delay"]["band"] == "production"
     b = records[1]["comparison"]["score"]
     assert table["DestroyActor"]["score"] == pytest.approx(b)
     assert table["Event_Tick"]["n"] == 1
     # a node used by both prompts averages them
     assert "PrintString" in table and table["PrintString"]["n"] == 1
     assert band(85) == "mastered" and band(84.9) == "learning" and band(60) == "learning" and band(59.9) == "struggling"
+    assert band(94.9) == "mastered" and band(95) == "product" and band(96.9) == "product" and band(97) == "production"
 
 
 def test_deltas_against_previous_and_regression_alert(records):
@@ -85,7 +86,7 @@ def test_deltas_against_previous_and_regression_alert(records):
     assert rows["DestroyActor"]["delta"] < -10
     assert rows["Event_Tick"]["delta"] is None
     alerts = health.mastery_alerts(table)
-    assert [a["check"] for a in alerts] == ["node_regression"]
+    assert [a["check"] for a in alerts] == ["node_regression", "forgetting"]  # 90 (mastered) -> below 85
     assert alerts[0]["severity"] == "critical" and "DestroyActor" in alerts[0]["message"]
     # with the previous version's records of the same prompts, the alert carries the evidence
     before = [dict(r, comparison=dict(r["comparison"], score=90.0)) for r in records]
@@ -106,10 +107,10 @@ def test_exam_alerts_join_the_versions_health_report(records):
     assert report["status"] == "warning"
     regression = health.mastery_alerts(node_mastery(records, previous={"DestroyActor": 90.0}))
     report = health.health_report_doc("v2", regression, report)
-    assert [a["check"] for a in report["alerts"]] == ["oscillation", "node_regression"]
+    assert [a["check"] for a in report["alerts"]] == ["oscillation", "node_regression", "forgetting"]
     assert report["status"] == "critical"
     again = health.health_report_doc("v2", regression, report)
-    assert len(again["alerts"]) == 2
+    assert len(again["alerts"]) == 3
 
 
 def test_weakest_nodes_and_drafted_lesson_validates(tmp_path, records):
@@ -246,8 +247,13 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
         rows += [_scored(f"b{i}", GOLD_B, 50.0 + 10 * (version == "v2")) for i in range(3)]
         (exams / "exam_L.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     drill = {"lesson_id": "drill_01", "drafted_from": "v1", "focus_nodes": ["DestroyActor"],
-             "contrast_nodes": ["Delay"], "prompts": []}
+             "contrast_nodes": ["Delay"], "prompts": [], "status": "accepted"}
     (ws / "lessons" / "drill_01.json").write_text(json.dumps(drill))
+    from engine.history import History
+
+    hist = History(ws / "history.db")  # drill_01 was integrated into the training data (step 8)
+    hist.integrate_lesson("drill_01", "run1", 0, 0, "h")
+    hist.close()
     later = dict(drill, lesson_id="drill_02", drafted_from="v2", focus_nodes=["PrintString"], contrast_nodes=[])
     (ws / "lessons" / "drafts").mkdir(exist_ok=True)
     (ws / "lessons" / "drafts" / "drill_02.json").write_text(json.dumps(later))
@@ -255,10 +261,11 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
     res = run("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["prompts"] == 7 and list(out["focus"]) == ["DestroyActor"]  # drill_02 came after v2
-    assert out["focus"]["DestroyActor"]["new"] - out["focus"]["DestroyActor"]["old"] == 10.0
+    assert out["prompts"] == 7 and out["focus_nodes"] == ["DestroyActor"]  # drill_02 came after v2
+    group = out["groups"]["unmarked"]  # these records carry no seen/unseen marks
+    assert group["focus"]["DestroyActor"]["new"] - group["focus"]["DestroyActor"]["old"] == 10.0
     assert out["contrast"] == ["Delay"]
-    assert out["others"]["PrintString"]["delta"] == -9.5 and out["others"]["PrintString"]["significant_fall"]
+    assert group["others"]["PrintString"]["delta"] == -9.5 and group["others"]["PrintString"]["significant_fall"]
     text = run("mastery", "-w", str(ws), "--compare", "v1", "v2").stdout
     assert "3 fell more than 5 points" in text and "of those, 3 with the prompts agreeing" in text
 

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from bpllm_tui import exams
+from engine.history import like_with_like
 from bpllm_tui.keys import HISTORY_KEYS, bindings
 from bpllm_tui.widgets._theme import themed
 from bpllm_tui.widgets.gpu_panel import sparkline
@@ -26,7 +27,7 @@ from bpllm_tui.widgets.table import MeasuredTable
 class Cell:
     """Running totals for one lesson × version."""
 
-    __slots__ = ("n", "score", "valid", "valid_n", "seen", "unseen")
+    __slots__ = ("n", "score", "valid", "valid_n", "seen", "unseen", "unmarked")
 
     def __init__(self) -> None:
         self.n = 0
@@ -35,6 +36,7 @@ class Cell:
         self.valid_n = 0
         self.seen: list[float] = []
         self.unseen: list[float] = []
+        self.unmarked: list[float] = []
 
     def add(self, score: float | None, valid: bool | None, seen: bool | None) -> None:
         if score is not None:
@@ -44,6 +46,8 @@ class Cell:
                 self.seen.append(score)
             elif seen is False:
                 self.unseen.append(score)
+            else:
+                self.unmarked.append(score)
         if valid is not None:
             self.valid_n += 1
             self.valid += int(valid)
@@ -51,6 +55,10 @@ class Cell:
     @property
     def avg(self) -> float | None:
         return self.score / self.n if self.n else None
+
+    @property
+    def groups(self) -> dict[str, list[float]]:
+        return {"unseen": self.unseen, "seen": self.seen, "unmarked": self.unmarked}
 
     @property
     def valid_pct(self) -> float | None:
@@ -113,6 +121,7 @@ class HistoryScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#scores").border_title = "Exam score (as recorded: structural for bpllm runs) / valid % per lesson × version"
         self.query_one("#trends").border_title = "Node mastery across versions"
+        self.query_one("#scores").border_subtitle = "▲▼ unseen vs unseen, else seen vs seen · ≠ seen/unseen changed"
         self.action_reload()
 
     def action_reload(self) -> None:
@@ -150,11 +159,15 @@ class HistoryScreen(Screen):
                 text.append(f"{cell.avg:5.1f}", themed(self.app, style))
                 if cell.valid_pct is not None:
                     text.append(f" / {cell.valid_pct:3.0f}%", "dim")
-                if prev is not None:
-                    delta = cell.avg - prev
-                    text.append(" ▲" if delta > 0.5 else " ▼" if delta < -0.5 else "  ",
-                                themed(self.app, "$success" if delta > 0 else "$error"))
-                prev = cell.avg
+                if prev is not None:  # like with like: unseen vs unseen, else seen vs seen (engine.history)
+                    change = like_with_like(prev.groups, cell.groups)
+                    if change is None:
+                        text.append(" ≠", "dim")  # examined unseen before, seen now: no honest arrow
+                    else:
+                        delta = change[1]
+                        text.append(" ▲" if delta > 0.5 else " ▼" if delta < -0.5 else "  ",
+                                    themed(self.app, "$success" if delta > 0 else "$error"))
+                prev = cell
                 row.append(text)
             table.add_row(*row, key=lesson)
         if not lessons:

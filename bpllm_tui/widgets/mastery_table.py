@@ -10,7 +10,8 @@ from bpllm_tui.widgets.table import MeasuredTable
 from bpllm_tui.state import RunState
 from bpllm_tui.widgets._theme import themed
 
-BAND_STYLE = {"mastered": "$success", "learning": "$warning", "struggling": "$error"}
+BAND_STYLE = {"production": "$success", "product": "$success", "mastered": "$success", "learning": "$warning",
+              "struggling": "$error"}
 COLUMNS = ("node", "score", "n", "Δ", "band")
 
 

@@ -3,7 +3,8 @@
 Everything here reads exam records (``engine.ml.exam``) and the structural scorer's
 buckets; nothing needs the model. Mastery of a node type is the mean structural
 score (0–100) of the exam prompts whose gold graph uses that type, with the count
-of prompts behind it and a band: >= 85 mastered, >= 60 learning, else struggling.
+of prompts behind it and a band: the reference's >= 97 production, >= 95 product (product quality
+with a retry), >= 85 mastered; below mastery >= 60 learning, else struggling.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 MASTERED, LEARNING = 85.0, 60.0
+PRODUCT, PRODUCTION = 95.0, 97.0  # the reference: 95 = product quality with retry, 97 = production
+BANDS = ("production", "product", "mastered", "learning", "struggling")  # best first
 
 TAXONOMY = {
     "missing_nodes": "missing node",
@@ -32,7 +35,10 @@ TAXONOMY = {
 
 
 def band(score: float) -> str:
-    return "mastered" if score >= MASTERED else "learning" if score >= LEARNING else "struggling"
+    """The node's band; every band from 'mastered' up counts as mastered (score >= MASTERED)."""
+    if score >= MASTERED:
+        return "production" if score >= PRODUCTION else "product" if score >= PRODUCT else "mastered"
+    return "learning" if score >= LEARNING else "struggling"
 
 
 def classify_errors(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -140,6 +146,44 @@ def paired_node_changes(old: Sequence[dict[str, Any]], new: Sequence[dict[str, A
             "significant_fall": bool(n > 1 and mean < -fall and mean + half < 0),
         }
     return out
+
+
+# how the prompts two versions both answered split by what each version had trained on
+SEEN_GROUPS = {
+    "unseen": "unseen by both (generalisation)",
+    "seen": "seen by both (trained on before either)",
+    "newly_seen": "trained on between the two (unseen by OLD, seen by NEW): recall of taught prompts, not generalisation",
+    "no_longer_seen": "seen by OLD, unseen by NEW",
+    "unmarked": "without seen/unseen marks",
+}
+
+
+def seen_group(old_seen: bool | None, new_seen: bool | None) -> str:
+    if old_seen is None or new_seen is None:
+        return "unmarked"
+    if old_seen == new_seen:
+        return "seen" if new_seen else "unseen"
+    return "newly_seen" if new_seen else "no_longer_seen"
+
+
+def compare_like_with_like(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]],
+                           catalog=None) -> dict[str, dict[str, Any]]:
+    """Exam records of two versions compared like with like: the prompts both answered, split by
+    :func:`seen_group` (a prompt unseen by OLD and trained on before NEW is never averaged with one
+    unseen by both). Per group: prompts, both averages, and the paired per-node changes."""
+    key = lambda r: (r.get("lesson_id"), r.get("prompt_id"))  # noqa: E731
+    before = {key(r): r for r in old}
+    groups: dict[str, tuple[list, list]] = {}
+    for r in new:
+        prev = before.get(key(r))
+        if prev is None:
+            continue
+        a, b = groups.setdefault(seen_group(prev.get("seen"), r.get("seen")), ([], []))
+        a.append(prev)
+        b.append(r)
+    avg = lambda rs: round(sum(float(r.get("comparison", {}).get("score", 0.0)) for r in rs) / len(rs), 2)  # noqa: E731
+    return {g: {"prompts": len(b), "avg_old": avg(a), "avg_new": avg(b), "nodes": paired_node_changes(a, b, catalog)}
+            for g, (a, b) in sorted(groups.items(), key=lambda kv: list(SEEN_GROUPS).index(kv[0]))}
 
 
 def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,

@@ -21,6 +21,8 @@ OSCILLATION_SHARE = 0.6
 LESSON_SHARE = 0.40
 DUPLICATE_SHARE = 0.05
 REGRESSION_POINTS = 10.0
+MASTERY_SCORE = 85.0  # grading.MASTERED (kept here so the rules stay a stdlib-only module)
+LARGE_DATASET = 2500  # the reference: above this many examples one epoch is enough
 STAGNATION_POINTS = 1.0
 
 
@@ -72,19 +74,20 @@ def training_alerts(train: Sequence[dict[str, Any]], evals: Sequence[dict[str, A
     return alerts
 
 
-def data_alerts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lesson share > 40 % and duplicates > 5 % in the training rows."""
+def data_alerts(rows: Sequence[dict[str, Any]], epochs: float | None = None) -> list[dict[str, Any]]:
+    """Lesson share > 40 % of all rows, duplicates > 5 %, and (with ``epochs``, the profile's) more than
+    2,500 examples trained for more than one epoch."""
     alerts: list[dict[str, Any]] = []
     n = len(rows)
     if not n:
         return alerts
-    lessons = Counter(str(r["lesson_id"]) for r in rows if r.get("lesson_id"))
-    for lesson, count in lessons.most_common(3):
-        share = count / n
-        if share > LESSON_SHARE:
-            alerts.append(_alert("lesson_share", "warning",
-                                 f"lesson {lesson} is {share:.0%} of the training rows (> {LESSON_SHARE:.0%}): "
-                                 "the model will over-fit its phrasing", share, LESSON_SHARE, key=f"lesson_share:{lesson}"))
+    if n > LARGE_DATASET and epochs is not None and epochs > 1:
+        alerts.append(_alert("epochs_for_size", "warning",
+                             f"{n} training examples (> {LARGE_DATASET:,}) trained for {epochs:g} epochs: "
+                             "suggest 1 epoch (set [train] epochs = 1 in bpllm.toml)", n, LARGE_DATASET))
+    alert = lesson_share_alert(rows)
+    if alert:
+        alerts.append(alert)
     keys = Counter((" ".join(str(r.get("instruction", "")).lower().split()), str(r.get("output", "")).strip())
                    for r in rows)
     dups = sum(c - 1 for c in keys.values() if c > 1)
@@ -94,13 +97,31 @@ def data_alerts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return alerts
 
 
+def lesson_share_alert(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """"Lesson data > 40 % of total": all lesson rows together (two lessons at 25 % each are 50 %),
+    counting imported rows by their provenance (the reference marks them ``source = "lesson:…"``)."""
+    from engine.data import lesson_share
+
+    share, per = lesson_share(list(rows))
+    if share <= LESSON_SHARE:
+        return None
+    top = ", ".join(f"{lesson} {count}" for lesson, count in Counter(per).most_common(3))
+    return _alert("lesson_share", "warning",
+                  f"lesson data is {share:.1%} of the {len(rows)} training rows (> {LESSON_SHARE:.0%}; "
+                  f"{len(per)} lesson(s): {top}{', …' if len(per) > 3 else ''}): the model will over-fit their "
+                  "phrasing; add synthetic or curated rows", share, LESSON_SHARE)
+
+
 def mastery_alerts(table: Sequence[dict[str, Any]],
-                   paired: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Node regression > 10 points against the previous version is critical.
+                   paired: dict[str, dict[str, Any]] | None = None,
+                   mastered_before: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Node regression > 10 points against the previous version is critical; so is a node that falls
+    below mastery (85) after being mastered — catastrophic forgetting, however small the drop.
 
     With ``paired`` (``grading.paired_node_changes`` over the prompts both versions answered) the
     message says how many of the node's prompts changed and whether they agree, so a reviewer can
-    tell a real regression from one prompt flipping."""
+    tell a real regression from one prompt flipping. ``mastered_before``: node -> the last earlier
+    version that mastered it (without it, the previous version's score, ``score - delta``, decides)."""
     out = []
     for row in table:
         delta = row.get("delta")
@@ -114,6 +135,17 @@ def mastery_alerts(table: Sequence[dict[str, Any]],
                             + ")")
             out.append(_alert("node_regression", "critical", message,
                               delta, -REGRESSION_POINTS, key=f"node_regression:{row['node']}"))
+        if row["score"] < MASTERY_SCORE:
+            was = (mastered_before or {}).get(row["node"])
+            if was is None and mastered_before is None and delta is not None \
+                    and row["score"] - delta >= MASTERY_SCORE:
+                was = "the previous version"
+            if was is not None:
+                drop = f" ({delta:+.1f} points)" if delta is not None else ""
+                out.append(_alert("forgetting", "critical",
+                                  f"{row['node']} fell below mastery to {row['score']:.1f}{drop} after being mastered "
+                                  f"in {was}: catastrophic forgetting", row["score"], MASTERY_SCORE,
+                                  key=f"forgetting:{row['node']}"))
     return out
 
 

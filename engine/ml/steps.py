@@ -327,7 +327,21 @@ def _spec(ctx: StepContext, profile):
         base=base, profile=profile.to_dict(), train_rows=data["train"], validation_rows=data["validation"],
         system_prompt=_system_prompt(ctx), output_dir=str(vdir / "checkpoints"), adapter_dir=str(vdir / "adapter"),
         version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)), init_adapter=init,
+        extra=_tracking(ctx, version, vdir),
     )
+
+
+def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
+    """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
+    TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
+    from engine.config import report_to_list
+
+    report_to = report_to_list((ctx.config.get("train") or {}).get("report_to"))
+    if not report_to:
+        return {}
+    label = str((ctx.config.get("workspace") or {}).get("name") or "")
+    name = ctx.workspace.root.name if label in ("", "bpllm") else label  # the default label names nothing
+    return {"report_to": report_to, "run_name": f"{name}/{version}", "logging_dir": str(vdir / "tensorboard")}
 
 
 def configure_trainer(ctx: StepContext) -> dict[str, Any]:
@@ -566,7 +580,7 @@ def health_checks(ctx: StepContext) -> dict[str, Any]:
 
     version = version_of(ctx)
     train, evals = _train_events(ctx, version)
-    alerts = training_alerts(train, evals) + data_alerts(_data(ctx)["train"])
+    alerts = training_alerts(train, evals) + data_alerts(_data(ctx)["train"], epochs=resolve_profile(ctx).epochs)
     _emit_alerts(ctx, alerts, version)
     if not alerts:
         ctx.health("training", "info", f"{version}: no health alerts", version=version)
@@ -790,12 +804,27 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
     paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
-    _emit_alerts(ctx, mastery_alerts(table, paired), version, join_report=True)
+    _emit_alerts(ctx, mastery_alerts(table, paired, _mastered_before(ctx, version)), version, join_report=True)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
     for row in table:
         bands[row["band"]] = bands.get(row["band"], 0) + 1
     return {"version": version, "nodes": len(table), "bands": bands, "weakest": weakest, "previous_version": prev}
+
+
+def _mastered_before(ctx: StepContext, version: str) -> dict[str, str]:
+    """Node -> the last version examined before ``version`` that mastered it (for the forgetting rule)."""
+    from .grading import MASTERED
+
+    examined = [row["version"] for row in ctx.history.query(
+        "SELECT version, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
+    earlier = examined[: examined.index(version)] if version in examined else examined
+    out: dict[str, str] = {}
+    for v in earlier:
+        for m in ctx.history.mastery(v):
+            if m["score"] is not None and m["score"] >= MASTERED:
+                out[m["node"]] = v
+    return out
 
 
 def grading_report(ctx: StepContext) -> dict[str, Any]:

@@ -150,7 +150,8 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
         save_steps=profile.save_steps,
         save_total_limit=profile.save_total_limit,
         eval_strategy="steps" if profile.eval_steps else "epoch",
-        report_to="none",
+        report_to=list(spec.extra.get("report_to") or []) or "none",  # [train] report_to, checked with the config
+        run_name=spec.extra.get("run_name"),
         disable_tqdm=True,
         seed=spec.seed,
         data_seed=spec.seed,
@@ -307,7 +308,19 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
 
     for noisy in (PrinterCallback, ProgressCallback):  # events replace console dumps of the log dict
         trainer.remove_callback(noisy)
+    _tensorboard_into(trainer, spec.extra.get("logging_dir"))
     return trainer, callback
+
+
+def _tensorboard_into(trainer, logging_dir: str | None) -> None:
+    """TensorBoard event files go to the version's folder (transformers 5 dropped ``logging_dir``: its
+    callback writes under the checkpoints' output_dir unless told, and reads an environment variable
+    otherwise, which would leak into every later run of the process)."""
+    if not logging_dir:
+        return
+    for cb in trainer.callback_handler.callbacks:
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "tb_writer", None) is None:
+            cb.logging_dir = str(logging_dir)
 
 
 def frozen_copy(model):
