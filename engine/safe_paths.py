@@ -12,8 +12,8 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-ID_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit, at most 128 characters"
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+ID_RULE = "letters, digits, '_', '-' and '.', not starting with '.' or '-', at most 128 characters"
 
 
 class UnsafePath(ValueError):
@@ -56,6 +56,16 @@ def inside(root: str | Path, *parts: str | Path) -> Path:
     path = root_r.joinpath(*parts).resolve()
     if not path.is_relative_to(root_r):
         raise UnsafePath(f"{Path(*parts)} resolves to {path}, outside {root_r}")
+    return path
+
+
+def id_path(root: str | Path, value: Any, *, what: str = "id", prefix: str = "", suffix: str = "") -> Path:
+    """``root/<prefix><value><suffix>`` for a checked id, checked to resolve inside ``root`` (a link
+    named like the file could still lead out); UnsafePath otherwise. The one way ids become paths."""
+    name = f"{prefix}{safe_id(value, what)}{suffix}"
+    path = Path(root) / name
+    if not is_inside(root, name):
+        raise UnsafePath(f"{path} resolves to {path.resolve()}, outside {Path(root).resolve()}; remove that link")
     return path
 
 
