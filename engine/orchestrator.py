@@ -28,6 +28,7 @@ from engine.events import STOP_FILE, EventWriter, Heartbeat
 from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
 from engine.history import History
 from engine.lock import LockBusy, WorkspaceLock
+from engine.safe_paths import id_problem
 from engine.steps import Plan, Step, StepTimings, console_line_for_event, load_plan
 from engine.workspace import Workspace
 
@@ -149,6 +150,9 @@ class Runner:
                 self._print_err("bpllm resume: no unfinished run in this workspace (start one with `bpllm run`)")
                 return EXIT_FAILED
             run_id = candidates[0]
+        if id_problem(run_id, "run id"):  # it names the run folder the engine writes into
+            self._print_err(f"bpllm resume: {id_problem(run_id, 'run id')} (see `bpllm runs`)")
+            return EXIT_FAILED
         path = self.ws.run_dir(run_id) / STATE_FILE
         try:
             state = read_json(path)

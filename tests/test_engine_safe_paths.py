@@ -106,3 +106,14 @@ def test_exam_files_are_built_from_checked_ids(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"lesson_id": "a/b", "prompts": []}))
     with pytest.raises(UnsafePath, match=str(bad)):
         load_lessons([bad])
+
+
+def test_resume_refuses_a_run_id_that_leaves_the_runs_folder(ws: Path, tmp_path: Path) -> None:
+    assert bpllm("run", "-w", str(ws), "--only", "1.1", "-q").returncode == 0
+    state = json.loads(next((ws / "runs").glob("*/state.json")).read_text())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "state.json").write_text(json.dumps(dict(state, status="failed", done={})))
+    r = bpllm("resume", "../../../outside", "-w", str(ws), "-q")
+    assert r.returncode == 1 and "run id '../../../outside' cannot name a file" in r.stderr, r.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["state.json"]
