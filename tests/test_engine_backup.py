@@ -90,6 +90,32 @@ def _verify(ws: Path) -> tuple[int, list[dict]]:
     return r.returncode, json.loads(r.stdout)
 
 
+def check_every_backup_restores_and_a_tampered_one_refuses(ws: Path) -> list[dict]:
+    """Every backup of every tier verifies and restores (and so does each safety backup a restore
+    takes); then one changed byte makes `backups --verify` exit 1 and `restore` refuse, naming the file.
+    Also used after a whole cycle (tests/test_ml_e2e.py)."""
+    code, items = _verify(ws)
+    assert code == 0 and items and all(b["verified"] for b in items), items
+    for b in items:
+        r = bpllm("restore", b["name"], "-w", str(ws), "--yes", timeout=600)
+        assert r.returncode == 0, r.stderr
+    code, after = _verify(ws)
+    assert code == 0 and len(after) > len(items), after
+    newest_safety = [b for b in after if b["tier"] == "safety"][-1]
+    assert bpllm("restore", newest_safety["name"], "-w", str(ws), "--yes", timeout=600).returncode == 0
+    victim_rel = sorted(json.loads((Path(items[0]["path"]) / "manifest.json").read_text())["files"])[0]
+    victim = Path(items[0]["path"]) / "files" / victim_rel
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    code, _ = _verify(ws)
+    r = bpllm("backups", "-w", str(ws), "--verify")
+    assert code == 1 and r.returncode == 1 and "FAILED" in r.stdout and "FAILED verification" in r.stderr
+    r = bpllm("restore", items[0]["name"], "-w", str(ws), "--yes")
+    assert r.returncode == 1 and f"{victim_rel}: SHA-256 mismatch" in r.stderr and "nothing was restored" in r.stderr
+    return items
+
+
 def test_backups_restore_once_step_1_5_wrote_datasets_manifest_and_tampering_still_refuses(ws: Path) -> None:
     """Step 1.5 writes datasets/manifest.json; a backup that left every file named manifest.json out of
     its file list verified as FAILED (while `backups --verify` exited 0) and never restored."""
@@ -99,26 +125,12 @@ def test_backups_restore_once_step_1_5_wrote_datasets_manifest_and_tampering_sti
     original = data_manifest.read_text()
     assert bpllm("backup", "-w", str(ws), "--label", "m").returncode == 0
     assert bpllm("backup", "-w", str(ws), "--tier", "scheduled").returncode == 0
-    code, items = _verify(ws)
-    assert code == 0 and items and all(b["verified"] for b in items), items
+    items = _verify(ws)[1]
     assert all("datasets/manifest.json" in json.loads((Path(b["path"]) / "manifest.json").read_text())["files"]
                for b in items)
-    for b in items:  # every backup restores, and so does each safety backup a restore takes
-        data_manifest.write_text("{}")
-        r = bpllm("restore", b["name"], "-w", str(ws), "--yes")
-        assert r.returncode == 0, r.stderr
-        assert data_manifest.read_text() == original
-    code, after = _verify(ws)
-    assert code == 0 and len([b for b in after if b["tier"] == "safety"]) == len(items)
-    safety = [b for b in after if b["tier"] == "safety"][0]
-    assert bpllm("restore", safety["name"], "-w", str(ws), "--yes").returncode == 0
-    victim = Path(items[0]["path"]) / "files" / "datasets" / "manifest.json"
-    victim.write_text(victim.read_text() + " ")
-    code, _ = _verify(ws)
-    r = bpllm("backups", "-w", str(ws), "--verify")
-    assert code == 1 and r.returncode == 1 and "FAILED" in r.stdout and "FAILED verification" in r.stderr
-    r = bpllm("restore", items[0]["name"], "-w", str(ws), "--yes")
-    assert r.returncode == 1 and "datasets/manifest.json: size" in r.stderr and "nothing was restored" in r.stderr
+    data_manifest.write_text("{}")
+    check_every_backup_restores_and_a_tampered_one_refuses(ws)
+    assert data_manifest.read_text() == original
 
 
 def test_a_backup_include_outside_the_workspace_is_refused(ws: Path, tmp_path: Path) -> None:
