@@ -227,16 +227,22 @@ def create_backup(ws: Any, tier: str, *, label: str | None = None, events: Any =
         shutil.rmtree(staging)
     staging.mkdir()
     skipped: list[str] = []
-    for rel in cfg["include"]:
-        _copy_into(ws, rel, staging / "files", skipped)
-    files = _manifest_for(staging / "files")
-    manifest = {"name": name, "tier": tier, "created_at": time.time(), "label": label, "step": step,
-                "workspace": str(ws.root), "include": list(cfg["include"]), "files": files,
-                "bytes": sum(f["size"] for f in files.values()), "skipped": skipped}
-    manifest["meta"] = _write_meta(staging, manifest, skipped, cleaned)
-    atomic_write_json(staging / MANIFEST, manifest)
-    final = base / name
-    os.replace(staging, final)
+    try:
+        for rel in cfg["include"]:
+            _copy_into(ws, rel, staging / "files", skipped)
+        files = _manifest_for(staging / "files")
+        manifest = {"name": name, "tier": tier, "created_at": time.time(), "label": label, "step": step,
+                    "workspace": str(ws.root), "include": list(cfg["include"]), "files": files,
+                    "bytes": sum(f["size"] for f in files.values()), "skipped": skipped}
+        manifest["meta"] = _write_meta(staging, manifest, skipped, cleaned)
+        atomic_write_json(staging / MANIFEST, manifest)
+        final = base / name
+        os.replace(staging, final)
+    except OSError as exc:  # a full disk above all: give the room back now (a killed backup: next start)
+        shutil.rmtree(staging, ignore_errors=True)
+        left = f"; its unfinished copy {staging} could not be removed" if staging.exists() else \
+            "; its unfinished copy was removed"
+        raise BackupError(f"backup {name} failed: {_short(exc)}{left}") from exc
     mirror = mirror_error = None
     mdir = _mirror_dir(ws)
     if mdir is not None:
@@ -260,6 +266,16 @@ def create_backup(ws: Any, tier: str, *, label: str | None = None, events: Any =
     if events is not None:
         events.emit("backup", action="create", step=step, **info)
     return info
+
+
+def _short(exc: OSError) -> str:
+    """One line for an OSError (shutil.Error carries a list of per-file errors)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        errs = exc.args[0]
+        first = errs[0] if errs else ("?", "?", "?")
+        more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+        return f"cannot copy {first[0]}: {first[2]}{more}"
+    return f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}"
 
 
 def prune(ws: Any, tier: str) -> list[str]:

@@ -184,28 +184,47 @@ def test_backups_do_not_follow_links_out_of_the_workspace_and_report_them(ws: Pa
     assert code == 1 and any("lessons/evil.json: a link" in p for b in items for p in b.get("problems", []))
 
 
-def _fail_a_backup(ws: Path, tmp_path: Path) -> None:
-    """A real failed backup: a socket in lessons/ cannot be copied, so the backup dies mid-copy."""
+def test_a_failed_backup_removes_its_unfinished_copy_and_says_so(ws: Path) -> None:
+    """A real failure mid-copy: a socket in lessons/ cannot be copied."""
     import socket
 
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(ws / "lessons" / "sock.json"))
     s.close()
     r = bpllm("backup", "-w", str(ws))
-    assert r.returncode == 1 and "bpllm backup:" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    (ws / "lessons" / "sock.json").unlink()
-    assert list((ws / "backups" / "milestone").glob(".*.partial")), "a failed backup leaves its staging folder"
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "lessons/sock.json" in r.stderr and "its unfinished copy was removed" in r.stderr
+    assert not [p for p in (ws / "backups" / "milestone").iterdir()]
 
 
-def test_failed_backups_partial_folders_are_cleaned_at_the_next_backup_and_engine_start(ws: Path,
-                                                                                        tmp_path: Path) -> None:
-    _fail_a_backup(ws, tmp_path)
+def _kill_a_backup(ws: Path) -> None:
+    """A backup killed (-9) mid-copy leaves its .partial staging folder behind."""
+    import signal
+
+    from test_engine_run import start
+
+    p = start("backup", "-w", str(ws))
+    partial: list[Path] = []
+    while p.poll() is None and not partial:
+        partial = list((ws / "backups" / "milestone").glob(".*.partial")) if (ws / "backups" / "milestone").is_dir() \
+            else []
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    assert partial and partial[0].exists(), "the backup finished before it could be killed"
+
+
+def test_killed_backups_partial_folders_are_cleaned_at_the_next_backup_and_engine_start(ws: Path) -> None:
+    many = ws / "datasets" / "sources" / "many"  # enough files that the copy takes a while
+    many.mkdir()
+    for i in range(4000):
+        (many / f"{i}.txt").write_text(str(i))
+    _kill_a_backup(ws)
     r = bpllm("backup", "-w", str(ws), "--json")
     info = json.loads(r.stdout)
     assert len(info["cleaned"]) == 1 and ".partial" in info["cleaned"][0]
     assert not list((ws / "backups" / "milestone").glob(".*.partial"))
     assert "removed a failed backup's leftover" in (Path(info["path"]) / "backup_log.txt").read_text()
-    _fail_a_backup(ws, tmp_path)
+    _kill_a_backup(ws)
     r = bpllm("run", "-w", str(ws), "--only", "1.1", "-q", "--events-stdout")
     assert r.returncode == 0, r.stderr
     assert not list((ws / "backups" / "milestone").glob(".*.partial"))
