@@ -184,15 +184,18 @@ def _mirror_dir(ws: Any) -> Path | None:
 
 
 def clean_partials(ws: Any) -> list[str]:
-    """Remove the ``.partial`` staging folders failed backups left (here and in the mirror);
-    returns what was removed, with sizes, for the caller to report. Call it holding the lock."""
+    """Remove the ``.partial`` staging folders failed or killed backups left (here, and in the mirror
+    those of this workspace's backups); returns what was removed, with sizes, for the caller to
+    report. Call it holding the workspace lock."""
     removed = []
-    for base in (ws.backups, _mirror_dir(ws)):
+    for mirrored, base in enumerate((ws.backups, _mirror_dir(ws))):
         for tier in TIERS:
             d = base / tier if base is not None else None
             if d is None or not d.is_dir():
                 continue
             for p in sorted(d.glob(f".*{PARTIAL}")):
+                if mirrored and not (ws.backups / tier / p.name[1:-len(PARTIAL)]).is_dir():
+                    continue  # a mirror may be shared: only this workspace's own backups' copies
                 if p.is_dir() and not p.is_symlink():
                     size = sum(f.stat().st_size for f in _walk_files(p)[0])
                     shutil.rmtree(p, ignore_errors=True)

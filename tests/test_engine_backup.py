@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,7 @@ def _kill_a_backup(ws: Path) -> None:
     p = start("backup", "-w", str(ws))
     partial: list[Path] = []
     while p.poll() is None and not partial:
+        time.sleep(0.005)
         partial = list((ws / "backups" / "milestone").glob(".*.partial")) if (ws / "backups" / "milestone").is_dir() \
             else []
     p.send_signal(signal.SIGKILL)
@@ -216,7 +218,7 @@ def _kill_a_backup(ws: Path) -> None:
 def test_killed_backups_partial_folders_are_cleaned_at_the_next_backup_and_engine_start(ws: Path) -> None:
     many = ws / "datasets" / "sources" / "many"  # enough files that the copy takes a while
     many.mkdir()
-    for i in range(4000):
+    for i in range(1500):
         (many / f"{i}.txt").write_text(str(i))
     _kill_a_backup(ws)
     r = bpllm("backup", "-w", str(ws), "--json")
