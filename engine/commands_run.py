@@ -428,10 +428,11 @@ def cmd_backups(args: argparse.Namespace) -> int:
     if not items:
         print("no backups yet (`bpllm backup`)")
         return 0
+    width = max(48, *(len(b["name"]) for b in items))  # safety backups carry the restored backup's name
     for b in items:
         ver = "" if not args.verify else ("  verified" if b["verified"] else f"  FAILED: {b['problems'][0]}")
         state = "" if b["complete"] else "  (incomplete)"
-        print(f"{b['name']:<48} {b['tier']:<10} {_fmt_time(b['created_at'])}  {b['files']} files{state}{ver}")
+        print(f"{b['name']:<{width}} {b['tier']:<10} {_fmt_time(b['created_at'])}  {b['files']} files{state}{ver}")
     if failed:
         print(f"bpllm backups: {len(failed)} of {len(items)} backups FAILED verification "
               f"({', '.join(b['name'] for b in failed[:5])}); they cannot be restored", file=sys.stderr)
