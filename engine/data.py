@@ -207,8 +207,8 @@ def load_lesson(path: Path) -> tuple[Lesson | None, list[Problem]]:
     if not data.get("lesson_id"):
         problems.append(Problem(src, None, f"no 'lesson_id'; using the file name {path.stem!r}", kind="warning"))
     lesson = Lesson(path, data)
-    unsafe = id_problem(lesson.id if data.get("lesson_id") is None or isinstance(data["lesson_id"], int)
-                        else data["lesson_id"], "lesson_id")
+    raw = data.get("lesson_id")
+    unsafe = id_problem(lesson.id if not raw or isinstance(raw, int) else raw, "lesson_id")
     if unsafe:  # the id names exam and draft files: one with '/' or '..' would write outside the workspace
         return None, [Problem(src, _json_line(text, "lesson_id"), unsafe, kind="unsafe_id")]
     return lesson, problems
