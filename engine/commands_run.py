@@ -146,6 +146,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"workspace ready: {ws.root}")
     for n in notes:
         print(f"  - {n}")
+    print(f"backups: set [backup] mirror = \"/path/on/another/disk\" in {ws.config_path} to copy every backup "
+          "there too (none yet: `bpllm status` warns until it is set)")
     print(f"next: bpllm run -w {ws.root}")
     return 0
 
@@ -279,14 +281,25 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def _workspace_warnings(ws) -> list[str]:
+    """What `bpllm status` warns about whatever the run: a workspace whose backups have no mirror."""
+    if not ws.config["backup"].get("mirror"):
+        return [f"no backup mirror: backups live on the workspace's own disk only; set [backup] mirror = "
+                f"\"/path/on/another/disk\" in {ws.config_path}"]
+    return []
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
     st = _status_obj(ws, args.run)
+    warnings = _workspace_warnings(ws)
     if args.json:
-        _dump(st or {"run_id": None, "status": "none", "active": False})
+        _dump((st or {"run_id": None, "status": "none", "active": False}) | {"warnings": warnings})
         return 0 if st is None or "error" not in st else 1
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if st is None:
         print("no runs yet (start one with `bpllm run`)")
         return 0
@@ -418,6 +431,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
               + (f"; mirrored to {info['mirror']}" if info["mirror"] else ""))
         for p in info["pruned"]:
             print(f"  pruned old {args.tier} backup {p}")
+        for c in info["cleaned"]:
+            print(f"  removed a failed backup's leftover {c}")
+        for s in info["skipped"]:
+            print(f"  warning: not copied: {s}")
+        if info.get("mirror_error"):
+            print(f"  warning: {info['mirror_error']}")
     return 0
 
 
@@ -430,19 +449,25 @@ def cmd_backups(args: argparse.Namespace) -> int:
     items = list_backups(ws)
     if args.verify:
         for b in items:
-            b["problems"] = verify_backup(Path(b["path"]))
+            b["problems"] = verify_backup(Path(b["path"]), ws.root)
             b["verified"] = not b["problems"]
+    failed = [b for b in items if args.verify and not b["verified"]]
+    code = 1 if failed else 0  # --verify: a FAILED backup is a failure, for scripts and cron too
     if args.json:
         _dump(items)
-        return 0
+        return code
     if not items:
         print("no backups yet (`bpllm backup`)")
         return 0
+    width = max(48, *(len(b["name"]) for b in items))  # safety backups carry the restored backup's name
     for b in items:
         ver = "" if not args.verify else ("  verified" if b["verified"] else f"  FAILED: {b['problems'][0]}")
         state = "" if b["complete"] else "  (incomplete)"
-        print(f"{b['name']:<48} {b['tier']:<10} {_fmt_time(b['created_at'])}  {b['files']} files{state}{ver}")
-    return 0
+        print(f"{b['name']:<{width}} {b['tier']:<10} {_fmt_time(b['created_at'])}  {b['files']} files{state}{ver}")
+    if failed:
+        print(f"bpllm backups: {len(failed)} of {len(items)} backups FAILED verification "
+              f"({', '.join(b['name'] for b in failed[:5])}); they cannot be restored", file=sys.stderr)
+    return code
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -455,7 +480,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         b = find_backup(ws, args.name)
     except BackupError as exc:
         return _err(f"bpllm restore: {exc}")
-    problems = verify_backup(Path(b["path"]))
+    problems = verify_backup(Path(b["path"]), ws.root)
     if problems:
         return _err(f"bpllm restore: backup {args.name} failed verification; nothing was restored:\n  - "
                     + "\n  - ".join(problems))

@@ -107,6 +107,7 @@ class StepContext:
     cache: dict[str, Any] = field(default_factory=dict)  # in-memory, this process only
     _stop_check: Callable[[], bool] = field(default=lambda: False, repr=False)
     _save_state: Callable[[], None] = field(default=lambda: None, repr=False)
+    _boundary: Callable[[], None] = field(default=lambda: None, repr=False)  # the watchdog backup, when due
     _progress_t0: float = field(default=0.0, repr=False)
     _last_progress_emit: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -182,13 +183,17 @@ class StepContext:
     # --- control ------------------------------------------------------------------
     def check_stop(self) -> None:
         """A safe boundary: raise StopRequested if a graceful stop was requested.
-        Call between exam prompts, at trainer step ends (after saving a checkpoint), etc."""
+        Call between exam prompts, at trainer step ends (after saving a checkpoint), etc.
+        A watchdog backup that is due is taken here (files are consistent at a safe boundary)."""
         self.heartbeat.update()
+        self._boundary()
         if self._stop_check():
             raise StopRequested()
 
     @property
     def stop_requested(self) -> bool:
+        """Like check_stop() without raising: also a safe boundary (trainers poll it per step)."""
+        self._boundary()
         return self._stop_check()
 
     def save_state(self) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl
+from engine.safe_paths import id_problem
 
 ROW_FIELDS = ("instruction", "input", "output")
 # The longest row (instruction + input + output, in characters) intake accepts; a longer one is
@@ -117,7 +118,7 @@ class Problem:
     reason: str
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     row: Any = None
-    kind: str = "invalid"  # invalid | malformed | duplicate | near_duplicate
+    kind: str = "invalid"  # invalid | malformed | duplicate | near_duplicate | unsafe_id (would name a path outside)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "kind": self.kind, "reason": self.reason,
@@ -223,7 +224,18 @@ def load_lesson(path: Path) -> tuple[Lesson | None, list[Problem]]:
                               kind="malformed")]
     if not data.get("lesson_id"):
         problems.append(Problem(src, None, f"no 'lesson_id'; using the file name {path.stem!r}", kind="warning"))
-    return Lesson(path, data), problems
+    lesson = Lesson(path, data)
+    raw = data.get("lesson_id")
+    unsafe = id_problem(lesson.id if not raw or isinstance(raw, int) else raw, "lesson_id")
+    if unsafe:  # the id names exam and draft files: one with '/' or '..' would write outside the workspace
+        return None, [Problem(src, _json_line(text, "lesson_id"), unsafe, kind="unsafe_id")]
+    return lesson, problems
+
+
+def _json_line(text: str, key: str) -> int | None:
+    """The line of ``"key":`` in a JSON text (for messages), None when absent."""
+    at = text.find(f'"{key}"')
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
 
 
 def check_lesson(lesson: Lesson) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -237,6 +249,10 @@ def check_lesson(lesson: Lesson) -> tuple[list[dict[str, Any]], list[Problem]]:
             problems.append(Problem(where, None, "prompt is not an object", row=p))
             continue
         pid = str(p.get("id") or f"{lesson.id}_{i:02d}")
+        unsafe = id_problem(pid, "prompt id")
+        if unsafe:  # prompt ids name export files
+            problems.append(Problem(where, None, unsafe, row=p, kind="unsafe_id"))
+            continue
         if pid in seen_ids:
             problems.append(Problem(where, None, f"duplicate prompt id {pid!r}", row=p))
             continue

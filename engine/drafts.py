@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.atomic import atomic_write_json
 from engine.data import Lesson, check_lesson, load_lesson
+from engine.safe_paths import UnsafePath, id_path, is_inside
 
 
 class DraftError(ValueError):
@@ -22,13 +23,24 @@ class DraftError(ValueError):
 
 
 def find_draft(workspace: Path, name: str) -> Path:
-    """A draft by lesson id (``drill_01``), file name or path."""
+    """A draft by lesson id (``drill_01``), file name or path — always a file in the workspace's
+    ``lessons/drafts/`` once links are resolved (a folder elsewhere merely called ``drafts`` is not)."""
+    drafts = Path(workspace) / "lessons" / "drafts"
+    if not is_inside(workspace, drafts):
+        raise DraftError(f"{drafts} leads outside the workspace (a link); make it a plain folder")
     candidate = Path(name)
-    if candidate.suffix == ".json" and candidate.exists():
-        return candidate
-    drafts = workspace / "lessons" / "drafts"
-    path = drafts / (candidate.name if candidate.suffix == ".json" else f"{name}.json")
+    if candidate.suffix == ".json" and (candidate.exists() or len(candidate.parts) > 1):
+        path = candidate
+    else:
+        try:
+            path = id_path(drafts, candidate.stem if candidate.suffix == ".json" else name, what="draft name",
+                           suffix=".json")
+        except UnsafePath as exc:
+            raise DraftError(str(exc)) from None
     if path.exists():
+        if path.resolve().parent != drafts.resolve() or not path.is_file():
+            raise DraftError(f"{path} is not a draft of this workspace (in {drafts}): only its drafts are accepted; "
+                             f"copy the file into {drafts} to review it there")
         return path
     known = sorted(p.stem for p in drafts.glob("*.json")) if drafts.is_dir() else []
     raise DraftError(f"no draft {name!r} in {drafts}" + (f"; drafts: {', '.join(known)}" if known else "; there are no drafts"))
@@ -60,8 +72,6 @@ def accept_draft(workspace: Path, name: str) -> Path:
     """
     workspace = Path(workspace)
     path = find_draft(workspace, name)
-    if path.parent.name != "drafts":
-        raise DraftError(f"{path} is not in lessons/drafts/: only drafts are accepted")
     _workspace_config(workspace)
     lesson, load_problems = load_lesson(path)
     if lesson is None:
@@ -71,7 +81,10 @@ def accept_draft(workspace: Path, name: str) -> Path:
         shown = problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise DraftError("the draft has errors; fix them in the editor (bpllm-tui --lesson "
                          f"{path}) and accept again:\n  " + "\n  ".join(shown))
-    target = workspace / "lessons" / f"{lesson.id}.json"
+    try:
+        target = id_path(workspace / "lessons", lesson.id, what="lesson_id", suffix=".json")
+    except UnsafePath as exc:
+        raise DraftError(f"{path}: {exc}") from None
     if target.exists():
         raise DraftError(f"{target} already exists; rename the draft's lesson_id or remove the old lesson")
     data = dict(lesson.data, status="accepted", accepted=time.strftime("%Y-%m-%dT%H:%M:%S"))

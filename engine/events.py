@@ -68,7 +68,7 @@ RUN_STATUSES = ("running", "done", "stopped", "failed")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SEVERITIES = ("info", "warning", "critical")
 ERROR_CATEGORIES = ("cuda_oom", "disk_full", "network", "corrupt_checkpoint", "encoding", "timeout", "data", "config", "unknown")
-BACKUP_TIERS = ("milestone", "pre_train", "scheduled", "safety")
+BACKUP_TIERS = ("milestone", "pre_train", "scheduled", "watchdog", "safety")
 
 _TYPES: tuple[EventType, ...] = (
     EventType(
@@ -157,7 +157,8 @@ _TYPES: tuple[EventType, ...] = (
     EventType(
         "backup", "A verified backup was written (tier, files, bytes) or restored.",
         required=("name", "tier"),
-        optional=("action", "files", "bytes", "path", "mirror", "step", "pruned"),
+        optional=("action", "files", "bytes", "path", "mirror", "step", "pruned", "skipped", "cleaned",
+                  "mirror_error"),
         enums={"tier": BACKUP_TIERS},
         types={"name": "str", "tier": "str", "action": "str", "files": "int", "bytes": "number", "path": "str"},
     ),

@@ -31,6 +31,7 @@ from engine.events import STOP_FILE, EventWriter, Heartbeat
 from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
 from engine.history import History
 from engine.lock import LockBusy, WorkspaceLock, stale_message
+from engine.safe_paths import id_problem
 from engine.steps import Plan, Step, StepTimings, console_line_for_event, load_plan
 from engine.workspace import Workspace
 
@@ -122,6 +123,9 @@ class Runner:
         self._unwritten: list[str] = []  # final records a full disk kept out (reported in one line)
         self._fresh_run_dir: Path | None = None  # a new run's directory, removed if its setup fails
         self.ran_in_process: set[str] = set()
+        self._next_watchdog_backup = float("inf")
+        self._backing_up = False
+        self._run_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ entry points
     def start(self, *, profile: str | None = None, cycles: int | None = None, only: str | None = None,
@@ -160,6 +164,9 @@ class Runner:
                 self._print_err("bpllm resume: no unfinished run in this workspace (start one with `bpllm run`)")
                 return EXIT_FAILED
             run_id = candidates[0]
+        if id_problem(run_id, "run id"):  # it names the run folder the engine writes into
+            self._print_err(f"bpllm resume: {id_problem(run_id, 'run id')} (see `bpllm runs`)")
+            return EXIT_FAILED
         path = self.ws.run_dir(run_id) / STATE_FILE
         try:
             state = read_json(path)
@@ -253,6 +260,7 @@ class Runner:
         self.reserve.claim()
         self.ws.ensure_dirs()
         removed = clean_temp_files(self.ws.root) if resumed or lock.stale else []
+        partials = _clean_partial_backups(self.ws)
         self.state = state
         self.state_path = run_dir / STATE_FILE
         self.run_dir = run_dir
@@ -279,6 +287,7 @@ class Runner:
         ctx.cache["done"] = state["done"]
         ctx._stop_check = self._stop.is_set
         ctx._save_state = self._save_state
+        ctx._boundary = self._maybe_watchdog_backup
         self.ctx = ctx
         self._install_signals()
         self.heartbeat.update(phase="starting", force=True)
@@ -296,6 +305,11 @@ class Runner:
         if removed:
             self._log("warning", f"removed {len(removed)} temp file(s) left by an interrupted write: "
                                  + ", ".join(str(p.relative_to(self.ws.root)) for p in removed[:5]))
+        if isinstance(partials, str):
+            self._log("warning", partials)
+        elif partials:
+            self._log("warning", f"removed {len(partials)} unfinished backup folder(s) a failed backup left: "
+                                 + ", ".join(partials[:5]))
         if self.registry.ml_status:
             self._log("warning", self.registry.ml_status)
         self.history.run_started(run_id, profile=state["profile"], cycles=int(state["cycles"]),
@@ -312,7 +326,12 @@ class Runner:
         watcher.start()
         telemetry = self._start_telemetry()
         status, code, message = "done", EXIT_DONE, None
+        self._run_thread = threading.current_thread()
+        hours = float(cfg["backup"].get("watchdog_hours") or 0)
+        self._next_watchdog_backup = t0 + hours * 3600 if hours > 0 else float("inf")
         try:
+            if resumed:
+                self._backup("safety", f"before-resume-{run_id}", "the safety backup before resuming")
             self._run_cycles(selected)
         except StopRequested:
             self._flush_stop_event()
@@ -600,8 +619,34 @@ class Runner:
         atomic_write_json(self.state_path, self.state)  # a full disk names the file (reported once, at the end)
 
     def _check_stop(self) -> None:
+        self._maybe_watchdog_backup()
         if self._stop.is_set():
             raise StopRequested()
+
+    def _backup(self, tier: str, label: str, what: str) -> None:
+        """Take a backup for the run itself; a failure is reported and the run goes on."""
+        from engine.backup import BackupError, create_backup
+
+        self._backing_up = True
+        try:
+            create_backup(self.ws, tier, label=label, events=self.events,
+                          step=self._in_step.id if self._in_step else None)
+        except (BackupError, OSError) as exc:
+            self._log("warning", f"{what} failed: {exc}; the run goes on without it")
+        finally:
+            self._backing_up = False
+            self.heartbeat.update()  # a backup is work, not a stall
+
+    def _maybe_watchdog_backup(self) -> None:
+        """Every backup.watchdog_hours of a run: a watchdog backup, taken at a safe boundary by the
+        thread that runs the steps (never from a worker thread or while another backup runs)."""
+        if (time.time() < self._next_watchdog_backup or self._backing_up
+                or threading.current_thread() is not self._run_thread):
+            return
+        hours = float(self.cfg["backup"]["watchdog_hours"])
+        self._next_watchdog_backup = time.time() + hours * 3600
+        step = self._in_step.id if self._in_step else "between-steps"
+        self._backup("watchdog", f"c{self.ctx.cycle}-{step}", f"the watchdog backup (every {hours:g} h)")
 
     def request_stop(self, source: str, message: str | None = None, *, emit: bool = True) -> None:
         """Flag a graceful stop.  From a signal handler pass emit=False: the handler may interrupt an
@@ -749,6 +794,17 @@ def _is_stop(exc: BaseException | None) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+def _clean_partial_backups(ws: Workspace) -> list[str] | str:
+    """Remove what failed backups left (``.partial`` folders) at engine start, holding the lock;
+    what was removed, or why that failed (a warning either way)."""
+    from engine.backup import clean_partials
+
+    try:
+        return clean_partials(ws)
+    except OSError as exc:
+        return f"could not remove a failed backup's leftovers: {exc}"
 
 
 def read_json_quiet(path: Path) -> dict[str, Any]:

@@ -200,8 +200,15 @@ def console_line_for_event(ev: dict) -> str | None:
     if t == "health" and ev.get("severity") != "info":
         return console_line("HEALTH", None, f"{ev.get('severity')}: {ev.get('check')}: {ev.get('message')}", ts)
     if t == "backup":
+        notes = []
+        if ev.get("skipped"):
+            notes.append(f"{len(ev['skipped'])} link(s) not followed")
+        if ev.get("cleaned"):
+            notes.append(f"removed {len(ev['cleaned'])} failed backup leftover(s)")
+        if ev.get("mirror_error"):
+            notes.append(str(ev["mirror_error"]))
         return console_line("BACKUP", None, f"{ev.get('action', 'create')} {ev.get('tier')} {ev.get('name')}"
-                                             f" ({ev.get('files')} files)", ts)
+                                             f" ({ev.get('files')} files)" + "".join(f"; {n}" for n in notes), ts)
     if t == "run" and ev.get("phase") == "end":
         return console_line("RUN", None, f"{ev.get('status')} (exit {ev.get('exit_code')})"
                                           f"{': ' + ev['message'] if ev.get('message') else ''}", ts)

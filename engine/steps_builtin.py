@@ -197,6 +197,11 @@ def validate_dsl_files(ctx: StepContext) -> dict[str, Any]:
     ws = ctx.workspace
     files = ws.lesson_files()
     lessons, problems = load_lessons(files)
+    unsafe = [p for p in problems if p.kind == "unsafe_id"]
+    if unsafe:  # refuse now, not when step 6.3 builds exam_<id>.jsonl from it
+        raise DataError("; ".join(str(p) for p in unsafe[:5]) + (f" (and {len(unsafe) - 5} more)" if len(unsafe) > 5
+                                                                 else ""),
+                        hint="a lesson id names files (exams, drafts): fix the lesson_id, then `bpllm resume`")
     n_valid = n_prompts = 0
     for i, lesson in enumerate(lessons, 1):
         ctx.check_stop()

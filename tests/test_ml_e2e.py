@@ -145,6 +145,13 @@ def test_cycle_with_stop_and_resume(tmp_path):
     runs = json.loads(bpllm("runs", "-w", str(ws), "--json").stdout)
     assert runs[0]["versions"] == ["v1"] and runs[0]["stops"] == 1 and runs[0]["resumes"] == 1
 
+    # after the whole cycle every backup of every tier restores, and a tampered one still refuses
+    from test_engine_backup import check_every_backup_restores_and_a_tampered_one_refuses
+
+    backups = check_every_backup_restores_and_a_tampered_one_refuses(ws)
+    assert {"pre_train", "milestone", "scheduled", "safety"} <= {b["tier"] for b in backups}
+    assert any(b["tier"] == "safety" and (b.get("label") or "").startswith("before-resume-") for b in backups)
+
 
 def test_oom_retry_rebuilds_the_trainer_with_the_halved_batch(tmp_path):
     """The runtime's OOM policy halves batch_size; step 4.3 must train with it, not with a stale trainer."""

@@ -271,6 +271,25 @@ async def test_export_to_clipboard_file_and_import_it_back(tmp_path):
 
 
 @aio
+async def test_export_refuses_a_prompt_id_that_leaves_the_workspace(tmp_path):
+    """A prompt id of ../../../../outside/x plus f9 must not write outside the workspace (issue 13)."""
+    ws = make_workspace(tmp_path)
+    path = ws / "lessons" / "lesson_t.json"
+    path.write_text(path.read_text().replace('"T_01"', '"../../../../outside/x"'), encoding="utf-8")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        assert editor.lesson.prompts[0]["id"] == "../../../../outside/x"
+        await pilot.press("f9")
+        await pilot.pause(0.2)
+        assert editor.export_t3d() is None
+        shown = [n.message for n in app._notifications]
+        assert any("prompt id '../../../../outside/x' cannot name a file" in m and "lesson_t.json" in m
+                   for m in shown), shown
+    assert not list(tmp_path.rglob("*.t3d.txt")) and not (tmp_path / "outside").exists()
+
+
+@aio
 async def test_import_a_real_unreal_clipboard_export(tmp_path):
     from tests.conftest import CORPUS, CORPUS_MISSING
 

@@ -27,6 +27,7 @@ from bpllm_tui.keys import EDITOR_KEYS, bindings
 from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
 from bpllm_tui.widgets.dsl_editor import DslTextArea
+from engine.safe_paths import UnsafePath, id_path, safe_id
 
 DEBOUNCE_S = 0.012
 SEVERITY_ICON = {"error": "✗", "warning": "▲", "info": "·"}
@@ -431,7 +432,11 @@ class EditorScreen(Screen):
         if not lesson_id:
             return
         safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in lesson_id)
-        path = self.workspace / "lessons" / f"{safe}.json"
+        try:
+            path = id_path(self.workspace / "lessons", safe, what="lesson id", suffix=".json")
+        except UnsafePath as exc:
+            self.notify(str(exc), title="Cannot create the lesson", severity="error", timeout=10)
+            return
         if path.exists():
             self.notify(f"{path} exists; opening it", severity="warning")
             self.lesson = None
@@ -540,8 +545,15 @@ class EditorScreen(Screen):
         except Exception as exc:  # noqa: BLE001
             self.notify(f"{type(exc).__name__}: {exc}", title="Export failed", severity="error", timeout=10)
             return None
-        prompt_id = self.lesson.prompts[self.index].get("id", "prompt")
-        out = self.workspace / "exports" / f"{self.lesson.lesson_id}_{prompt_id}.t3d.txt"
+        prompt_id = str(self.lesson.prompts[self.index].get("id") or "prompt")
+        try:  # both ids name the file: one with '/' or '..' must not write outside the workspace
+            safe_id(self.lesson.lesson_id, "lesson id")
+            safe_id(prompt_id, "prompt id")
+            exports = id_path(self.workspace, "exports", what="exports folder")
+            out = id_path(exports, f"{self.lesson.lesson_id}_{prompt_id}", what="export name", suffix=".t3d.txt")
+        except UnsafePath as exc:
+            self.notify(f"{exc} (in {self.lesson.path.name})", title="Cannot export", severity="error", timeout=10)
+            return None
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, text)
         self.app.copy_to_clipboard(text)

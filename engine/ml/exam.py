@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from engine.safe_paths import UnsafePath, id_path, id_problem
+
 from .generate import GenConfig, GenResult, GrammarConstraint, generate
 
 
@@ -45,6 +47,9 @@ def load_lessons(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         path = Path(path)
         data = json.loads(path.read_text(encoding="utf-8"))
         data.setdefault("lesson_id", path.stem)
+        problem = id_problem(str(data["lesson_id"]), "lesson_id")
+        if problem:  # it names the exam files: refuse before any generation
+            raise UnsafePath(f"{path}: {problem}")
         data["_path"] = str(path)
         lessons.append(data)
     return lessons
@@ -62,7 +67,8 @@ def exam_prompts(lessons: list[dict[str, Any]], seen: dict[tuple[str, str], bool
 
 
 def exam_path(out_dir: str | Path, lesson_id: str) -> Path:
-    return Path(out_dir) / f"exam_{lesson_id}.jsonl"
+    """``exam_<lesson_id>.jsonl``; an id with '/' or '..' is refused (engine.safe_paths), never written."""
+    return id_path(out_dir, str(lesson_id), what="lesson_id", prefix="exam_", suffix=".jsonl")
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.atomic import atomic_write_json, read_json
 from engine.context import StepContext, StepRegistry
+from engine.safe_paths import id_path
 
 STATE = "ml"
 
@@ -732,7 +733,7 @@ def compare_and_score(ctx: StepContext) -> dict[str, Any]:
     out = {}
     for lesson_id, rs in by_lesson.items():
         s = summarize(lesson_id, rs, version)
-        path = exam_dir(ctx, version) / f"exam_{lesson_id}_summary.json"
+        path = id_path(exam_dir(ctx, version), lesson_id, what="lesson_id", prefix="exam_", suffix="_summary.json")
         atomic_write_json(path, s)
         ctx.emit("exam_summary", lesson_id=lesson_id, version=version, n=s["n"], avg_score=s.get("avg_score"),
                  valid_pct=s.get("valid_pct"), seen=s["seen"], unseen=s["unseen"], path=str(path))
@@ -875,7 +876,7 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     auto = bool(grading.get("auto_accept", False))
     if auto:
         lesson["status"] = "accepted"
-    path = (ws.lessons if auto else ws.drafts) / f"{lesson_id}.json"
+    path = id_path(ws.lessons if auto else ws.drafts, lesson_id, what="lesson_id", suffix=".json")
     atomic_write_json(path, lesson)
     ml_state(ctx)[f"draft:{ctx.cycle}"] = str(path)
     ctx.artifact("lesson_draft", path, f"drafted lesson {lesson_id} for {', '.join(weakest)}", version=version,
