@@ -62,6 +62,7 @@ RUN_STATUSES = ("running", "done", "stopped", "failed")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SEVERITIES = ("info", "warning", "critical")
 ERROR_CATEGORIES = ("cuda_oom", "disk_full", "network", "corrupt_checkpoint", "encoding", "timeout", "data", "config", "unknown")
+TRAIN_PHASES = ("base", "sft")  # absent means sft (the adapter's trainer)
 BACKUP_TIERS = ("milestone", "pre_train", "scheduled", "safety")
 
 _TYPES: tuple[EventType, ...] = (
@@ -76,7 +77,7 @@ _TYPES: tuple[EventType, ...] = (
         "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/steps.py).",
         required=("id", "name", "status"),
         optional=("parent", "cycle", "n", "total", "message", "duration", "eta", "reason", "attempt", "rerun",
-                  "unit", "lesson_id", "result"),
+                  "unit", "lesson_id", "result", "child_etas"),
         enums={"status": STEP_STATUSES},
     ),
     EventType(
@@ -86,10 +87,11 @@ _TYPES: tuple[EventType, ...] = (
         enums={"level": LOG_LEVELS},
     ),
     EventType(
-        "train", "One trainer logging step.",
+        "train", "One trainer logging step (phase 'base': the tiny base's own pretraining, before any version).",
         required=("step",),
         optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "retain_kl",
-                  "version", "cycle"),
+                  "version", "cycle", "phase"),
+        enums={"phase": TRAIN_PHASES},
     ),
     EventType(
         "eval", "Evaluation on the held-out split.",

@@ -181,9 +181,27 @@ def _hooks(ctx: StepContext):
     )
 
 
+BASE_LOG_EVERY_S = 15.0  # a log line while the base pretrains (its loss is a train event every 10 steps)
+
+
 def _base_progress(ctx: StepContext):
+    """Pretraining the tiny base is real training: its loss goes out as ``train`` events marked
+    ``phase: "base"`` (the TUI's loss chart shows them), a log line every BASE_LOG_EVERY_S says how far
+    it is, and the ETA never exceeds what is left of its time cap (``pretrain_max_seconds``)."""
+    last_log = [0.0]
+
     def report(d: dict[str, Any]) -> None:
-        ctx.progress(d["step"], d["total"], f"pretraining tiny base, loss {d['loss']:.3f}", unit="step")
+        elapsed, cap = float(d.get("elapsed") or 0.0), d.get("max_seconds")
+        tokens_per_s = round(d["tokens"] / elapsed, 1) if d.get("tokens") and elapsed > 0 else None
+        ctx.emit("train", step=d["step"], max_steps=d["total"], loss=round(float(d["loss"]), 4),
+                 lr=d.get("lr"), grad_norm=d.get("grad_norm"), tokens_per_s=tokens_per_s, phase="base")
+        ctx.progress(d["step"], d["total"], f"pretraining tiny base, loss {d['loss']:.3f}", unit="step",
+                     eta_cap=float(cap) - elapsed if cap is not None else None)
+        now = time.monotonic()
+        if now - last_log[0] >= BASE_LOG_EVERY_S or d["step"] >= d["total"]:
+            last_log[0] = now
+            capped = f", {elapsed:.0f}s of its {float(cap):.0f}s cap" if cap is not None else ""
+            ctx.log(f"pretraining the tiny base: step {d['step']}/{d['total']}, loss {d['loss']:.3f}{capped}")
 
     return report
 
