@@ -9,6 +9,7 @@ import time
 from collections import deque
 
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -52,7 +53,7 @@ class LogView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="log-header")
         yield Input(placeholder="filter log (Enter/Esc to close)", id="log-filter")
-        yield RichLog(max_lines=self.max_lines, wrap=False, markup=False, auto_scroll=True, id="log-lines")
+        yield RichLog(max_lines=self.max_lines, wrap=True, markup=False, auto_scroll=True, id="log-lines")
 
     @property
     def lines(self) -> RichLog:
@@ -70,13 +71,24 @@ class LogView(Vertical):
             style = self._styles[key] = themed(self.app, spec)
         return style
 
-    def _format(self, rec: LogRecord) -> Text:
-        text = Text(no_wrap=True)
-        text.append(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), _DIM)
+    def _format(self, rec: LogRecord) -> Table:
+        """Time, then the message wrapped under itself: a long line is never cut at the panel's edge."""
+        text = Text(overflow="fold")
         if rec.source != "engine":
             text.append(f"{rec.source}: ", self._style(SOURCE_STYLE.get(rec.source, "")))
         text.append(rec.text, self._style(LEVEL_STYLE.get(rec.level, "")))
-        return text
+        row = Table.grid()
+        row.add_column(width=9, no_wrap=True)
+        row.add_column(ratio=1)
+        row.add_row(Text(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), _DIM), text)
+        return row
+
+    def on_resize(self) -> None:
+        """Lines are wrapped to the width they were painted at: repaint them at the new one."""
+        width = self.size.width
+        if width != getattr(self, "_painted_width", width) and self._state is not None and self.follow:
+            self.sync(self._state, force=True)
+        self._painted_width = width
 
     def sync(self, state: RunState, force: bool = False) -> None:
         self._state = state
