@@ -393,6 +393,31 @@ def _runner(target: object, action: str):
     return run
 
 
+def workspace_profile(workspace: Path, config: TuiConfig) -> str | None:
+    """The profile a run started here uses: the [tui] profile, else bpllm.toml's [run] profile (None
+    without a readable workspace config; the engine reports a bad file when a run starts)."""
+    if config.profile:
+        return config.profile
+    from engine.config import ConfigError, load_config as load_workspace_config
+
+    path = workspace / "bpllm.toml"
+    if not path.is_file():
+        return None
+    try:
+        return str(load_workspace_config(path)["run"]["profile"])
+    except (ConfigError, KeyError, TypeError):
+        return None
+
+
+def latest_mastery(workspace: Path) -> tuple[list[dict], str | None]:
+    """The newest version's node mastery from the history store (read-only), for the first paint."""
+    from bpllm_tui.exams import _read_history
+
+    rows = _read_history(workspace, "SELECT version, node, score, n, band, delta FROM mastery WHERE version = "
+                                    "(SELECT version FROM mastery ORDER BY created_at DESC LIMIT 1)")
+    return rows, (str(rows[0]["version"]) if rows else None)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bpllm-tui", description="The bpllm control room (Textual).")
     parser.add_argument("-w", "--workspace", type=Path,
@@ -424,27 +449,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def workspace_profile(workspace: Path, config: TuiConfig) -> str | None:
-    """The profile a run started here uses: the [tui] profile, else bpllm.toml's [run] profile (None
-    without a readable workspace config; the engine reports a bad file when a run starts)."""
-    if config.profile:
-        return config.profile
-    from engine.config import ConfigError, load_config as load_workspace_config
-
-    path = workspace / "bpllm.toml"
-    if not path.is_file():
-        return None
-    try:
-        return str(load_workspace_config(path)["run"]["profile"])
-    except (ConfigError, KeyError, TypeError):
-        return None
-
-
-def latest_mastery(workspace: Path) -> tuple[list[dict], str | None]:
-    """The newest version's node mastery from the history store (read-only), for the first paint."""
-    from bpllm_tui.exams import _read_history
-
-    rows = _read_history(workspace, "SELECT version, node, score, n, band, delta FROM mastery WHERE version = "
-                                    "(SELECT version FROM mastery ORDER BY created_at DESC LIMIT 1)")
-    return rows, (str(rows[0]["version"]) if rows else None)
