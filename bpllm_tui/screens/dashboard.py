@@ -101,6 +101,8 @@ class DashboardScreen(Screen):
     def _tick_status(self) -> None:
         if self.is_current:
             self.query_one(StatusBar).sync(self.state)
+            if self.state.active:  # the tree's ETAs count down with the status bar's, between events
+                self.query_one(StepTree).relabel(self.state)
 
     def sync(self, force: bool = False) -> None:
         """Repaint the widgets whose area changed since the last call."""

@@ -59,7 +59,7 @@ class StepTree(Tree[str]):
         else:
             self._fold(state, rebuilt=False)
         current = core.current_step
-        self._relabel(state)
+        self.relabel(state)
         if current != self._followed and current in self._step_nodes and state.active:
             self._followed = current  # keep the running step in view (the cursor stays where the user put it)
             line = self._step_nodes[current].line
@@ -68,9 +68,9 @@ class StepTree(Tree[str]):
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self._relabel(self._state)
+            self.relabel(self._state)
 
-    def _relabel(self, state: RunState) -> None:
+    def relabel(self, state: RunState) -> None:
         current = state.core.current_step
         width = self.scrollable_content_region.width
         for sid, node in self._step_nodes.items():

@@ -237,6 +237,12 @@ def tiny_base(ctx: StepContext, profile) -> Path:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
         raise
     atomic_write_json(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
+    meta = read_json(path / "base.json", {}) or {}
+    if meta.get("steps") is not None:  # how the pretraining ended, in the log beside its progress lines
+        capped = " (stopped at its time cap)" if meta.get("time_capped") else ""
+        loss = f", loss {float(meta['final_loss']):.3f}" if meta.get("final_loss") is not None else ""
+        ctx.log(f"tiny base built: {meta['steps']}/{meta.get('planned_steps')} steps{capped}{loss} "
+                f"in {float(meta.get('seconds') or 0):.0f}s")
     return path
 
 
