@@ -194,7 +194,13 @@ class BpllmApp(App[int]):
             self._fresh_state(message.run_dir)
         for problem in message.malformed:
             self.state.note_malformed(problem)
-        self.state.apply_many(message.events)
+        events = message.events
+        last = self.state.core.last_seq
+        if last and message.run_dir == self.state.run_dir:
+            # following the same run again (resume from this app re-reads its events.jsonl from the top):
+            # what is already folded stays folded once, so the live log is the one a re-attach rebuilds
+            events = [e for e in events if not (isinstance(e.get("seq"), int) and e["seq"] <= last)]
+        self.state.apply_many(events)
         if not message.replay:
             for event in message.events:
                 if event.get("type") == "artifact" and event.get("kind") == "lesson_draft":

@@ -296,6 +296,9 @@ class RunState:
             if e.get("phase") in ("start", "resume"):
                 self.stopping = False
                 self.stall = None
+            line = _run_line(e)
+            if line is not None:  # the run's lifecycle is in the log a re-attach rebuilds, not only live
+                self.add_log(line[1], line[0], "engine", ts)
             self._bump("steps", "status")
         elif kind == "log":
             self.add_log(str(e.get("message", "")), str(e.get("level", "info")), str(e.get("source") or "engine"), ts)
@@ -451,6 +454,21 @@ def _step_line(e: dict[str, Any]) -> tuple[str, str] | None:
         text += f" — {e['reason']}"
     level = "error" if word == "ERROR" else "debug" if word == "SKIPPED" else "info"
     return level, text
+
+
+def _run_line(e: dict[str, Any]) -> tuple[str, str] | None:
+    """The log line of a run lifecycle event (start, resume, end)."""
+    phase = e.get("phase")
+    if phase == "start":
+        return "info", f"run {e.get('run_id')} started (profile {e.get('profile') or '?'})"
+    if phase == "resume":
+        where = f" from step {e['resume_from']}" if e.get("resume_from") else ""
+        return "info", f"run {e.get('run_id')} resumed{where}"
+    if phase == "end":
+        status = str(e.get("status") or "failed")
+        message = f": {e['message']}" if e.get("message") else ""
+        return ("error" if status == "failed" else "info"), f"run {status} (exit {e.get('exit_code')}){message}"
+    return None
 
 
 def load_plan() -> list[dict[str, Any]]:

@@ -279,3 +279,43 @@ async def test_nothing_is_cut_at_160_columns(tmp_path):
 
 
 # ------------------------------------------------------------------ item 10: re-attach rebuilds the log
+def engine_lines(state: RunState) -> list[tuple[str, str]]:
+    return [(r.level, r.text) for r in state.log if r.source == "engine"]
+
+
+@aio
+async def test_a_reattached_app_rebuilds_the_same_log_the_live_one_showed(tmp_path, monkeypatch):
+    """Start, stop and resume the real engine from one app, then open a second app on the finished run:
+    its log, rebuilt from events.jsonl, is the live one (the live app used to fold the whole file again on
+    resume, so the two disagreed: 66 lines against 264)."""
+    from bpllm_tui.screens.dialogs import Choice
+
+    ws = bpllm_init(tmp_path / "ws")
+    toml = ws / "bpllm.toml"
+    toml.write_text(toml.read_text().replace("count = 500", "count = 40"))
+    monkeypatch.setenv("BPLLM_TEST_SLOW_STEPS", "2.2=60")  # the engine's test knob: a slow real step
+    live = BpllmApp(ws, config=TuiConfig(run_args=["--only", "1,2,9"]))
+    async with live.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: live.state.step_status("2.2") == "running", timeout=90)
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: isinstance(live.screen, Choice))
+        await pilot.click("#choice-stop")
+        assert await wait_for(pilot, lambda: live.state.process == "exited", timeout=60)
+        monkeypatch.delenv("BPLLM_TEST_SLOW_STEPS")
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: live.state.status == "done" and live.state.process == "exited",
+                              timeout=120), [r.text for r in list(live.state.log)[-10:]]
+        shown = engine_lines(live.state)
+    starts = [t for _, t in shown if t == "[STEP 1.1] STARTING: Analyze new exports"]
+    assert len(starts) == 1, "the resume folded the run's events a second time"
+    assert any("resumed from step 2.2" in t for _, t in shown) and any("run stopped (exit 2)" in t for _, t in shown)
+
+    again = BpllmApp(ws, config=TuiConfig())
+    async with again.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: again.state.status == "done", timeout=30)
+        log = again.screen.query_one(LogView)
+        assert await wait_for(pilot, lambda: log.settled and again.state.log_total > len(shown))
+        assert engine_lines(again.state) == shown
+        painted = sum(1 for line in log.lines.lines if line.text.strip())
+        assert painted >= again.state.log_total  # every line is on the widget (wrapped ones take more)

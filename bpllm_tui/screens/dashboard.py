@@ -123,7 +123,7 @@ class DashboardScreen(Screen):
             self.query_one("#loss-title", FigureLine).set_parts(self._train_line(state))
         if "mastery" in changed:
             self.query_one(MasteryTable).sync(state)
-        if "gpu" in changed or force:
+        if "gpu" in changed or "status" in changed or force:  # a run ending hands the panel to NVML
             self.query_one(GpuPanel).sync(state)
         if "log" in changed:
             self.query_one(LogView).sync(state)
