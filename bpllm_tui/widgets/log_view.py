@@ -29,7 +29,7 @@ class LogView(Vertical):
     LogView > #log-header { height: 1; }
     LogView > Input { display: none; height: 3; }
     LogView.-filtering > Input { display: block; }
-    LogView > RichLog { height: 1fr; }
+    LogView > RichLog { height: 1fr; scrollbar-gutter: stable; overflow-x: hidden; }
     """
 
     MAX_PER_SYNC = 40
@@ -46,6 +46,7 @@ class LogView(Vertical):
         self._styles: dict = {}
         self._pending: deque[LogRecord] = deque(maxlen=self.BACKLOG)
         self._skipped = 0
+        self._painted_width = 0
 
     def on_mount(self) -> None:
         self.set_interval(0.05, self._drain)
@@ -85,10 +86,11 @@ class LogView(Vertical):
 
     def on_resize(self) -> None:
         """Lines are wrapped to the width they were painted at: repaint them at the new one."""
-        width = self.size.width
-        if width != getattr(self, "_painted_width", width) and self._state is not None and self.follow:
+        if self._painted_width and self._width() != self._painted_width and self._state is not None and self.follow:
             self.sync(self._state, force=True)
-        self._painted_width = width
+
+    def _width(self) -> int:
+        return self.lines.scrollable_content_region.width
 
     def sync(self, state: RunState, force: bool = False) -> None:
         self._state = state
@@ -130,8 +132,11 @@ class LogView(Vertical):
             log.write(Text(f"… {self._skipped} lines skipped during a burst (kept in the buffer; "
                            "press p twice to re-render)", style="dim italic"), scroll_end=self.follow)
             self._skipped = 0
+        width = self._width() or None  # None: the log has no size yet (RichLog defers the lines)
+        if width:
+            self._painted_width = width
         for _ in range(min(self.MAX_PER_SYNC, len(self._pending))):
-            log.write(self._format(self._pending.popleft()), scroll_end=self.follow)
+            log.write(self._format(self._pending.popleft()), width=width, scroll_end=self.follow)
 
     def _header(self, state: RunState) -> None:
         parts = [f"log  {len(state.log)}/{self.max_lines} lines"]
