@@ -152,9 +152,10 @@ async def test_base_pretraining_shows_its_loss_figures_and_an_uncut_counter(tmp_
         row = next(line for line in lines(tree).splitlines() if "3.4" in line)
         assert "150/1572 ETA 2m" in row and "…" in row  # the name gives way, not the counter or its ETA
         title = app.screen.query_one("#loss-title")
+        figures = ("base pretraining", "step 150/1572", "loss 4.2500", "lr 2.90e-03", "‖g‖ 0.84", "2,250 tok/s")
+        await wait_for(pilot, lambda: all(f in lines(title) for f in figures))  # the header's height settles
         text = lines(title)
-        for figure in ("base pretraining", "step 150/1572", "loss 4.2500", "lr 2.90e-03", "‖g‖ 0.84",
-                       "2,250 tok/s"):
+        for figure in figures:
             assert figure in text, (figure, text)
         chart = app.screen.query_one("#loss")
         assert "no training steps yet" not in lines(chart) and "step 10" in lines(chart)
@@ -270,9 +271,12 @@ async def test_nothing_is_cut_at_160_columns(tmp_path):
         await pilot.pause(0.3)
         mastery = lines(table)
         assert "Event_EnhancedInputAction" in mastery and "struggling" in mastery and "-3.5" in mastery
-        header = lines(app.screen.query_one("#loss-title"))
-        for figure in ("step 40/124", "epoch 0.65", "loss 1.6000", "eval 1.7000", "lr 1.50e-04", "‖g‖ 0.73",
-                       "1,234 tok/s", "v2"):
+        title = app.screen.query_one("#loss-title")
+        figures = ("step 40/124", "epoch 0.65", "loss 1.6000", "eval 1.7000", "lr 1.50e-04", "‖g‖ 0.73",
+                   "1,234 tok/s", "v2")
+        await wait_for(pilot, lambda: all(f in lines(title) for f in figures))
+        header = lines(title)
+        for figure in figures:
             assert figure in header, (figure, header)
         shown = " ".join(lines(log.lines).split())
         assert " ".join(long.split()) in shown
