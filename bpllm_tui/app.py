@@ -63,7 +63,7 @@ class BpllmApp(App[int]):
         self.open_lesson = open_lesson
         self.state = RunState(log_lines=self.config.log_lines)
         self.state.seed_plan()
-        self.state.workspace_profile = workspace_profile(self.workspace, self.config)
+        self.state.workspace_profile, self._config_problem = workspace_profile(self.workspace, self.config)
         self.client = EngineClient(self.workspace, self.post_message)
         self._quit_when_engine_exits = False
         self._last_event_at = 0.0
@@ -113,6 +113,8 @@ class BpllmApp(App[int]):
             self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
                                "press s to create it and start a cycle", "warning", "tui")
         self.set_timer(1.5, self._freeze_startup_objects)  # after the first frames, off the startup path
+        if self._config_problem:
+            self.state.add_log(f"profile unknown: {self._config_problem}", "warning", "tui")
         self.state.keep_mastery(*latest_mastery(self.workspace))
         self._probe_gpus()
         self.set_interval(GPU_PROBE_S, self._probe_gpus)
@@ -399,20 +401,20 @@ def _runner(target: object, action: str):
     return run
 
 
-def workspace_profile(workspace: Path, config: TuiConfig) -> str | None:
-    """The profile a run started here uses: the [tui] profile, else bpllm.toml's [run] profile (None
-    without a readable workspace config; the engine reports a bad file when a run starts)."""
+def workspace_profile(workspace: Path, config: TuiConfig) -> tuple[str | None, str | None]:
+    """The profile a run started here uses: the [tui] profile, else bpllm.toml's [run] profile; and the
+    config's problem when it cannot be read (shown in the log; the engine refuses the file too)."""
     if config.profile:
-        return config.profile
+        return config.profile, None
     from engine.config import ConfigError, load_config as load_workspace_config
 
     path = workspace / "bpllm.toml"
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return str(load_workspace_config(path)["run"]["profile"])
-    except (ConfigError, KeyError, TypeError):
-        return None
+        return str(load_workspace_config(path)["run"]["profile"]), None
+    except (ConfigError, KeyError, TypeError) as exc:
+        return None, " ".join(line.strip() for line in str(exc).splitlines())
 
 
 def latest_mastery(workspace: Path) -> tuple[list[dict], str | None]:
@@ -454,4 +456,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
