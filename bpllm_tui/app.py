@@ -26,13 +26,15 @@ from textual.screen import Screen
 from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
 from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
-from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
+from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
+                                EngineProcess, GpuSample)
 from bpllm_tui.screens.dashboard import DashboardScreen
 from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
 from bpllm_tui.state import RunState
 
 IDLE_GC_S = 15.0
+GPU_PROBE_S = 10.0  # the TUI's own NVML reading while no engine samples
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
 
@@ -61,6 +63,7 @@ class BpllmApp(App[int]):
         self.open_lesson = open_lesson
         self.state = RunState(log_lines=self.config.log_lines)
         self.state.seed_plan()
+        self.state.workspace_profile, self._config_problem = workspace_profile(self.workspace, self.config)
         self.client = EngineClient(self.workspace, self.post_message)
         self._quit_when_engine_exits = False
         self._last_event_at = 0.0
@@ -110,6 +113,11 @@ class BpllmApp(App[int]):
             self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
                                "press s to create it and start a cycle", "warning", "tui")
         self.set_timer(1.5, self._freeze_startup_objects)  # after the first frames, off the startup path
+        if self._config_problem:
+            self.state.add_log(f"profile unknown: {self._config_problem}", "warning", "tui")
+        self.state.keep_mastery(*latest_mastery(self.workspace))
+        self._probe_gpus()
+        self.set_interval(GPU_PROBE_S, self._probe_gpus)
         if self.open_lesson is not None:
             self.call_later(self.open_lesson_in_editor, self.open_lesson)
         if self.attach_on_start:
@@ -118,6 +126,24 @@ class BpllmApp(App[int]):
                 self.state.add_log(f"{'attaching to running' if live else 'showing last'} run {run_dir.name}",
                                    "info", "tui")
                 self.client.follow(run_dir, live=live)
+
+    def _probe_gpus(self) -> None:
+        """Read NVML ourselves (in a thread: a driver can take a moment) while no engine is sampling."""
+        if not self.state.active or self.state.gpu_available is None:
+            self.run_worker(self._read_nvml, thread=True, exclusive=True, group="gpu-probe", exit_on_error=False)
+
+    def _read_nvml(self) -> None:
+        from engine.telemetry import sample_gpus  # NVML via nvidia-ml-py; never torch
+
+        try:
+            available, devices, reason = sample_gpus()
+        except Exception as exc:  # noqa: BLE001 - a broken driver is a panel line, not a crash
+            available, devices, reason = False, [], f"no GPU: NVML failed ({exc})"
+        self.post_message(GpuSample(available, devices, reason))
+
+    def on_gpu_sample(self, message: GpuSample) -> None:
+        self.state.set_local_gpu({"available": message.available, "devices": message.devices,
+                                  "reason": message.reason})
 
     def _freeze_startup_objects(self) -> None:
         """GC policy for smooth frames: the app's startup objects (widgets, CSS, modules) are frozen out
@@ -150,8 +176,13 @@ class BpllmApp(App[int]):
         """A new fold (new run, or its events file was replaced); the log and the process state stay."""
         old = self.state
         keep, versions, process, note = list(old.log), dict(old.versions), old.process, old.process_note
+        mastery = [{"node": r.node, "score": r.score, "n": r.n, "delta": r.delta, "band": r.band}
+                   for r in old.mastery.values()]
+        local_gpu, mastery_version, profile = old.local_gpu, old.mastery_version, old.workspace_profile
         old.__init__(log_lines=self.config.log_lines)
         old.seed_plan()
+        old.local_gpu, old.workspace_profile = local_gpu, profile
+        old.keep_mastery(mastery, mastery_version)  # the last table stays until the new run grades
         old.log.extend(keep)
         old.log_total = len(keep)
         old.run_dir = run_dir
@@ -170,7 +201,13 @@ class BpllmApp(App[int]):
             first = message.malformed[0] if len(message.malformed[0]) <= 240 else message.malformed[0][:237] + "..."
             self.notify(f"{first}{more}", title="Skipped an unreadable event line",
                         severity="warning", timeout=10)
-        for event in message.events:
+        events = message.events
+        last = self.state.core.last_seq
+        if last and message.run_dir == self.state.run_dir:
+            # following the same run again (resume from this app re-reads its events.jsonl from the top):
+            # what is already folded stays folded once, so the live log is the one a re-attach rebuilds
+            events = [e for e in events if not (isinstance(e.get("seq"), int) and e["seq"] <= last)]
+        for event in events:
             try:
                 self.state.apply(event)
             except Exception as exc:  # noqa: BLE001 - one odd event must not take the control room down; say which
@@ -374,6 +411,31 @@ def _runner(target: object, action: str):
         await target.run_action(action)  # type: ignore[attr-defined]
 
     return run
+
+
+def workspace_profile(workspace: Path, config: TuiConfig) -> tuple[str | None, str | None]:
+    """The profile a run started here uses: the [tui] profile, else bpllm.toml's [run] profile; and the
+    config's problem when it cannot be read (shown in the log; the engine refuses the file too)."""
+    if config.profile:
+        return config.profile, None
+    from engine.config import ConfigError, load_config as load_workspace_config
+
+    path = workspace / "bpllm.toml"
+    if not path.is_file():
+        return None, None
+    try:
+        return str(load_workspace_config(path)["run"]["profile"]), None
+    except (ConfigError, KeyError, TypeError) as exc:
+        return None, " ".join(line.strip() for line in str(exc).splitlines())
+
+
+def latest_mastery(workspace: Path) -> tuple[list[dict], str | None]:
+    """The newest version's node mastery from the history store (read-only), for the first paint."""
+    from bpllm_tui.exams import _read_history
+
+    rows = _read_history(workspace, "SELECT version, node, score, n, band, delta FROM mastery WHERE version = "
+                                    "(SELECT version FROM mastery ORDER BY created_at DESC LIMIT 1)")
+    return rows, (str(rows[0]["version"]) if rows else None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

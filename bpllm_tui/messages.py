@@ -59,3 +59,14 @@ class CommandFinished(Message):
         self.name = name
         self.code = code
         self.output = output
+
+
+class GpuSample(Message):
+    """The TUI's own NVML reading (engine.telemetry.sample_gpus, no torch): what the GPU panel shows
+    whenever no engine is sampling, from the first paint on."""
+
+    def __init__(self, available: bool, devices: list[dict[str, Any]], reason: str | None) -> None:
+        super().__init__()
+        self.available = available
+        self.devices = devices
+        self.reason = reason

@@ -90,20 +90,25 @@ class RunState:
         self.process_note: str = ""
         self.stopping = False
         self.train: list[tuple[float, float]] = []  # (trainer step, loss)
+        self.train_phase: str | None = None  # "base" (the tiny base's pretraining) | "sft" (the adapter's trainer)
         self.evals: list[tuple[float, float]] = []
         self.max_steps: int | None = None
         self.version: str | None = None
         self.mastery: dict[str, MasteryRow] = {}
         self.mastery_version: str | None = None
+        self.mastery_kept = False  # the table is an earlier version's, kept until this run grades nodes
         self.gpus: dict[int, GpuInfo] = {}
         self.gpu_available: bool | None = None  # None: no sample yet
         self.gpu_reason: str = ""
+        self.local_gpu: dict[str, Any] | None = None  # the TUI's own NVML sample (no engine needed)
+        self.workspace_profile: str | None = None  # what the next run uses (bpllm.toml [run] or [tui] profile)
         self.host: dict[str, Any] = {}
         self.log: deque[LogRecord] = deque(maxlen=log_lines)
         self.log_total = 0
         self.exam_items: list[dict[str, Any]] = []
         self.artifacts: list[dict[str, Any]] = []
         self.eta_at: dict[str, tuple[float, float]] = {}  # step id -> (eta seconds, when reported)
+        self.child_etas: dict[str, dict[str, float | None]] = {}  # group id -> {step to run: mean seconds}
         self._seeded: set[str] = set()
         self.stall: dict[str, Any] | None = None
         self.heartbeat: dict[str, Any] | None = None
@@ -173,14 +178,55 @@ class RunState:
         return max(0.0, end - start)
 
     def eta(self, step_id: str | None = None, now: float | None = None) -> float | None:
-        """Seconds left in a step (default: the current one): the engine's last ETA for it (from the mean of
-        that step's last 10 durations) minus the time since the engine said so."""
+        """Seconds left in a step (default: the current one). A step: the engine's last ETA for it (measured
+        progress, or the mean of its last 10 durations) minus the time since the engine said so. A group:
+        its running step's ETA plus the means of its steps still to come, so a parent never promises less
+        than its running child (or, without those means, the larger of its own estimate and its child's)."""
         sid = step_id or self.core.current_step or ""
+        if self.status not in ("running", "stopping") or self.step_status(sid) != "running":
+            return None
+        now = time.time() if now is None else now
+        if sid in self.child_etas or any(s.parent == sid for s in self.core.steps.values()):
+            return self._group_eta(sid, now)
+        return self._reported_eta(sid, now)
+
+    def _reported_eta(self, sid: str, now: float) -> float | None:
         reported = self.eta_at.get(sid)
-        if reported is None or self.status not in ("running", "stopping") or self.step_status(sid) != "running":
+        if reported is None:
             return None
         eta, at = reported
-        return eta - ((time.time() if now is None else now) - at)  # negative: running longer than usual
+        return eta - (now - at)  # negative: running longer than usual
+
+    def _group_eta(self, gid: str, now: float) -> float | None:
+        own = self._reported_eta(gid, now)
+        group = self.core.steps.get(gid)
+        since = _num(group.started_at) if group else None
+        plan = self.child_etas.get(gid)
+        children = plan if plan is not None else {s.id: None for s in self.core.steps.values() if s.parent == gid}
+        total, known, running = 0.0, plan is not None, None
+        for cid, mean in children.items():
+            child = self.core.steps.get(cid)
+            status = self.step_status(cid)
+            started = _num(child.started_at) if child else None
+            this_time = started is not None and (since is None or started >= since)
+            if status == "running" and this_time:
+                left = self._reported_eta(cid, now)
+                if left is None:
+                    known = False
+                else:
+                    running = max(0.0, left)
+                    total += running
+            elif this_time and status in ("complete", "skip", "error", "stopped"):
+                continue
+            elif mean is None:
+                known = False
+            else:
+                total += float(mean)
+        if known:
+            return total
+        if own is None:
+            return running
+        return own if running is None else max(own, running)
 
     def eta_text(self, step_id: str | None = None, now: float | None = None) -> str:
         eta = self.eta(step_id, now)
@@ -233,6 +279,8 @@ class RunState:
             self._bump("steps", "status")
             if e.get("eta") is not None and _num(e.get("eta")) is not None:
                 self.eta_at[str(e.get("id"))] = (float(e["eta"]), ts)
+            if e.get("status") == "start" and isinstance(e.get("child_etas"), dict):
+                self.child_etas[str(e.get("id"))] = {str(k): _num(v) for k, v in e["child_etas"].items()}
             line = _step_line(e)
             if line is not None:
                 self.add_log(line[1], line[0], "engine", ts)
@@ -250,6 +298,9 @@ class RunState:
             if e.get("phase") in ("start", "resume"):
                 self.stopping = False
                 self.stall = None
+            line = _run_line(e)
+            if line is not None:  # the run's lifecycle is in the log a re-attach rebuilds, not only live
+                self.add_log(line[1], line[0], "engine", ts)
             self._bump("steps", "status")
         elif kind == "log":
             self.add_log(str(e.get("message", "")), str(e.get("level", "info")), str(e.get("source") or "engine"), ts)
@@ -260,10 +311,12 @@ class RunState:
                 self.max_steps = int(e["max_steps"])
             if e.get("version"):
                 self.version = str(e["version"])
+            phase = "base" if e.get("phase") == "base" else "sft"
             if loss is not None and step is not None:
-                if self.train and step < self.train[-1][0]:  # a new training run (next cycle/version)
-                    self.train.clear()
+                if self.train and (step < self.train[-1][0] or phase != self.train_phase):
+                    self.train.clear()  # a new training run (the adapter after the base, the next version)
                     self.evals.clear()
+                self.train_phase = phase
                 self.train.append((step, loss))
                 self._bump("loss")
             self._bump("status")
@@ -319,6 +372,9 @@ class RunState:
         if not isinstance(nodes, list):
             return
         self.mastery_version = str(e.get("version")) if e.get("version") else self.mastery_version
+        previous = self.mastery
+        if self.mastery_kept:  # this run's first table replaces the kept one (its nodes may differ)
+            self.mastery, self.mastery_kept = {}, False
         for item in nodes:
             if not isinstance(item, dict) or not item.get("node"):
                 continue
@@ -330,12 +386,31 @@ class RunState:
             ):
                 score *= 100.0  # fractions: show as percent like the engine's bands
             name = str(item["node"])
-            old = self.mastery.get(name)
+            old = previous.get(name)
             delta = _num(item.get("delta"))
             if delta is None and old is not None and old.score != score:
                 delta = score - old.score
             self.mastery[name] = MasteryRow(name, score, int(_num(item.get("n")) or 0), delta, str(item.get("band") or ""))
         self._bump("mastery")
+
+    def keep_mastery(self, rows: Iterable[dict[str, Any]], version: str | None) -> None:
+        """Show an earlier version's table (the history store's latest, or the previous run's) until this
+        run's grading sends its own."""
+        table = {}
+        for r in rows:
+            score = _num(r.get("score"))
+            if r.get("node") and score is not None:
+                table[str(r["node"])] = MasteryRow(str(r["node"]), score, int(_num(r.get("n")) or 0),
+                                                   _num(r.get("delta")), str(r.get("band") or ""))
+        if table and not self.mastery:
+            self.mastery, self.mastery_version, self.mastery_kept = table, version, True
+            self._bump("mastery")
+
+    def set_local_gpu(self, sample: dict[str, Any]) -> None:
+        """The TUI's own NVML reading (shown whenever no engine is sampling)."""
+        if sample != self.local_gpu:
+            self.local_gpu = sample
+            self._bump("gpu")
 
     def _apply_gpu(self, e: dict[str, Any]) -> None:
         for key in ("cpu_percent", "ram_used", "ram_total", "load_avg"):
@@ -381,6 +456,21 @@ def _step_line(e: dict[str, Any]) -> tuple[str, str] | None:
         text += f" — {e['reason']}"
     level = "error" if word == "ERROR" else "debug" if word == "SKIPPED" else "info"
     return level, text
+
+
+def _run_line(e: dict[str, Any]) -> tuple[str, str] | None:
+    """The log line of a run lifecycle event (start, resume, end)."""
+    phase = e.get("phase")
+    if phase == "start":
+        return "info", f"run {e.get('run_id')} started (profile {e.get('profile') or '?'})"
+    if phase == "resume":
+        where = f" from step {e['resume_from']}" if e.get("resume_from") else ""
+        return "info", f"run {e.get('run_id')} resumed{where}"
+    if phase == "end":
+        status = str(e.get("status") or "failed")
+        message = f": {e['message']}" if e.get("message") else ""
+        return ("error" if status == "failed" else "info"), f"run {status} (exit {e.get('exit_code')}){message}"
+    return None
 
 
 def load_plan() -> list[dict[str, Any]]:

@@ -109,6 +109,7 @@ class StepContext:
     _save_state: Callable[[], None] = field(default=lambda: None, repr=False)
     _boundary: Callable[[], None] = field(default=lambda: None, repr=False)  # the watchdog backup, when due
     _progress_t0: float = field(default=0.0, repr=False)
+    _progress_base: tuple[float, float, int] | None = field(default=None, repr=False)  # (step t0, since, n)
     _last_progress_emit: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -144,19 +145,35 @@ class StepContext:
                   cycle=self.cycle, **extra)
 
     def progress(self, n: int, total: int | None, message: str | None = None, *, unit: str | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, eta_cap: float | None = None) -> None:
         """Report progress n/total of the current step: heartbeat always; a ``step`` progress event
-        at most every 0.5 s (and always for the last item, or with force=True)."""
+        at most every 0.5 s (and always for the last item, or with force=True). ``eta_cap``: the seconds
+        left before the step stops on its own time cap (the ETA never exceeds it)."""
         now = time.time()
-        eta = None
-        if total and n > 0 and self._progress_t0:
-            eta = round((now - self._progress_t0) / n * max(0, total - n), 1)
+        eta = self._eta(now, n, total)
+        if eta_cap is not None:
+            eta = round(max(0.0, min(eta, eta_cap) if eta is not None else eta_cap), 1)
         self.heartbeat.update(n=n, total=total, message=message)
         if force or (total is not None and n >= total) or now - self._last_progress_emit >= 0.5:
             self._last_progress_emit = now
             assert self.step is not None
             self.emit("step", id=self.step.id, name=self.step.name, parent=self.step.parent, status="progress",
                       n=n, total=total, message=message, unit=unit, eta=eta, cycle=self.cycle)
+
+    def _eta(self, now: float, n: int, total: int | None) -> float | None:
+        """Seconds left at the rate measured in this process: a fresh step reports 0 or 1 first and is
+        timed from its start; a resumed one (a trainer continuing at step 100 of 300) first reports where
+        it resumed, and is timed from that report, so work done before the resume never speeds it up."""
+        if not total or not self._progress_t0:
+            return None
+        base = self._progress_base
+        if base is None or base[0] != self._progress_t0:  # the first report of this step
+            base = (self._progress_t0, self._progress_t0, 0) if n <= 1 else (self._progress_t0, now, n)
+            self._progress_base = base
+        done = n - base[2]
+        if done <= 0:
+            return None
+        return round((now - base[1]) / done * max(0, total - n), 1)
 
     def phase(self, phase: str) -> None:
         """Switch the heartbeat phase (selects the stall limit): loading, training, exam, …"""

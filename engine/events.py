@@ -68,6 +68,7 @@ RUN_STATUSES = ("running", "done", "stopped", "failed")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SEVERITIES = ("info", "warning", "critical")
 ERROR_CATEGORIES = ("cuda_oom", "disk_full", "network", "corrupt_checkpoint", "encoding", "timeout", "data", "config", "unknown")
+TRAIN_PHASES = ("base", "sft")  # absent means sft (the adapter's trainer)
 BACKUP_TIERS = ("milestone", "pre_train", "scheduled", "watchdog", "safety")
 
 _TYPES: tuple[EventType, ...] = (
@@ -84,7 +85,7 @@ _TYPES: tuple[EventType, ...] = (
         "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/steps.py).",
         required=("id", "name", "status"),
         optional=("parent", "cycle", "n", "total", "message", "duration", "eta", "reason", "attempt", "rerun",
-                  "unit", "lesson_id", "result"),
+                  "unit", "lesson_id", "result", "child_etas"),
         enums={"status": STEP_STATUSES},
         types={"id": "str", "name": "str", "status": "str", "parent": "str", "cycle": "int", "n": "number",
                "total": "number", "message": "str", "duration": "number", "eta": "number", "reason": "str",
@@ -98,13 +99,14 @@ _TYPES: tuple[EventType, ...] = (
         types={"level": "str", "message": "str", "step": "str", "source": "str", "cycle": "int"},
     ),
     EventType(
-        "train", "One trainer logging step.",
+        "train", "One trainer logging step (phase 'base': the tiny base's own pretraining, before any version).",
         required=("step",),
         optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "retain_kl",
-                  "version", "cycle"),
+                  "version", "cycle", "phase"),
+        enums={"phase": TRAIN_PHASES},
         types={"step": "number", "max_steps": "number", "epoch": "number", "loss": "number", "lr": "number",
                "grad_norm": "number", "tokens_per_s": "number", "samples_per_s": "number", "retain_kl": "number",
-               "version": "str", "cycle": "int"},
+               "version": "str", "cycle": "int", "phase": "str"},
     ),
     EventType(
         "eval", "Evaluation on the held-out split.",

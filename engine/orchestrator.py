@@ -421,8 +421,12 @@ class Runner:
     def _run_group(self, group: Step, leaves: list[Step], cycle: int) -> None:
         t0 = time.time()
         self.heartbeat.update(phase=group.phase, step=group.id, step_name=group.name, cycle=cycle, force=True)
+        child_etas = {leaf.id: self.timings.eta(leaf.id) for leaf in leaves}
+        known = all(v is not None for v in child_etas.values())
+        # the group's ETA is what its steps still to run take (a resumed group is shorter than its mean)
         self.events.emit("step", id=group.id, name=group.name, status="start", cycle=cycle,
-                         eta=self.timings.eta(group.id))
+                         eta=round(sum(child_etas.values()), 2) if known and child_etas else self.timings.eta(group.id),
+                         child_etas={k: v for k, v in child_etas.items() if v is not None} or None)
         outcomes = []
         for leaf in leaves:
             self._check_stop()

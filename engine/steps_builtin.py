@@ -427,7 +427,8 @@ def collect_metrics(ctx: StepContext) -> dict[str, Any]:
     batch = read_events(ctx.run_dir)
     if batch.malformed:
         ctx.log(describe_skipped(batch.malformed), level="warning")
-    train = [e for e in batch.events if e["type"] == "train" and e.get("loss") is not None]
+    train = [e for e in batch.events if e["type"] == "train" and e.get("loss") is not None
+             and e.get("phase") != "base"]  # the tiny base's pretraining is not a version's training
     evals = [e for e in batch.events if e["type"] == "eval" and e.get("eval_loss") is not None]
     summaries = [e for e in batch.events if e["type"] == "exam_summary"]
     versions = ctx.history.versions()

@@ -22,6 +22,36 @@ from bpllm_tui.widgets.step_tree import StepTree
 AREAS = ("steps", "loss", "mastery", "gpu", "log", "status")
 
 
+def pack(parts: list[str], width: int, gap: str = "   ") -> list[str]:
+    """Figures on as few lines as fit ``width``, each whole (a figure wider than a line gets its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(gap) + len(part) <= width:
+            lines[-1] += gap + part
+        else:
+            lines.append(part)
+    return lines
+
+
+class FigureLine(Static):
+    """A row of labelled figures that wraps between figures, never inside one (nothing is cut)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes)
+        self.parts: list[str] = []
+
+    def set_parts(self, parts: list[str]) -> None:
+        if parts != self.parts:
+            self.parts = list(parts)
+            self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return Text("\n".join(pack(self.parts, self.content_region.width or 80)))
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return max(1, len(pack(self.parts, width)))
+
+
 class DashboardScreen(Screen):
     CSS_PATH = "../../styles/dashboard.tcss"
     BINDINGS = bindings(DASHBOARD_KEYS)
@@ -45,7 +75,7 @@ class DashboardScreen(Screen):
             with Vertical(id="right"):
                 with Horizontal(id="top"):
                     with Vertical(id="loss-box"):
-                        yield Static("training loss  raw · smoothed · ◆ eval", id="loss-title", classes="box-title")
+                        yield FigureLine(id="loss-title", classes="box-title")
                         yield LossChart(id="loss")
                     yield MasteryTable(id="mastery")
                 yield LogView(max_lines=self.log_lines, id="log")
@@ -63,6 +93,7 @@ class DashboardScreen(Screen):
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < 120, "-narrow")
+        self.set_class(self.size.width >= 150, "-wide")  # room for the mastery table's longest names
 
     def on_screen_resume(self) -> None:
         self.sync(force=True)
@@ -70,6 +101,8 @@ class DashboardScreen(Screen):
     def _tick_status(self) -> None:
         if self.is_current:
             self.query_one(StatusBar).sync(self.state)
+            if self.state.active:  # the tree's ETAs count down with the status bar's, between events
+                self.query_one(StepTree).relabel(self.state)
 
     def sync(self, force: bool = False) -> None:
         """Repaint the widgets whose area changed since the last call."""
@@ -87,28 +120,29 @@ class DashboardScreen(Screen):
         if "loss" in changed:
             self.query_one(LossChart).set_data(state.train, state.evals)
         if "loss" in changed or "status" in changed:
-            self.query_one("#loss-title", Static).update(self._train_line(state))
+            self.query_one("#loss-title", FigureLine).set_parts(self._train_line(state))
         if "mastery" in changed:
             self.query_one(MasteryTable).sync(state)
-        if "gpu" in changed or force:
+        if "gpu" in changed or "status" in changed or force:  # a run ending hands the panel to NVML
             self.query_one(GpuPanel).sync(state)
         if "log" in changed:
             self.query_one(LogView).sync(state)
 
     @staticmethod
-    def _train_line(state: RunState) -> Text:
-        """The trainer's latest numbers above the chart (step, epoch, loss, eval, lr, grad norm, speed)."""
+    def _train_line(state: RunState) -> list[str]:
+        """The trainer's latest figures above the chart (what trains, step, epoch, loss, eval, lr, grad norm,
+        speed, version); the base's own pretraining is named as such."""
         t = state.core.last_train or {}
-        text = Text(no_wrap=True, overflow="ellipsis", style="dim")
         if not t:
-            text.append("training loss  raw · smoothed · ◆ eval")
-            return text
-        parts = [f"step {t.get('step')}" + (f"/{t['max_steps']}" if t.get("max_steps") else "")]
+            return ["training loss", "raw · smoothed · ◆ eval"]
+        base = t.get("phase") == "base"
+        parts = ["base pretraining" if base else "adapter training"]
+        parts.append(f"step {t.get('step')}" + (f"/{t['max_steps']}" if t.get("max_steps") else ""))
         if t.get("epoch") is not None:
             parts.append(f"epoch {float(t['epoch']):.2f}")
         if t.get("loss") is not None:
             parts.append(f"loss {float(t['loss']):.4f}")
-        if state.evals:
+        if state.evals and not base:
             parts.append(f"eval {state.evals[-1][1]:.4f}")
         if t.get("lr") is not None:
             parts.append(f"lr {float(t['lr']):.2e}")
@@ -116,10 +150,9 @@ class DashboardScreen(Screen):
             parts.append(f"‖g‖ {float(t['grad_norm']):.2f}")
         if t.get("tokens_per_s") is not None:
             parts.append(f"{float(t['tokens_per_s']):,.0f} tok/s")
-        if state.version:
+        if state.version and not base:
             parts.append(state.version)
-        text.append("  ·  ".join(parts))
-        return text
+        return parts
 
     # ------------------------------------------------------------ actions
     def action_toggle_log_scale(self) -> None:

@@ -30,20 +30,28 @@ class GpuPanel(Static):
     """
 
     def sync(self, state: RunState) -> None:
+        """The engine's samples while it runs; otherwise the TUI's own NVML reading (from the first paint)."""
         width = max(20, self.size.width - 2 if self.size.width else 40)
-        host = self._host_line(state)
-        if state.gpu_available is None:
-            self.update(Group(Text("no telemetry yet: the engine samples GPUs, CPU and RAM while it runs", style="dim"), host))
+        engine = state.gpu_available is not None and (state.active or state.local_gpu is None)
+        if engine:
+            available, reason, host = state.gpu_available, state.gpu_reason, self._host_line(state)
+            gpus = sorted(state.gpus.values(), key=lambda g: g.index)
+        elif state.local_gpu is not None:
+            local = state.local_gpu
+            available, reason = bool(local.get("available")) and bool(local.get("devices")), str(local.get("reason") or "")
+            gpus = [local_gpu_info(d) for d in local.get("devices") or () if isinstance(d, dict)]
+            host = Text("(NVML read by the TUI itself)", style="dim")
+        else:
+            self.update(Text("reading NVML…", style="dim"))
             return
-        if not state.gpu_available:
-            reason = state.gpu_reason or "NVML not available"
+        if not available:
             self.update(Group(
                 Text("no GPU — CPU run", style=themed(self.app, "bold $warning")),
-                Text(reason, style="dim", overflow="fold"),
+                Text(reason or "NVML not available", style="dim", overflow="fold"),
                 host,
             ))
             return
-        parts = [self._gpu(g, width) for g in sorted(state.gpus.values(), key=lambda g: g.index)]
+        parts = [self._gpu(g, width) for g in gpus]
         parts.append(host)
         self.update(Group(*parts))
 
@@ -89,3 +97,14 @@ class GpuPanel(Static):
         if host.get("ram_total"):
             text.append(f"RAM {format_bytes(host.get('ram_used') or 0)}/{format_bytes(host['ram_total'])}")
         return text
+
+
+def local_gpu_info(d: dict) -> GpuInfo:
+    """A GpuInfo from one device of a ``gpu`` sample (the TUI's own reading keeps no history)."""
+    info = GpuInfo(int(d.get("index") or 0), name=str(d.get("name") or ""),  # no role: no engine yet
+                   used=float(d.get("mem_used") or 0), total=float(d.get("mem_total") or 0),
+                   temperature=d.get("temp") if isinstance(d.get("temp"), (int, float)) else None)
+    if isinstance(d.get("util"), (int, float)):
+        info.util.append(float(d["util"]))
+    info.processes = [p for p in d.get("processes") or () if isinstance(p, dict)]
+    return info

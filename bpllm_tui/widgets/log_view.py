@@ -9,6 +9,7 @@ import time
 from collections import deque
 
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -28,7 +29,7 @@ class LogView(Vertical):
     LogView > #log-header { height: 1; }
     LogView > Input { display: none; height: 3; }
     LogView.-filtering > Input { display: block; }
-    LogView > RichLog { height: 1fr; }
+    LogView > RichLog { height: 1fr; scrollbar-gutter: stable; overflow-x: hidden; }
     """
 
     MAX_PER_SYNC = 40
@@ -45,6 +46,7 @@ class LogView(Vertical):
         self._styles: dict = {}
         self._pending: deque[LogRecord] = deque(maxlen=self.BACKLOG)
         self._skipped = 0
+        self._painted_width = 0
 
     def on_mount(self) -> None:
         self.set_interval(0.05, self._drain)
@@ -52,7 +54,7 @@ class LogView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="log-header")
         yield Input(placeholder="filter log (Enter/Esc to close)", id="log-filter")
-        yield RichLog(max_lines=self.max_lines, wrap=False, markup=False, auto_scroll=True, id="log-lines")
+        yield RichLog(max_lines=self.max_lines, wrap=True, markup=False, auto_scroll=True, id="log-lines")
 
     @property
     def lines(self) -> RichLog:
@@ -70,13 +72,25 @@ class LogView(Vertical):
             style = self._styles[key] = themed(self.app, spec)
         return style
 
-    def _format(self, rec: LogRecord) -> Text:
-        text = Text(no_wrap=True)
-        text.append(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), _DIM)
+    def _format(self, rec: LogRecord) -> Table:
+        """Time, then the message wrapped under itself: a long line is never cut at the panel's edge."""
+        text = Text(overflow="fold")
         if rec.source != "engine":
             text.append(f"{rec.source}: ", self._style(SOURCE_STYLE.get(rec.source, "")))
         text.append(rec.text, self._style(LEVEL_STYLE.get(rec.level, "")))
-        return text
+        row = Table.grid()
+        row.add_column(width=9, no_wrap=True)
+        row.add_column(ratio=1)
+        row.add_row(Text(time.strftime("%H:%M:%S ", time.localtime(rec.ts)), _DIM), text)
+        return row
+
+    def on_resize(self) -> None:
+        """Lines are wrapped to the width they were painted at: repaint them at the new one."""
+        if self._painted_width and self._width() != self._painted_width and self._state is not None and self.follow:
+            self.sync(self._state, force=True)
+
+    def _width(self) -> int:
+        return self.lines.scrollable_content_region.width
 
     def sync(self, state: RunState, force: bool = False) -> None:
         self._state = state
@@ -118,8 +132,11 @@ class LogView(Vertical):
             log.write(Text(f"… {self._skipped} lines skipped during a burst (kept in the buffer; "
                            "press p twice to re-render)", style="dim italic"), scroll_end=self.follow)
             self._skipped = 0
+        width = self._width() or None  # None: the log has no size yet (RichLog defers the lines)
+        if width:
+            self._painted_width = width
         for _ in range(min(self.MAX_PER_SYNC, len(self._pending))):
-            log.write(self._format(self._pending.popleft()), scroll_end=self.follow)
+            log.write(self._format(self._pending.popleft()), width=width, scroll_end=self.follow)
 
     def _header(self, state: RunState) -> None:
         parts = [f"log  {len(state.log)}/{self.max_lines} lines"]

@@ -27,7 +27,11 @@ class MasteryTable(MeasuredTable):
         sorted order (DataTable.sort before its idle re-measure leaves stale column widths), keeping the
         cursor on the node it was on."""
         rows = sorted(state.mastery.values(), key=lambda r: (r.score, r.node))
-        if state.mastery_version:
+        if not rows:
+            self.border_subtitle = "empty: step 7.3 grades nodes after the exam"
+        elif state.mastery_kept:
+            self.border_subtitle = f"{state.mastery_version or 'last version'}: kept until this run grades"
+        elif state.mastery_version:
             self.border_subtitle = f"version {state.mastery_version}"
         order = [row.node for row in rows]
         current = [str(key.value) for key in self.rows]

@@ -40,7 +40,7 @@ class StatusBar(Static):
         text.append(" run ", "dim")
         text.append(state.run_id or "—")
         text.append("  profile ", "dim")
-        text.append(state.core.profile or "—")
+        text.append(state.core.profile or state.workspace_profile or "—")  # the run's, else the next run's
         text.append("  phase ", "dim")
         text.append(state.phase)
         age = state.heartbeat_age(now) if state.active or state.status == "dead" else None

@@ -221,7 +221,8 @@ def pretrain_tiny_base(
             labels = ids.masked_fill(mask == 0, -100)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+            lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -229,8 +230,11 @@ def pretrain_tiny_base(
             tokens_seen += int(mask.sum())
             losses.append(loss.item())
             if on_progress:  # every step: the stall watchdog measures progress (ctx.progress throttles events)
-                on_progress({"step": step, "total": total_steps, "loss": losses[-1], "tokens": tokens_seen,
-                             "elapsed": time.perf_counter() - started})
+                # the loss of the last 10 batches (like a trainer's logging_steps), and what a loss chart and
+                # an ETA need: the rate, the schedule and the time cap
+                on_progress({"step": step, "total": total_steps, "loss": sum(losses[-10:]) / len(losses[-10:]),
+                             "tokens": tokens_seen, "elapsed": time.perf_counter() - started,
+                             "max_seconds": max_seconds, "lr": lr_now, "grad_norm": grad_norm})
         if stopped_early:
             break
 

@@ -182,9 +182,28 @@ def _hooks(ctx: StepContext):
     )
 
 
+BASE_LOG_EVERY_S = 15.0  # a log line while the base pretrains (its loss is a train event every 10 steps)
+
+
 def _base_progress(ctx: StepContext):
+    """Pretraining the tiny base is real training: its loss goes out as ``train`` events marked
+    ``phase: "base"`` (the TUI's loss chart shows them), a log line every BASE_LOG_EVERY_S says how far
+    it is, and the ETA never exceeds what is left of its time cap (``pretrain_max_seconds``)."""
+    last_log = [0.0]
+
     def report(d: dict[str, Any]) -> None:
-        ctx.progress(d["step"], d["total"], f"pretraining tiny base, loss {d['loss']:.3f}", unit="step")
+        elapsed, cap = float(d.get("elapsed") or 0.0), d.get("max_seconds")
+        tokens_per_s = round(d["tokens"] / elapsed, 1) if d.get("tokens") and elapsed > 0 else None
+        if d["step"] % 10 == 0 or d["step"] >= d["total"]:  # reported every step (the stall watchdog), charted every 10
+            ctx.emit("train", step=d["step"], max_steps=d["total"], loss=round(float(d["loss"]), 4),
+                     lr=d.get("lr"), grad_norm=d.get("grad_norm"), tokens_per_s=tokens_per_s, phase="base")
+        ctx.progress(d["step"], d["total"], f"pretraining tiny base, loss {d['loss']:.3f}", unit="step",
+                     eta_cap=float(cap) - elapsed if cap is not None else None)
+        now = time.monotonic()
+        if now - last_log[0] >= BASE_LOG_EVERY_S or d["step"] >= d["total"]:
+            last_log[0] = now
+            capped = f", {elapsed:.0f}s of its {float(cap):.0f}s cap" if cap is not None else ""
+            ctx.log(f"pretraining the tiny base: step {d['step']}/{d['total']}, loss {d['loss']:.3f}{capped}")
 
     return report
 
@@ -220,6 +239,12 @@ def tiny_base(ctx: StepContext, profile) -> Path:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
         raise
     atomic_write_json(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
+    meta = read_json(path / "base.json", {}) or {}
+    if meta.get("steps") is not None:  # how the pretraining ended, in the log beside its progress lines
+        capped = " (stopped at its time cap)" if meta.get("time_capped") else ""
+        loss = f", loss {float(meta['final_loss']):.3f}" if meta.get("final_loss") is not None else ""
+        ctx.log(f"tiny base built: {meta['steps']}/{meta.get('planned_steps')} steps{capped}{loss} "
+                f"in {float(meta.get('seconds') or 0):.0f}s")
     return path
 
 
