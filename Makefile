@@ -30,6 +30,7 @@ cycle: workspace
 	$(PY) -m engine.cli run -w $(WORKSPACE)
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup

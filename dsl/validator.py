@@ -429,7 +429,6 @@ class _Checker:
         return t
 
     def check_connections(self) -> None:
-        cat = self.cat
         exec_out: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         data_in: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         seen_wires: dict[tuple, int] = {}

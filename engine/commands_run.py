@@ -116,7 +116,7 @@ def _workspace(args: argparse.Namespace):  # -> Workspace | None (prints the err
 
     try:
         ws = resolve_workspace(getattr(args, "workspace", None))
-        ws.config  # validate now: every command reports a bad config the same way
+        _ = ws.config  # validate now: every command reports a bad config the same way
         return ws
     except (WorkspaceError, ConfigError) as exc:
         print(f"bpllm {args.command}: {exc}", file=sys.stderr)

@@ -153,7 +153,7 @@ class Runner:
 
     def resume(self, run_id: str | None = None) -> int:
         try:
-            self.ws.config
+            _ = self.ws.config  # read (and check) the config before anything else
         except ConfigError as exc:
             self._print_err(str(exc))
             return EXIT_FAILED

@@ -95,7 +95,7 @@ async def test_gpu_panel_shows_every_gpu_or_a_clear_cpu_state():
 async def test_status_bar_warns_on_a_stale_heartbeat_and_shows_dead_engines():
     state = RunState()
     bar = StatusBar(stall_seconds=60)
-    async with Host(bar).run_test(size=(160, 3)) as pilot:
+    async with Host(bar).run_test(size=(160, 3)):
         state.apply(ev(1, "run", phase="start", profile="big", plan=[]))
         state.set_process("running")
         now = time.time()
@@ -121,7 +121,7 @@ async def test_status_bar_warns_on_a_stale_heartbeat_and_shows_dead_engines():
 async def test_mastery_table_sorts_weakest_first_and_updates_in_place():
     state = RunState()
     table = MasteryTable()
-    async with Host(table).run_test(size=(60, 12)) as pilot:
+    async with Host(table).run_test(size=(60, 12)):
         state.apply(ev(1, "mastery", version="v1", nodes=[{"node": "A", "score": 90, "n": 3},
                                                          {"node": "B", "score": 40, "n": 5}]))
         table.sync(state)

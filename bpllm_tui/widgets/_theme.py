@@ -21,18 +21,18 @@ def themed(app: App, spec: str) -> Style:
 
     try:
         return Style.parse(_VAR.sub(sub, spec))
-    except Exception:  # an odd theme value must never break a repaint
+    except Exception:  # noqa: BLE001 - an odd theme value must never break a repaint: unstyled text instead
         return Style.null()
 
 
 def tint(app: App, name: str, amount: float = 0.3) -> str:
     """A theme colour blended into the background (for line backgrounds that keep text readable)."""
-    from textual.color import Color
+    from textual.color import Color, ColorParseError
 
     variables = app.theme_variables
     try:
         colour = Color.parse(variables.get(name, "#888888"))
         background = Color.parse(variables.get("background", "#000000"))
-    except Exception:
+    except ColorParseError:  # a theme without this colour: the terminal's default
         return "default"
     return background.blend(colour, amount).hex

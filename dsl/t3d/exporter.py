@@ -23,7 +23,7 @@ from typing import Any
 from ..ast import Diagnostic, Document, Value
 from ..catalog import NodeSpec, PinSpec
 from .layout import LayoutEdge, layered_layout
-from .mapping import UEEntry, UEMapping, default_mapping, short_class
+from .mapping import UEEntry, UEMapping, default_mapping
 from .parser import escape
 from .values import dsl_to_ue
 

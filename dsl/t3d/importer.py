@@ -794,7 +794,7 @@ def import_t3d_text(
         from ..formatter import format_dsl
 
         dsl_text = format_dsl(raw, mapping.catalog)
-    except Exception as exc:  # keep the unformatted text: it still says everything
+    except Exception as exc:  # noqa: BLE001 - reported in the notes; the unformatted text still says everything
         importer.report.notes.append(f"formatter refused the output ({type(exc).__name__}: {exc}); left unformatted")
     diagnostics: list[Diagnostic] = []
     if validate_output:
