@@ -21,11 +21,12 @@ from typing import Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config
-from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
+from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, effective_key, known_ids
 from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
 from bpllm_tui.screens.dashboard import DashboardScreen
 from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
@@ -110,6 +111,7 @@ class BpllmApp(App[int]):
             self.state.add_log(f"{self.workspace} is not a bpllm workspace yet (no bpllm.toml); "
                                "press s to create it and start a cycle", "warning", "tui")
         self.set_timer(1.5, self._freeze_startup_objects)  # after the first frames, off the startup path
+        self._announce_swaps()
         if self.open_lesson is not None:
             self.call_later(self.open_lesson_in_editor, self.open_lesson)
         if self.attach_on_start:
@@ -118,6 +120,15 @@ class BpllmApp(App[int]):
                 self.state.add_log(f"{'attaching to running' if live else 'showing last'} run {run_dir.name}",
                                    "info", "tui")
                 self.client.follow(run_dir, live=live)
+
+    def _announce_swaps(self) -> None:
+        """Edits a killed session never saved are said at once, not only if that lesson is opened."""
+        from bpllm_tui.lesson import pending_swaps
+
+        for swap in pending_swaps(self.workspace)[:2]:
+            at = time.strftime("%H:%M:%S", time.localtime(swap["written_at"]))
+            self.notify(f"{swap['path'].name} has unsaved edits from {at} (the app was closed or killed): "
+                        "press e to recover or discard them", title="Unsaved edits found", timeout=12)
 
     def _freeze_startup_objects(self) -> None:
         """GC policy for smooth frames: the app's startup objects (widgets, CSS, modules) are frozen out
@@ -352,7 +363,10 @@ class BpllmApp(App[int]):
             if spec.action in seen or spec.action == "back":
                 continue
             seen.add(spec.action)
-            yield SystemCommand(spec.description if spec.id != "app.quit" else "Quit", spec.help,
+            key = effective_key(spec, self.config.keys).split(",")[0].strip()
+            hint = self.get_key_display(Binding(key, spec.action)) if key else ""
+            # full name to find it by; the key beside the help, so the palette teaches the shortcut
+            yield SystemCommand(spec.palette_title, f"[{hint}]  {spec.help}" if hint else spec.help,
                                 _runner(target, spec.action))
         yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Theme"))
 

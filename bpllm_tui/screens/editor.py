@@ -24,7 +24,7 @@ from textual.widgets.option_list import Option
 from dsl.ast import Diagnostic
 from dsl.validator import validate
 from bpllm_tui.keys import EDITOR_KEYS, bindings
-from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files
+from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files, pending_swaps
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
 from bpllm_tui.widgets.dsl_editor import DslTextArea
 
@@ -86,6 +86,8 @@ class EditorScreen(Screen):
     CSS_PATH = "../../styles/editor.tcss"
     BINDINGS = bindings(EDITOR_KEYS)
     KEY_SPECS = EDITOR_KEYS
+    # below 120 columns the panes stack (styles/editor.tcss): side by side the DSL pane had no width
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, workspace: Path, initial: Path | None = None) -> None:
         super().__init__(id="editor")
@@ -128,9 +130,10 @@ class EditorScreen(Screen):
         self.query_one("#diag-pane").border_title = "Problems"
         self.query_one("#dsl").border_title = "DSL"
         target = self.initial
-        if target is None:
+        if target is None:  # unsaved edits a killed session left behind come first: recovery is offered at once
+            swaps = pending_swaps(self.workspace)
             files = lesson_files(self.workspace)
-            target = files[0] if files else None
+            target = swaps[0]["path"] if swaps and swaps[0]["path"].exists() else files[0] if files else None
         if target is not None:
             self.request_open(target)
         else:
@@ -173,11 +176,14 @@ class EditorScreen(Screen):
             if answer == "recover":
                 lesson.data = recovered["lesson"]
                 dirty = True
+                self.notify(f"Recovered the unsaved edits of {path.name} from {age}; ctrl+s saves them",
+                            title="Swap file recovered", timeout=8)
             else:
                 swap.remove()
         elif recovered is not None:
             swap.remove()
         self._show_lesson(lesson, swap, dirty, index=int(recovered.get("index", 0)) if dirty and recovered else 0)
+        self.dsl.focus()  # the editor is for writing DSL: keys go there at once
 
     def _show_lesson(self, lesson: Lesson, swap: SwapFile, dirty: bool, index: int = 0) -> None:
         self.lesson, self.swap, self.dirty = lesson, swap, dirty
