@@ -87,7 +87,7 @@ class EditorScreen(Screen):
     BINDINGS = bindings(EDITOR_KEYS)
     KEY_SPECS = EDITOR_KEYS
     # below 120 columns the panes stack (styles/editor.tcss): side by side the DSL pane had no width
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    NARROW = 120
 
     def __init__(self, workspace: Path, initial: Path | None = None) -> None:
         super().__init__(id="editor")
@@ -125,7 +125,14 @@ class EditorScreen(Screen):
     def dsl(self) -> DslTextArea:
         return self.query_one("#dsl", DslTextArea)
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < self.NARROW, "-narrow")
+
+    def on_screen_resume(self) -> None:  # the terminal may have been resized in another mode
+        self.set_class(self.app.size.width < self.NARROW, "-narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < self.NARROW, "-narrow")
         self.query_one("#prompt-pane").border_title = "Prompts"
         self.query_one("#diag-pane").border_title = "Problems"
         self.query_one("#dsl").border_title = "DSL"

@@ -52,7 +52,7 @@ class ReviewScreen(Screen):
     BINDINGS = bindings(REVIEW_KEYS)
     KEY_SPECS = REVIEW_KEYS
     # below 120 columns the tree goes above the diff (styles/review.tcss): beside it the panes were 2 lines high
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    NARROW = 120
 
     def __init__(self, workspace: Path, extra_sources: list[Path] = ()) -> None:
         super().__init__(id="review")
@@ -81,7 +81,14 @@ class ReviewScreen(Screen):
                 yield OptionList(id="differences")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < self.NARROW, "-narrow")
+
+    def on_screen_resume(self) -> None:  # the terminal may have been resized in another mode
+        self.set_class(self.app.size.width < self.NARROW, "-narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < self.NARROW, "-narrow")
         self.query_one("#exam-tree").border_title = "Run → lesson → prompt"
         self.query_one("#expected-pane").border_title = "Expected (gold)"
         self.query_one("#actual-pane").border_title = "Actual (model)"
@@ -228,9 +235,14 @@ class ReviewScreen(Screen):
             tree = self.query_one("#exam-tree", Tree)
             first = next((c for c in node.children if select and c.data[2].prompt_id == select), None)
             first = first or next((c for c in node.children if c.data[2].failed), node.children[0])
-            tree.move_cursor(first)
-            tree.call_after_refresh(tree.scroll_to_node, first, animate=False)  # a short tree (80x24) too
+            # the tree numbers its lines on the next refresh: move there then (a short tree at 80x24 scrolls)
+            tree.call_after_refresh(self._cursor_to, first)
             self.show_record(f, first.data[2])
+
+    def _cursor_to(self, node) -> None:
+        tree = self.query_one("#exam-tree", Tree)
+        tree.move_cursor(node, animate=False)
+        tree.call_after_refresh(tree.scroll_to_node, node, animate=False)
 
     @on(Tree.NodeExpanded, "#exam-tree")
     def _expanded(self, event: Tree.NodeExpanded) -> None:
