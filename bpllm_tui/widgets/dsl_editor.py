@@ -101,6 +101,8 @@ class DslTextArea(TextArea):
                 start = max(0, min(start, length))
                 end = max(start + 1, min(end, length + 1))  # at least one cell (the end-of-line space)
                 by_line[idx].append((start, end, d.severity))
+        if by_line == self._by_line:
+            return  # the same marks on the same lines: TextArea's own cache stays valid
         self._by_line = dict(by_line)
         self._line_cache.clear()
         self.refresh()
