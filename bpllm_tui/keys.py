@@ -71,7 +71,8 @@ EDITOR_KEYS: tuple[KeySpec, ...] = (
     KeySpec("editor.delete_prompt", "f5", "delete_prompt", "Del prompt", "Delete the selected prompt", show=False),
     KeySpec("editor.next_problem", "ctrl+g", "next_problem", "Next error", "Jump to the next diagnostic"),
     KeySpec("editor.accept_draft", "f6", "accept_draft", "Accept draft",
-            "Accept this drafted lesson: move it into lessons/ so the teaching loop integrates it"),
+            "Accept this drafted lesson: move it into lessons/ so the teaching loop integrates it",
+            priority=True),  # the DSL field (TextArea) binds f6 to select-line
     KeySpec("editor.import_t3d", "f8", "import_t3d", "Import T3D", "Import an Unreal clipboard file as this prompt's DSL"),
     KeySpec("editor.export_t3d", "f9", "export_t3d", "Export T3D", "Export this prompt's DSL as an Unreal clipboard file"),
     KeySpec("editor.back", "escape", "back", "Back", "Back to the dashboard (edits are kept)"),

@@ -85,6 +85,11 @@ class DslTextArea(TextArea):
         self._styles: dict[str, Style] = {}
         self._styles_theme: str | None = None
 
+    async def _on_key(self, event) -> None:
+        if event.key == "escape":
+            return  # TextArea would only move focus; the editor opens in the DSL, so Esc is the screen's Back
+        await super()._on_key(event)
+
     # ---------------------------------------------------------------- diagnostics
     def set_diagnostics(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = list(diagnostics)
