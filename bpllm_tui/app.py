@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from rich.markup import escape
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -366,7 +367,7 @@ class BpllmApp(App[int]):
             key = effective_key(spec, self.config.keys).split(",")[0].strip()
             hint = self.get_key_display(Binding(key, spec.action)) if key else ""
             # full name to find it by; the key beside the help, so the palette teaches the shortcut
-            yield SystemCommand(spec.palette_title, f"[{hint}]  {spec.help}" if hint else spec.help,
+            yield SystemCommand(spec.palette_title, escape(f"key {hint} · {spec.help}" if hint else spec.help),
                                 _runner(target, spec.action))
         yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Theme"))
 

@@ -121,9 +121,9 @@ async def test_command_palette_offers_the_same_actions(workspace):
         commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
         for spec in APP_KEYS:  # full names, each with its key
             assert spec.palette_title in commands
-            assert commands[spec.palette_title].startswith("["), commands[spec.palette_title]
-        assert commands["Open the score history"].startswith("[h]")
-        assert commands["Quit bpllm"].startswith("[^q]")
+            assert commands[spec.palette_title].startswith("key "), commands[spec.palette_title]
+        assert commands["Open the score history"].startswith("key h ·")
+        assert commands["Quit bpllm"].startswith("key ^q ·")
         # dashboard-specific actions are offered on the dashboard, named in full
         assert "Loss chart: logarithmic y axis on/off" in commands and "Log y" not in commands
         # and running one from the palette does what the key does
@@ -264,10 +264,13 @@ async def test_dashboard_at_80x24_keeps_run_keys_and_status_essentials(workspace
     app = BpllmApp(workspace, config=TuiConfig())
     async with app.run_test(size=(80, 24)) as pilot:
         assert await wait_for(pilot, lambda: app.state.status == "done")
-        await pilot.pause(0.3)
-        keys = [k for k in app.screen.query(FooterKey) if "-command-palette" not in k.classes]
-        assert [k.action for k in keys[:4]] == ["start_cycle", "stop_run", "resume_run", "quit"]
-        assert all(k.region.right <= 80 and k.region.width > 0 for k in keys[:4])
+        footer_keys = lambda: [k for k in app.screen.query(FooterKey) if "-command-palette" not in k.classes]  # noqa: E731
+        first = ["start_cycle", "stop_run", "resume_run", "quit"]
+        # the footer recomposes when bindings change: wait for a settled one
+        assert await wait_for(pilot, lambda: [k.action for k in footer_keys()[:4]] == first), \
+            [k.action for k in footer_keys()]
+        assert await wait_for(pilot, lambda: all(0 < k.region.width and k.region.right <= 80
+                                                 for k in footer_keys()[:4]) and len(footer_keys()) >= 4)
         status = str(app.screen.query_one(StatusBar).render())
         assert "DONE" in status and "ETA" in status and "elapsed" in status, status
 
