@@ -214,8 +214,15 @@ class EditorScreen(Screen):
         self._show_lesson(lesson, swap, dirty, index=int(recovered.get("index", 0)) if dirty and recovered else 0)
         self.dsl.focus()  # the editor is for writing DSL: keys go there at once
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """f6 is offered (footer, key) only on a draft: on a lesson it was a dead key taking footer room."""
+        if action == "accept_draft":
+            return self.lesson is not None and self.lesson.path.parent.name == "drafts"
+        return True
+
     def _show_lesson(self, lesson: Lesson, swap: SwapFile, dirty: bool, index: int = 0) -> None:
         self.lesson, self.swap, self.dirty = lesson, swap, dirty
+        self.refresh_bindings()
         for widget in (self.dsl, self.query_one("#instruction"), self.query_one("#category")):
             widget.disabled = False
         if not lesson.prompts:
