@@ -29,6 +29,7 @@ BUCKET_LABEL = {
 }
 # validator codes about the whole text rather than the line they are pinned to (1:1)
 WHOLE_TEXT = {"missing-header": "(header)", "missing-graph": "whole graph", "no-event": "whole graph",
+              "no-wires": "whole graph",
               "internal": "whole text"}
 _NODE_REF = re.compile(r"\b(n[0-9]+)\.")
 # gutter mark and theme colour per kind of mark
