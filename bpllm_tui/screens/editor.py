@@ -6,8 +6,8 @@ through a busy event loop (``bpllm bench tui`` measured a 98.6 ms worst case wit
 timer). The problems list and prompt label are rebuilt only when the diagnostics changed.
 Texts that take longer than ``SYNC_VALIDATE_S`` to check fall back to a debounce, so typing
 never waits on them. Every edit also rewrites a swap file (from a thread, so the key's
-feedback never waits on the disk), so killing the app loses nothing; saving is atomic; every way out (open, new, quit) asks
-about unsaved edits.
+feedback never waits on the disk), so killing the app loses nothing; saving is atomic;
+every way out (open, new, quit) asks about unsaved edits.
 """
 from __future__ import annotations
 

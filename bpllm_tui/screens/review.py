@@ -105,8 +105,8 @@ class ReviewScreen(Screen):
     def _look_for_exams(self) -> None:
         try:
             sig = exams.signature(self.workspace, self.extra_sources)
-        except OSError as exc:  # a vanished or unreadable folder: say so once, keep polling
-            self.post_message(ExamFilesChanged(self._signature, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported on screen (once), and the poll goes on
+            self.post_message(ExamFilesChanged(self._signature, error=f"{type(exc).__name__}: {exc}"))
             return
         if sig != self._signature:
             self.post_message(ExamFilesChanged(sig))
