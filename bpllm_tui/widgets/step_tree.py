@@ -86,7 +86,7 @@ class StepTree(Tree[str]):
         elif step and step.duration is not None and status in ("complete", "error"):
             detail = format_duration(step.duration)
         elif status == "skip" and step and step.message:
-            detail = f"skipped: {step.message}"  # the engine's reason, on the row (the icon alone said nothing)
+            detail = step.message  # the engine's reason on the row (⏭ already says skipped; the row is narrow)
         if detail:
             text.append(f"  {detail.strip()}", "dim")
         if current and state.active:
