@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from rich.markup import escape
 from textual import work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
-from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, known_ids
+from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, effective_key, known_ids
 from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
                                 EngineProcess, GpuSample)
 from bpllm_tui.screens.dashboard import DashboardScreen
@@ -118,6 +120,7 @@ class BpllmApp(App[int]):
         self.state.keep_mastery(*latest_mastery(self.workspace))
         self._probe_gpus()
         self.set_interval(GPU_PROBE_S, self._probe_gpus)
+        self._announce_swaps()
         if self.open_lesson is not None:
             self.call_later(self.open_lesson_in_editor, self.open_lesson)
         if self.attach_on_start:
@@ -144,6 +147,15 @@ class BpllmApp(App[int]):
     def on_gpu_sample(self, message: GpuSample) -> None:
         self.state.set_local_gpu({"available": message.available, "devices": message.devices,
                                   "reason": message.reason})
+
+    def _announce_swaps(self) -> None:
+        """Edits a killed session never saved are said at once, not only if that lesson is opened."""
+        from bpllm_tui.lesson import pending_swaps
+
+        for swap in pending_swaps(self.workspace)[:2]:
+            at = time.strftime("%H:%M:%S", time.localtime(swap["written_at"]))
+            self.notify(f"{swap['path'].name} has unsaved edits from {at} (the app was closed or killed): "
+                        "press e to recover or discard them", title="Unsaved edits found", timeout=12)
 
     def _freeze_startup_objects(self) -> None:
         """GC policy for smooth frames: the app's startup objects (widgets, CSS, modules) are frozen out
@@ -401,7 +413,10 @@ class BpllmApp(App[int]):
             if spec.action in seen or spec.action == "back":
                 continue
             seen.add(spec.action)
-            yield SystemCommand(spec.description if spec.id != "app.quit" else "Quit", spec.help,
+            key = effective_key(spec, self.config.keys).split(",")[0].strip()
+            hint = self.get_key_display(Binding(key, spec.action)) if key else ""
+            # full name to find it by; the key beside the help, so the palette teaches the shortcut
+            yield SystemCommand(spec.palette_title, escape(f"key {hint} · {spec.help}" if hint else spec.help),
                                 _runner(target, spec.action))
         yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Theme"))
 

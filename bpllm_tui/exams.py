@@ -152,23 +152,55 @@ def describe(path: Path) -> ExamFile:
     return ExamFile(path, lesson, version, stamp, summary)
 
 
-def discover(workspace: Path | None, extra: list[Path] = ()) -> list[ExamFile]:
-    """Every exam JSONL file we can find, newest version last."""
+def _exam_paths(workspace: Path | None, extra: list[Path] = ()) -> list[Path]:
     roots: list[Path] = []
     if workspace is not None:
         roots += [workspace / "models", workspace / "runs", workspace / "results", workspace / "exams"]
     roots += list(extra)
     seen: set[Path] = set()
-    files: list[ExamFile] = []
+    paths: list[Path] = []
     for root in roots:
         if not root.is_dir():
             continue
-        for path in sorted(root.rglob("*.jsonl")):
-            if path in seen or path.name in ("events.jsonl",) or not path.name.startswith("exam"):
-                continue
-            seen.add(path)
-            files.append(describe(path))
+        for path in sorted(root.rglob("exam*.jsonl")):
+            if path not in seen:
+                seen.add(path)
+                paths.append(path)
+    return paths
+
+
+def discover(workspace: Path | None, extra: list[Path] = ()) -> list[ExamFile]:
+    """Every exam JSONL file we can find, newest version last."""
+    files = [describe(path) for path in _exam_paths(workspace, extra)]
     return sorted(files, key=lambda f: (_version_key(f.version), f.lesson_id, f.stamp))
+
+
+def signature(workspace: Path | None, extra: list[Path] = ()) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every exam file: what the review polls to notice new or grown exams."""
+    out = []
+    for path in _exam_paths(workspace, extra):
+        try:
+            st = path.stat()
+        except OSError:  # removed between the listing and the stat
+            continue
+        out.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def same_prompt(files: list[ExamFile], record: ExamRecord) -> list[tuple[ExamFile, ExamRecord]]:
+    """This prompt's record in every version that examined it (by lesson and prompt id), oldest version first."""
+    found: dict[str, tuple[ExamFile, ExamRecord]] = {}
+    for f in files:
+        if f.lesson_id != record.lesson_id:
+            continue
+        try:
+            records, _ = load(f)
+        except OSError:
+            continue
+        for r in records:
+            if r.prompt_id == record.prompt_id:
+                found[f.version] = (f, r)  # files are sorted by stamp: the newest exam of a version wins
+    return [found[v] for v in sorted(found, key=_version_key)]
 
 
 def _version_key(version: str) -> tuple:

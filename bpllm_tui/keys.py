@@ -22,6 +22,11 @@ class KeySpec:
     priority: bool = False
     palette: bool = True  # offered in the command palette
 
+    @property
+    def palette_title(self) -> str:
+        """The palette's full name ("Log y" alone says little there); the footer label when none is set."""
+        return PALETTE_TITLES.get(self.id, self.description)
+
     def binding(self) -> Binding:
         return Binding(
             self.key,
@@ -66,7 +71,8 @@ EDITOR_KEYS: tuple[KeySpec, ...] = (
     KeySpec("editor.delete_prompt", "f5", "delete_prompt", "Del prompt", "Delete the selected prompt", show=False),
     KeySpec("editor.next_problem", "ctrl+g", "next_problem", "Next error", "Jump to the next diagnostic"),
     KeySpec("editor.accept_draft", "f6", "accept_draft", "Accept draft",
-            "Accept this drafted lesson: move it into lessons/ so the teaching loop integrates it"),
+            "Accept this drafted lesson: move it into lessons/ so the teaching loop integrates it",
+            priority=True),  # the DSL field (TextArea) binds f6 to select-line
     KeySpec("editor.import_t3d", "f8", "import_t3d", "Import T3D", "Import an Unreal clipboard file as this prompt's DSL"),
     KeySpec("editor.export_t3d", "f9", "export_t3d", "Export T3D", "Export this prompt's DSL as an Unreal clipboard file"),
     KeySpec("editor.back", "escape", "back", "Back", "Back to the dashboard (edits are kept)"),
@@ -75,6 +81,10 @@ EDITOR_KEYS: tuple[KeySpec, ...] = (
 REVIEW_KEYS: tuple[KeySpec, ...] = (
     KeySpec("review.failures", "f", "toggle_failures", "Failures only", "Show only prompts that failed"),
     KeySpec("review.correct", "c", "copy_to_correction", "To correction", "Copy prompt + gold answer into a correction lesson"),
+    KeySpec("review.reload", "ctrl+r", "reload", "Reload",
+            "Read the exam files again (new exams also appear by themselves within seconds)"),
+    KeySpec("review.compare", "p", "compare_versions", "Versions",
+            "Show this prompt's answers of two model versions side by side (again: the pair before, then off)"),
     KeySpec("review.back", "escape", "back", "Back", "Back to the dashboard"),
 )
 
@@ -82,6 +92,41 @@ HISTORY_KEYS: tuple[KeySpec, ...] = (
     KeySpec("history.reload", "ctrl+r", "reload", "Reload", "Read the history store again"),
     KeySpec("history.back", "escape", "back", "Back", "Back to the dashboard"),
 )
+
+# full names for the command palette, where the footer's short labels lose their context
+PALETTE_TITLES: dict[str, str] = {
+    "run.start": "Start a teaching cycle",
+    "run.stop": "Stop the running engine",
+    "run.resume": "Resume the last run",
+    "screen.dashboard": "Show the dashboard",
+    "screen.editor": "Open the lesson editor",
+    "screen.review": "Open the exam review",
+    "screen.history": "Open the score history",
+    "lesson.latest_draft": "Open the latest lesson draft",
+    "app.theme": "Change the colour theme",
+    "app.help": "Show every key (help)",
+    "app.quit": "Quit bpllm",
+    "loss.log_scale": "Loss chart: logarithmic y axis on/off",
+    "loss.window": "Loss chart: all steps / the last N",
+    "log.follow": "Log: pause / follow new lines",
+    "log.filter": "Log: filter by text",
+    "log.level": "Log: cycle the minimum level",
+    "editor.save": "Save the lesson",
+    "editor.format": "Format the DSL",
+    "editor.open": "Open a lesson",
+    "editor.new": "Create a new lesson",
+    "editor.add_prompt": "Add a prompt",
+    "editor.delete_prompt": "Delete the selected prompt",
+    "editor.next_problem": "Jump to the next problem",
+    "editor.accept_draft": "Accept this lesson draft",
+    "editor.import_t3d": "Import an Unreal T3D clipboard file",
+    "editor.export_t3d": "Export as Unreal T3D clipboard text",
+    "review.failures": "Review: failures only / all prompts",
+    "review.correct": "Review: copy to a correction lesson",
+    "review.reload": "Review: reload the exam files",
+    "review.compare": "Review: compare this prompt across model versions",
+    "history.reload": "History: reload",
+}
 
 ALL_KEY_GROUPS: tuple[tuple[str, tuple[KeySpec, ...]], ...] = (
     ("Everywhere", APP_KEYS),

@@ -125,6 +125,30 @@ class SwapFile:
             pass
 
 
+def pending_swaps(workspace: Path) -> list[dict[str, Any]]:
+    """Swap files whose edits never reached their lesson (a killed or crashed session), newest first.
+
+    The app announces them when it opens and the editor opens their lesson first, so recovery is
+    offered where the user looks instead of only if they happen to open that lesson."""
+    found: list[dict[str, Any]] = []
+    swap_dir = workspace / ".bpllm" / "swap"
+    for path in sorted(swap_dir.glob("*.json")) if swap_dir.is_dir() else ():
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(payload, dict) or not isinstance(payload.get("lesson"), dict) or not payload.get("path"):
+            continue
+        lesson_path = Path(payload["path"])
+        try:
+            on_disk = json.loads(lesson_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            on_disk = None
+        if on_disk != payload["lesson"]:
+            found.append({"path": lesson_path, "written_at": float(payload.get("written_at") or 0.0)})
+    return sorted(found, key=lambda s: s["written_at"], reverse=True)
+
+
 def lesson_files(workspace: Path) -> list[Path]:
     """Lessons of the workspace, drafts from grading included (newest drafts first)."""
     lessons = workspace / "lessons"

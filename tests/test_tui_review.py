@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,119 @@ async def test_history_skips_unreadable_rows_and_a_broken_store_with_a_notice(tm
     db.write_bytes(b"this is not a database" * 100)
     cells, _ = collect(ws, [], problems)
     assert any(str(db) in p and "unreadable" in p for p in problems), problems
+
+
+def write_exam(ws: Path, version: str, actual: str, *, prompt_id: str = "X_01", seen: bool = False,
+               expected: str = GOLD) -> Path:
+    """An exam file where the engine writes it: models/<version>/exams/exam_<lesson>.jsonl."""
+    path = ws / "models" / version / "exams" / "exam_lesson_x.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {"lesson_id": "lesson_x", "prompt_id": prompt_id, "instruction": "Print A", "expected_dsl": expected,
+           "actual_dsl": actual, "valid": True, "seen": seen,
+           "comparison": {"score": 50.0, "precision": 0.5, "recall": 0.5, "exact": False}}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    return path
+
+
+def differences(review) -> list[str]:
+    diffs = review.query_one("#differences")
+    return [str(diffs.get_option_at_index(i).prompt) for i in range(diffs.option_count)]
+
+
+async def open_review(app, pilot):
+    await pilot.press("v")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.current is not None)
+    return app.screen
+
+
+@aio
+async def test_review_follows_new_exam_files_and_ctrl_r_reloads(tmp_path):
+    """Opened during cycle 2, the review shows v2's exam when it lands (no restart), and ctrl+r reads at once."""
+    ws = tmp_path / "ws"
+    write_exam(ws, "v1", WRONG)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await open_review(app, pilot)
+        assert [f.version for f in review.files] == ["v1"]
+        write_exam(ws, "v2", GOLD)  # the engine's exam step of cycle 2 finishes
+        assert await wait_for(pilot, lambda: review.current_file is not None and review.current_file.version == "v2",
+                              timeout=15), "the review never noticed v2's exam"
+        assert "2 exam files" in str(review.query_one("#review-title").render())
+        write_exam(ws, "v3", WRONG)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.05)
+        assert [f.version for f in review.files] == ["v1", "v2", "v3"]
+        assert review.current_file.version == "v3"
+
+
+@aio
+async def test_same_text_wire_between_other_nodes_is_explained_once(tmp_path):
+    """EXEC n1.Then -> n2.Execute in both texts, but n2 is PrintString in one and Delay in the other."""
+    ws = tmp_path / "ws"
+    write_exam(ws, "v1", GOLD.replace('PrintString [InString="A"]', "Delay [Duration=1.0]"))
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await open_review(app, pilot)
+        texts = differences(review)
+        wires = [t for t in texts if "EXEC n1.Then -> n2.Execute" in t]
+        assert len(wires) == 1, texts
+        assert "nodes differ" in wires[0] and "n2 is PrintString in expected, Delay in actual" in wires[0]
+        assert not any("missing EXEC" in t or "extra EXEC" in t for t in texts), texts
+        assert any("missing node" in t and "PrintString" in t for t in texts)  # the node itself still is
+
+
+@aio
+async def test_scores_and_places_are_said_in_words_not_line_zero(tmp_path):
+    ws = tmp_path / "ws"
+    # no PARENT header and nothing in common line by line: the header difference has no actual line
+    write_exam(ws, "v1", "BLUEPRINT: BP_B\n\nGRAPH: Other\n\nNODE n1: Event_Tick")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await open_review(app, pilot)
+        info = str(review.query_one("#prompt-info").render())
+        assert "lines in common 0 %" in info and not re.search(r"\bline \d", info), info
+        texts = differences(review)
+        header = next(t for t in texts if t.startswith("header"))
+        assert "exp L2" in header
+        missing_parent = next(t for t in texts if "missing PARENT header" in t)
+        assert "(header)" in missing_parent and "1:1" not in missing_parent, missing_parent
+
+
+@aio
+async def test_compare_one_prompt_across_versions(tmp_path):
+    ws = tmp_path / "ws"
+    write_exam(ws, "v1", GOLD.replace('PrintString [InString="A"]', "Delay [Duration=1.0]"))
+    write_exam(ws, "v2", WRONG, seen=True)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await open_review(app, pilot)
+        assert review.current_file.version == "v2"
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert review.query_one("#expected-pane").border_title.startswith("v1 answer")
+        assert review.query_one("#actual-pane").border_title.startswith("v2 answer")
+        assert "Delay" in str(review.query_one("#expected").render())
+        assert 'InString="B"' in str(review.query_one("#actual").render())
+        texts = differences(review)
+        assert any(t.startswith("fixed in v2") and "Delay" in t for t in texts), texts
+        assert any(t.startswith("new in v2") and "InString" in t for t in texts), texts
+        info = str(review.query_one("#prompt-info").render())
+        assert "v1 vs v2" in info and "unseen" in info and "seen" in info
+        await pilot.press("p")  # the only pair: back to expected vs actual
+        await pilot.pause(0.1)
+        assert review.query_one("#expected-pane").border_title == "Expected (gold)"
+
+
+@aio
+async def test_review_at_80x24_keeps_the_answers_readable(tmp_path):
+    ws = tmp_path / "ws"
+    write_exam(ws, "v1", WRONG)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        review = await open_review(app, pilot)
+        await pilot.pause(0.2)
+        for pane in ("#expected-pane", "#actual-pane"):
+            assert review.query_one(pane).size.height >= 5, (pane, review.query_one(pane).size)
+        tree = review.query_one("#exam-tree")
+        assert tree.cursor_node is not None and tree.cursor_node.data[0] == "prompt"
+        assert "BLUEPRINT: BP_A" in str(review.query_one("#actual").render())

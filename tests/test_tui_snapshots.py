@@ -141,3 +141,51 @@ def test_review_structural_diff(snap_compare, tmp_path):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(160, 40), run_before=before)
+
+
+def test_editor_narrow_terminal(snap_compare, tmp_path):
+    """80x24: the panes stack and the DSL field takes the width (it was ~2 columns wide, no text)."""
+    ws = tmp_path / "ws"
+    (ws / "lessons").mkdir(parents=True)
+    lesson = {"lesson_id": "lesson_doors", "lesson_name": "Doors", "prompts": [
+        {"id": "D_01", "category": "delay", "instruction": "Open the door two seconds after play begins.",
+         "expected_dsl": EXPECTED.replace("NODE n2: Delay [Duration=2.0]", "NODE n2: Dealy [Duration=2.0]")}]}
+    (ws / "lessons" / "lesson_doors.json").write_text(json.dumps(lesson), encoding="utf-8")
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    async def before(pilot):
+        await pilot.press("e")
+        while getattr(app.screen, "lesson", None) is None:
+            await pilot.pause(0.05)
+        editor = app.screen
+        editor.dsl.cursor_blink = False
+        for field in editor.query("Input"):
+            field.cursor_blink = False
+        editor.dsl.focus()
+        editor.dsl.move_cursor((6, 13))
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_review_narrow_terminal_comparing_versions(snap_compare, tmp_path):
+    """80x24: the tree above, the two versions' answers side by side with room to read, what changed below."""
+    ws = tmp_path / "ws"
+    for version, actual in (("v1", ACTUAL), ("v2", EXPECTED.replace("Duration=2.0", "Duration=3.0"))):
+        exams = ws / "models" / version / "exams"
+        exams.mkdir(parents=True)
+        record = {"lesson_id": "lesson_doors", "prompt_id": "D_01", "category": "delay",
+                  "instruction": "Open the door two seconds after play begins.", "expected_dsl": EXPECTED,
+                  "actual_dsl": actual, "valid": True, "seen": version == "v2",
+                  "comparison": {"score": 60.0, "precision": 0.6, "recall": 0.6, "exact": False}}
+        (exams / "exam_lesson_doors.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    async def before(pilot):
+        await pilot.press("v")
+        while getattr(app.screen, "current", None) is None:
+            await pilot.pause(0.05)
+        await pilot.press("p")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)

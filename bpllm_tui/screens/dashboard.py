@@ -94,6 +94,19 @@ class DashboardScreen(Screen):
     def on_resize(self) -> None:
         self.set_class(self.size.width < 120, "-narrow")
         self.set_class(self.size.width >= 150, "-wide")  # room for the mastery table's longest names
+        self.refresh_bindings()  # the footer's order depends on the width (active_bindings)
+
+    # at 80 columns the footer shows ~7 keys: start/stop/resume/quit first, so they are never the ones cut
+    FOOTER_FIRST = ("run.start", "run.stop", "run.resume", "app.quit")
+
+    @property
+    def active_bindings(self):
+        bindings = super().active_bindings
+        if not self.has_class("-narrow"):
+            return bindings
+        first = {k: v for k, v in bindings.items() if v.binding.id in self.FOOTER_FIRST}
+        first = dict(sorted(first.items(), key=lambda kv: self.FOOTER_FIRST.index(kv[1].binding.id)))
+        return {**first, **{k: v for k, v in bindings.items() if k not in first}}
 
     def on_screen_resume(self) -> None:
         self.sync(force=True)

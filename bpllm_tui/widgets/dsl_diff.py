@@ -5,6 +5,7 @@ both texts), so renumbered nodes or reordered lines are *not* shown as differenc
 only what the graph comparison says is missing, extra or wrong."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -12,6 +13,9 @@ from rich.style import Style
 from rich.text import Text
 
 from dsl.ast import Diagnostic
+from dsl.catalog import default_catalog
+from dsl.graph import build_graph
+from dsl.parser import parse
 from bpllm_tui.widgets._theme import themed, tint
 from bpllm_tui.widgets.dsl_editor import TOKEN_STYLES, colourize
 
@@ -21,8 +25,13 @@ BUCKET_LABEL = {
     "missing_nodes": "missing node", "extra_nodes": "extra node", "wrong_params": "wrong param",
     "missing_exec": "missing EXEC", "extra_exec": "extra EXEC", "missing_data": "missing DATA",
     "extra_data": "extra DATA", "missing_vars": "missing VAR", "extra_vars": "extra VAR",
-    "header": "header", "format_errors": "format error",
+    "header": "header", "format_errors": "format error", "rewired": "nodes differ",
 }
+# validator codes about the whole text rather than the line they are pinned to (1:1)
+WHOLE_TEXT = {"missing-header": "(header)", "missing-graph": "whole graph", "no-event": "whole graph",
+              "no-wires": "whole graph",
+              "internal": "whole text"}
+_NODE_REF = re.compile(r"\b(n[0-9]+)\.")
 # gutter mark and theme colour per kind of mark
 MARKS = {"missing": ("-", "error"), "extra": ("+", "warning"), "param": ("~", "secondary"), "error": ("!", "error")}
 
@@ -39,7 +48,7 @@ def line_marks(buckets: dict[str, list[dict[str, Any]]], diags: list[Diagnostic]
                 expected[e] = "missing"
             elif bucket in EXTRA and a:
                 actual[a] = "extra"
-            elif bucket in ("wrong_params", "header"):
+            elif bucket in ("wrong_params", "header", "rewired"):
                 if e:
                     expected.setdefault(e, "param")
                 if a:
@@ -50,6 +59,67 @@ def line_marks(buckets: dict[str, list[dict[str, Any]]], diags: list[Diagnostic]
         if d.severity == "error":
             actual.setdefault(d.line, "error")
     return expected, actual
+
+
+def where_text(item: dict[str, Any], bucket: str) -> str:
+    """Where a difference sits, in words when it has no line of its own (never "line 0")."""
+    where = []
+    if item.get("expected_line"):
+        where.append(f"exp L{item['expected_line']}")
+    if item.get("actual_line"):
+        where.append(f"act L{item['actual_line']}")
+    if where:
+        return ", ".join(where)
+    return "(header)" if bucket == "header" else "whole graph"
+
+
+def diagnostic_where(d: Diagnostic) -> str:
+    return WHOLE_TEXT.get(d.code) or f"act {d.line}:{d.column}"
+
+
+def pair_rewired(buckets: dict[str, list[dict[str, Any]]], expected: str, actual: str,
+                 mapping: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Buckets where a missing and an extra wire of the same text become one "rewired" entry that says why.
+
+    ``EXEC n1.Then -> n2.Execute`` can be both missing and extra: the text matches, but the scorer
+    matches nodes by type, not number, so when n2 is another node type in the answer the wire ends
+    elsewhere. Listing it twice read as a scorer bug; one entry naming the differing nodes does not.
+    """
+    out = {k: list(v) for k, v in buckets.items()}
+    out.setdefault("rewired", [])
+    graphs = None
+    for kind in ("exec", "data"):
+        missing, extra = out.get(f"missing_{kind}", []), out.get(f"extra_{kind}", [])
+        for m in list(missing):
+            key = " ".join(str(m.get("text", "")).split())
+            x = next((e for e in extra if " ".join(str(e.get("text", "")).split()) == key), None)
+            if x is None:
+                continue
+            if graphs is None:
+                cat = default_catalog()
+                graphs = (build_graph(parse(expected), cat), build_graph(parse(actual), cat))
+            missing.remove(m)
+            extra.remove(x)
+            out["rewired"].append({"text": m.get("text", ""), "expected_line": m.get("expected_line"),
+                                   "actual_line": x.get("actual_line"),
+                                   "why": _why_rewired(key, graphs[0], graphs[1], mapping)})
+    return out
+
+
+def _why_rewired(text: str, exp_graph, act_graph, mapping: dict[str, str]) -> str:
+    reasons = []
+    for nid in dict.fromkeys(_NODE_REF.findall(text)):
+        en, an = exp_graph.nodes.get(nid), act_graph.nodes.get(nid)
+        et, at = (en.type if en else "absent"), (an.type if an else "absent")
+        if et != at:
+            reasons.append(f"{nid} is {et} in expected, {at} in actual")
+        elif mapping.get(nid) != nid:
+            other = mapping.get(nid)
+            reasons.append(f"expected {nid} ({et}) matches actual {other}" if other
+                           else f"expected {nid} ({et}) matches no actual node")
+    if not reasons:
+        return "same text, but its ends were matched to other nodes"
+    return "same text, other nodes: " + "; ".join(reasons)
 
 
 def render_side(app, text: str, marks: dict[int, str], diags: list[Diagnostic] | None = None) -> Text:

@@ -85,6 +85,11 @@ class DslTextArea(TextArea):
         self._styles: dict[str, Style] = {}
         self._styles_theme: str | None = None
 
+    async def _on_key(self, event) -> None:
+        if event.key == "escape":
+            return  # TextArea would only move focus; the editor opens in the DSL, so Esc is the screen's Back
+        await super()._on_key(event)
+
     # ---------------------------------------------------------------- diagnostics
     def set_diagnostics(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = list(diagnostics)
@@ -101,6 +106,8 @@ class DslTextArea(TextArea):
                 start = max(0, min(start, length))
                 end = max(start + 1, min(end, length + 1))  # at least one cell (the end-of-line space)
                 by_line[idx].append((start, end, d.severity))
+        if by_line == self._by_line:
+            return  # the same marks on the same lines: TextArea's own cache stays valid
         self._by_line = dict(by_line)
         self._line_cache.clear()
         self.refresh()

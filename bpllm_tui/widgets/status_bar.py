@@ -37,8 +37,9 @@ class StatusBar(Static):
         text.append(f" {status.upper()} ", themed(self.app, STATUS_STYLE.get(status, "")))
         if state.core.exit_code is not None and status in ("done", "stopped", "failed"):
             text.append(f"(exit {state.core.exit_code}) ", "dim")
-        text.append(" run ", "dim")
-        text.append(state.run_id or "—")
+        if self.size.width >= 100:  # at 80 columns the run id gives way to the heartbeat, elapsed and ETA
+            text.append(" run ", "dim")
+            text.append(state.run_id or "—")
         text.append("  profile ", "dim")
         text.append(state.core.profile or state.workspace_profile or "—")  # the run's, else the next run's
         text.append("  phase ", "dim")

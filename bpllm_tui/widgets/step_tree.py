@@ -139,7 +139,7 @@ class StepTree(Tree[str]):
         elif step and step.duration is not None and status in ("complete", "error"):
             detail = format_duration(step.duration)
         elif status == "skip" and step and step.message:
-            detail = "skipped"
+            detail = step.message  # the engine's reason on the row (⏭ already says skipped)
         detail = detail.strip()
         head = f"{icon} {sid:<4} "
         if width > 0:  # the name gives way to the counter and ETA, never the other way round
