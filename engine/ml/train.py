@@ -90,19 +90,19 @@ def device_info() -> dict[str, Any]:
 
 
 def load_model_for_training(base: str, profile: Profile):
-    """Base model + tokenizer, 8-bit when the profile says so (then prepared for k-bit training)."""
-    import torch
-
+    """Base model + tokenizer where engine.ml.placement puts it (the GPU in the profile's dtype, 8-bit/4-bit
+    when the profile says so, then prepared for k-bit training); CPU and fp32 without a GPU."""
     from .base import load_base
+    from .placement import place_for
 
-    info = device_info()
-    dtype = torch.bfloat16 if (profile.bf16 and info["bf16"]) else torch.float32
-    model, tokenizer = load_base(base, load_in_8bit=profile.load_in_8bit, load_in_4bit=profile.load_in_4bit, dtype=dtype)
-    if profile.load_in_8bit or profile.load_in_4bit:
+    placement = place_for(profile, base)
+    model, tokenizer = load_base(base, placement=placement)
+    model.bpllm_placement = placement
+    if placement.quantization:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(profile.gradient_checkpointing and info["device"] == "cuda")
+            model, use_gradient_checkpointing=bool(profile.gradient_checkpointing and placement.on_cuda)
         )
     return model, tokenizer
 
