@@ -24,8 +24,11 @@ from typing import Any, Sequence
 EXCLUDED_ROLES = frozenset({"display", "reserved", "off", "none"})
 # a card is filled to this share of its free memory at most (the CUDA context, fragmentation)
 MEMORY_SHARE = 0.90
-# weights x this must fit: room for activations, the KV cache of an exam batch, LoRA optimizer state
+# weights x this must fit on one card: room for activations, an exam batch's KV cache, LoRA optimizer state
 HEADROOM = 1.25
+# split across cards, the weights x this must fit under the caps (accelerate balances the layers, and
+# each card's cap already leaves 1 - MEMORY_SHARE free): a 70B in bf16 on two 80 GB cards fits
+SPLIT_HEADROOM = 1.05
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,9 @@ def plan_placement(
                          f"one card: cuda:{best.index} ({best.name or 'GPU'}, {best.free_bytes / 2**30:.1f} GiB free)",
                          size)
     caps = {g.index: int(g.free_bytes * share) for g in sorted(usable, key=lambda g: g.index)}
-    fits = need <= sum(caps.values())
+    fits = int(size * SPLIT_HEADROOM) <= sum(caps.values())
     reason = (f"split across {len(caps)} cards (device_map=auto, {size / 2**30:.1f} GiB of weights)" if fits else
-              f"does not fit: {need / 2**30:.1f} GiB needed, {sum(caps.values()) / 2**30:.1f} GiB usable on "
+              f"does not fit: {size * SPLIT_HEADROOM / 2**30:.1f} GiB needed, {sum(caps.values()) / 2**30:.1f} GiB usable on "
               f"{len(caps)} card(s); the rest is offloaded to the CPU")
     if not fits:
         caps = {**caps, "cpu": "1TiB"}  # accelerate offloads what the cards cannot hold

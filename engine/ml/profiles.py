@@ -53,6 +53,7 @@ class Profile:
     launcher: str = "inprocess"  # inprocess | accelerate
     num_processes: int = 1
     accelerate_config: str | None = None  # a user-supplied accelerate config file (FSDP / DeepSpeed)
+    accelerate_cpu: bool = False  # run the accelerate ranks on the CPU even where GPUs are visible
     # exam
     exam_batch_size: int = 16
     exam_max_new_tokens: int = 384

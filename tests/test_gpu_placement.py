@@ -1,0 +1,120 @@
+"""GPU readiness on any machine: the placement decision, CUDA's device numbering and the rank check are
+pure functions of device facts (given here as plain values, as a GPU box would report them); loading a
+version and the decode strategies run on the real tiny model wherever the tests run."""
+from __future__ import annotations
+
+import pytest
+
+from engine.ml.launch import TooManyRanks, check_ranks
+from engine.ml.placement import GpuFacts, Placement, config_params, plan_placement
+from engine.telemetry import default_role, resolve_torch_indices
+
+GiB = 2**30
+H200 = dict(total_bytes=141 * GiB, bf16=True, name="H200")
+
+
+def test_no_gpu_places_on_the_cpu_in_fp32_and_keeps_the_quantization():
+    p = plan_placement([], bf16=True, load_in_8bit=True, n_params=8_000_000_000)
+    assert (p.device, p.dtype, p.quantization, p.device_map) == ("cpu", "float32", "8bit", None)
+    assert not p.on_cuda and "no GPU" in p.reason
+
+
+def test_an_8b_in_bf16_lands_on_the_one_card_in_bf16():
+    p = plan_placement([GpuFacts(0, free_bytes=139 * GiB, **H200)], bf16=True, n_params=8_030_000_000)
+    assert (p.device, p.dtype, p.device_map, p.gpus, p.fits) == ("cuda:0", "bfloat16", {"": 0}, (0,), True)
+    assert p.model_bytes == 2 * 8_030_000_000
+
+
+def test_bf16_is_dropped_only_where_a_card_cannot_do_it():
+    old = GpuFacts(0, total_bytes=16 * GiB, free_bytes=15 * GiB, bf16=False, name="T4")
+    assert plan_placement([old], bf16=True, n_params=1_000_000_000).dtype == "float32"
+    assert plan_placement([old], bf16=False, n_params=1_000_000_000).dtype == "float32"
+
+
+def test_a_70b_in_bf16_is_split_across_two_80gb_cards_with_per_card_caps():
+    cards = [GpuFacts(i, total_bytes=80 * GiB, free_bytes=79 * GiB, name="A100-80GB") for i in (0, 1)]
+    p = plan_placement(cards, bf16=True, n_params=70_000_000_000)
+    assert p.device == "auto" and p.device_map == "auto" and p.fits
+    assert p.max_memory == {0: int(79 * GiB * 0.9), 1: int(79 * GiB * 0.9)}
+    assert p.gpus == (0, 1)
+
+
+def test_the_70b_8bit_profile_keeps_8bit_on_the_big_card_and_the_display_card_stays_free():
+    """The reference rig: a 96 GB card for training and a 16 GB display card."""
+    cards = [GpuFacts(0, total_bytes=16 * GiB, free_bytes=15 * GiB, name="display", role="display"),
+             GpuFacts(1, total_bytes=96 * GiB, free_bytes=94 * GiB, name="Blackwell")]
+    p = plan_placement(cards, bf16=True, load_in_8bit=True, n_params=70_600_000_000)
+    assert (p.device, p.quantization, p.device_map, p.gpus) == ("cuda:1", "8bit", {"": 1}, (1,))
+    # without the role the bigger card still wins, but an oversized model would spill onto the display card
+    both = plan_placement([GpuFacts(0, total_bytes=16 * GiB, free_bytes=15 * GiB),
+                           GpuFacts(1, total_bytes=96 * GiB, free_bytes=94 * GiB)], bf16=True, n_params=45_000_000_000)
+    assert both.device == "auto" and set(both.max_memory) == {0, 1}
+    kept = plan_placement(cards, bf16=True, n_params=45_000_000_000)
+    assert 0 not in kept.max_memory and not kept.fits and kept.max_memory["cpu"]
+
+
+def test_a_training_role_narrows_the_choice_and_all_cards_kept_free_means_cpu():
+    cards = [GpuFacts(0, free_bytes=139 * GiB, **H200), GpuFacts(1, free_bytes=100 * GiB, role="training", **H200)]
+    assert plan_placement(cards, bf16=True, n_params=8_000_000_000).device == "cuda:1"
+    free = [GpuFacts(0, free_bytes=139 * GiB, role="display", **H200)]
+    p = plan_placement(free, bf16=True, n_params=8_000_000_000)
+    assert p.device == "cpu" and "0=display" in p.reason
+
+
+def test_a_model_no_card_set_can_hold_is_reported_as_not_fitting():
+    p = plan_placement([GpuFacts(0, total_bytes=16 * GiB, free_bytes=15 * GiB)], bf16=True, n_params=70_000_000_000)
+    assert not p.fits and "does not fit" in p.reason and p.to_dict()["max_memory"]["cpu"]
+
+
+def test_parameter_count_from_a_llama_8b_config():
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256)
+    assert abs(config_params(cfg) - 8_030_261_248) < 1_000_000  # Llama-3.1-8B's published size
+
+
+CARDS = [  # NVML order = PCI bus order
+    {"index": 0, "pci_bus_id": "0000:01:00.0", "uuid": "GPU-aaaa-1111", "cc": (8, 6), "sm": 10752},  # display card
+    {"index": 1, "pci_bus_id": "0000:41:00.0", "uuid": "GPU-bbbb-2222", "cc": (12, 0), "sm": 24064},  # Blackwell
+]
+
+
+def test_torch_indices_follow_cuda_device_order():
+    assert resolve_torch_indices(CARDS, None, "PCI_BUS_ID") == {0: 0, 1: 1}
+    assert resolve_torch_indices(CARDS, None, None) == {1: 0, 0: 1}  # FASTEST_FIRST, CUDA's default
+    assert resolve_torch_indices(CARDS, None, "FASTEST_FIRST") == {1: 0, 0: 1}
+
+
+def test_torch_indices_follow_cuda_visible_devices():
+    assert resolve_torch_indices(CARDS, "1", "PCI_BUS_ID") == {1: 0}
+    assert resolve_torch_indices(CARDS, "1,0", "PCI_BUS_ID") == {1: 0, 0: 1}
+    assert resolve_torch_indices(CARDS, "0", None) == {1: 0}  # index 0 of the fastest-first list
+    assert resolve_torch_indices(CARDS, "GPU-aaaa", None) == {0: 0}  # a UUID prefix
+    assert resolve_torch_indices(CARDS, "", None) == {}
+    assert resolve_torch_indices(CARDS, "0,7,1", "PCI_BUS_ID") == {0: 0}  # CUDA stops at an invalid entry
+    assert resolve_torch_indices(CARDS, "-1", None) == {}
+
+
+def test_a_single_gpu_trains_by_default():
+    assert default_role(1, True, False) == "training"
+    assert default_role(2, True, False) == "compute" and default_role(2, False, False) == "other"
+    assert default_role(2, True, True) == "engine"
+
+
+def test_more_ranks_than_visible_gpus_is_refused_with_the_fix():
+    with pytest.raises(TooManyRanks, match="2 processes asked for but only 1 GPU"):
+        check_ranks(2, 1)
+    check_ranks(2, 1, cpu=True)  # the user asked for CPU ranks
+    check_ranks(2, 0)  # a CPU machine: gloo ranks
+    check_ranks(2, 2)
+
+
+def test_placement_round_trips_to_json():
+    import json
+
+    p = plan_placement([GpuFacts(i, total_bytes=80 * GiB, free_bytes=79 * GiB) for i in (0, 1)],
+                       bf16=True, n_params=70_000_000_000)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["max_memory"] == {"0": int(79 * GiB * 0.9), "1": int(79 * GiB * 0.9)} and d["gpus"] == [0, 1]
+    assert isinstance(Placement("cpu", "float32", None).to_dict(), dict)
