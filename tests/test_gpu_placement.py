@@ -118,3 +118,104 @@ def test_placement_round_trips_to_json():
     d = json.loads(json.dumps(p.to_dict()))
     assert d["max_memory"] == {"0": int(79 * GiB * 0.9), "1": int(79 * GiB * 0.9)} and d["gpus"] == [0, 1]
     assert isinstance(Placement("cpu", "float32", None).to_dict(), dict)
+
+
+# ---------------------------------------------------------------- the real tiny model, any device
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("peft")
+    from engine.ml.testing import test_base
+
+    return test_base(tmp_path_factory.getbasetemp() / "ml-test-base")
+
+
+def _adapter(base, out):
+    """A fresh (untrained) LoRA on ``base`` saved in the standard PEFT layout: enough to load a version."""
+    from peft import LoraConfig, get_peft_model
+
+    from engine.ml.base import load_base
+
+    model, tok = load_base(base)
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_load_version_keeps_the_profiles_dtype_where_placement_puts_it(tiny, tmp_path):
+    """A base stored in bf16 loads in the dtype the placement chose for the profile (fp32 on a CPU, bf16 on a
+    bf16 card for a bf16 profile), on the placement's device, adapter merged."""
+    import torch
+
+    from engine.ml.base import load_base, load_version
+    from engine.ml.profiles import get_profile
+
+    model, tok = load_base(tiny)
+    bf16_base = tmp_path / "bf16-base"
+    model.to(torch.bfloat16).save_pretrained(bf16_base)
+    tok.save_pretrained(bf16_base)
+    for import_name in ("base.json",):
+        src = tiny / import_name
+        if src.exists():
+            (bf16_base / import_name).write_bytes(src.read_bytes())
+    adapter = _adapter(bf16_base, tmp_path / "adapter")
+    profile = get_profile("llama-8b-bf16", base=str(bf16_base))
+    loaded, _tok = load_version(bf16_base, adapter, profile)
+    placement = loaded.bpllm_placement
+    assert next(loaded.parameters()).dtype == getattr(torch, placement.dtype)
+    assert next(loaded.parameters()).device.type == ("cuda" if placement.on_cuda else "cpu")
+    assert placement.dtype == ("bfloat16" if placement.on_cuda and torch.cuda.is_bf16_supported() else "float32")
+    assert not hasattr(loaded, "peft_config")  # merged: no LoRA matmuls per token
+
+
+@pytest.mark.slow
+def test_load_version_keeps_the_profiles_8bit(tiny, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from engine.ml.base import load_version
+    from engine.ml.profiles import get_profile
+
+    adapter = _adapter(tiny, tmp_path / "adapter")
+    try:
+        model, _tok = load_version(tiny, adapter, get_profile("llama-70b-8bit", base=str(tiny)))
+    except (RuntimeError, ImportError, ValueError) as exc:
+        pytest.skip(f"bitsandbytes cannot load 8-bit weights on this machine: {exc}")
+    assert model.bpllm_placement.quantization == "8bit"
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert any("8bit" in k for k in kinds), kinds  # the quantized linears are still there, LoRA kept beside them
+    assert hasattr(model, "peft_config")  # a LoRA cannot be merged into int8 weights
+
+
+@pytest.mark.slow
+def test_every_decode_strategy_gives_the_same_greedy_answers(tiny):
+    """compact (CPU), overlap and static (GPU, here run eagerly on whatever device the tests have): same texts."""
+    from engine.ml.base import load_base, render_example
+    from engine.ml.generate import GenConfig, GrammarConstraint, generate
+    from engine.synthetic import generate as synth
+
+    model, tok = load_base(tiny)
+    model.eval()
+    prompts = [render_example(tok, "Write Blueprint DSL.", r["instruction"]) for r in synth(5, seed=99)]
+    constraint = GrammarConstraint(tok, model.config.vocab_size)
+    answers = {}
+    for mode in ("compact", "overlap", "static"):
+        res = generate(model, tok, prompts, GenConfig(max_new_tokens=24, batch_size=3, mode=mode,
+                                                       time_budget_s=3600), constraint)
+        assert [r.index for r in res] == list(range(len(prompts)))
+        answers[mode] = [(r.raw_text, r.stop_reason, r.n_tokens) for r in res]
+        if mode != "compact":
+            assert {r.extra["mode"] for r in res} == {mode}
+    assert answers["overlap"] == answers["compact"] and answers["static"] == answers["compact"]
+    assert any(text for text, _, _ in answers["compact"])
+
+
+def test_exam_batch_rows_grow_with_free_memory_and_shrink_with_length():
+    from transformers import LlamaConfig
+
+    from engine.ml.generate import batch_rows
+
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256)
+    h200_free = 120 * GiB  # an H200 after the 8B's 16 GB of weights
+    assert batch_rows(cfg, 1024, h200_free) > 16  # the issue: an H200 holds far more than 16 rows of an 8B
+    assert batch_rows(cfg, 1024, 8 * GiB) < batch_rows(cfg, 1024, h200_free)
+    assert batch_rows(cfg, 4096, h200_free) < batch_rows(cfg, 1024, h200_free)
+    assert batch_rows(cfg, 1024, 1) == 1 and batch_rows(cfg, 16, 10**15) == 256
