@@ -89,7 +89,7 @@ _TYPES: tuple[EventType, ...] = (
         "train", "One trainer logging step.",
         required=("step",),
         optional=("max_steps", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "retain_kl",
-                  "version", "cycle"),
+                  "peak_memory_bytes", "memory_device", "version", "cycle"),
     ),
     EventType(
         "eval", "Evaluation on the held-out split.",

@@ -219,3 +219,40 @@ def test_exam_batch_rows_grow_with_free_memory_and_shrink_with_length():
     assert batch_rows(cfg, 1024, 8 * GiB) < batch_rows(cfg, 1024, h200_free)
     assert batch_rows(cfg, 4096, h200_free) < batch_rows(cfg, 1024, h200_free)
     assert batch_rows(cfg, 1024, 1) == 1 and batch_rows(cfg, 16, 10**15) == 256
+
+
+def test_training_micro_batch_divides_the_effective_batch_and_follows_free_memory():
+    from transformers import LlamaConfig
+
+    from engine.ml.train import micro_batch
+
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256)
+    big = micro_batch(cfg, 2048, 120 * GiB, effective=8)
+    assert big == 8  # the llama-8b-bf16 profile's 2 x 4 fits in one micro-batch on an H200
+    small = micro_batch(cfg, 2048, 12 * GiB, effective=8)
+    assert 1 <= small < big and 8 % small == 0
+    assert micro_batch(cfg, 2048, 120 * GiB, effective=6) in (1, 2, 3, 6)
+    assert micro_batch(cfg, 2048, 1, effective=8) == 1
+
+
+@pytest.mark.slow
+def test_train_events_and_the_summary_report_tokens_per_s_and_peak_memory(tiny, tmp_path):
+    from engine.ml.profiles import get_profile
+    from engine.ml.train import Hooks, TrainSpec, train_adapter
+    from engine.synthetic import generate as synth
+
+    rows = synth(12, seed=3)
+    prof = get_profile("tiny", batch_size=4, save_steps=100, logging_steps=1, max_steps=2)
+    spec = TrainSpec(base=str(tiny), profile=prof.to_dict(), train_rows=rows[:8], validation_rows=[],
+                     system_prompt="Write Blueprint DSL.", output_dir=str(tmp_path / "ckpt"),
+                     adapter_dir=str(tmp_path / "adapter"))
+    events = []
+    summary = train_adapter(spec, Hooks(emit=lambda type, **p: events.append((type, p))))
+    train = [p for t, p in events if t == "train"]
+    assert train and all(e["peak_memory_bytes"] > 0 and e["memory_device"] in ("cpu", "cuda") for e in train)
+    assert all(e["tokens_per_s"] > 0 for e in train)
+    assert summary["peak_memory_bytes"] >= train[-1]["peak_memory_bytes"] > 0 and summary["tokens_per_s"] > 0
+    from engine.events import EVENT_TYPES  # the schema (and docs/events.md) know the new fields
+
+    assert {"peak_memory_bytes", "memory_device"} <= set(EVENT_TYPES["train"].optional)

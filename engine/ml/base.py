@@ -102,6 +102,23 @@ def ensure_tiny_base(
     return final
 
 
+def tiny_tokenizer(rows: Sequence[dict], system: str, catalog, settings: dict[str, Any]):
+    """The tiny profile's tokenizer for this corpus (seconds to train; `bench rig` uses it without a base)."""
+    from .tokenizer import add_node_tokens, train_tokenizer
+
+    vocab_words = catalog_vocabulary(catalog)
+    # the system prompt opens every example: repeat it so BPE packs it into a few tokens
+    tokenizer_texts = [system] * 64 + [" ".join(vocab_words)] * 4
+    for row in rows:
+        tokenizer_texts.append(row.get("instruction", ""))
+        tokenizer_texts.append(row.get("output", ""))
+    tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
+                                isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
+    if settings.get("node_tokens", False):
+        add_node_tokens(tokenizer, catalog.nodes)
+    return tokenizer
+
+
 def pretrain_tiny_base(
     out_dir: Path,
     rows: Sequence[dict],
@@ -115,22 +132,11 @@ def pretrain_tiny_base(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .tokenizer import add_node_tokens, train_tokenizer
-
     started = time.perf_counter()
     seed = int(settings.get("seed", 7))
     random.seed(seed)
     torch.manual_seed(seed)
-    vocab_words = catalog_vocabulary(catalog)
-    # the system prompt opens every example: repeat it so BPE packs it into a few tokens
-    tokenizer_texts = [system] * 64 + [" ".join(vocab_words)] * 4
-    for row in rows:
-        tokenizer_texts.append(row.get("instruction", ""))
-        tokenizer_texts.append(row.get("output", ""))
-    tokenizer = train_tokenizer(tokenizer_texts, int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
-                                isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
-    if settings.get("node_tokens", False):
-        add_node_tokens(tokenizer, catalog.nodes)
+    tokenizer = tiny_tokenizer(rows, system, catalog, settings)
 
     # Most documents skip the system prompt: it is ~half the tokens of an example and the
     # same every time, so pretraining on it in every row would halve the throughput for

@@ -265,6 +265,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             time_seconds=time.perf_counter() - start,
             constrained=constrained,
             mask_seconds=mask_time[pos],
+            extra={"mode": "compact", "batch": len(indices), "batch_id": indices[0]},
         )
         out.append(res)
         if on_result:
@@ -412,7 +413,7 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
             text = _drop_repeated_lines(text)
         res = GenResult(index=indices[pos], text=text, raw_text=raw, n_tokens=len(generated[pos]),
                         stop_reason=reason, time_seconds=time.perf_counter() - start, constrained=constrained,
-                        mask_seconds=mask_time[pos], extra={"mode": mode, "batch": n})
+                        mask_seconds=mask_time[pos], extra={"mode": mode, "batch": n, "batch_id": indices[0]})
         out.append(res)
         if on_result:
             on_result(res)

@@ -39,6 +39,13 @@ class Profile:
     load_in_4bit: bool = False
     bf16: bool = False  # forced off on CPU
     gradient_checkpointing: bool = False  # forced off on CPU
+    # GPU throughput (docs/gpu.md; all ignored on a CPU): rows of a micro-batch concatenated without pad
+    # tokens (trl padding_free; the attention sees each row apart through position_ids), liger-kernel's
+    # fused losses when the package is installed, and the micro-batch sized from free GPU memory (the
+    # effective batch, batch_size x grad_accum, is kept)
+    padding_free: bool = True
+    liger_kernel: bool = True
+    auto_micro_batch: bool = True
     # continue from the previous version's adapter (same base) instead of a fresh LoRA: a lesson
     # then adds to what the model knew rather than re-rolling everything it had learned
     warm_start: bool = False

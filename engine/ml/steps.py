@@ -342,7 +342,8 @@ def configure_trainer(ctx: StepContext) -> dict[str, Any]:
     args = trainer.args
     return {"epochs": args.num_train_epochs, "batch_size": args.per_device_train_batch_size,
             "grad_accum": args.gradient_accumulation_steps, "lr": args.learning_rate, "max_length": args.max_length,
-            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, "packing": args.packing}
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, "packing": args.packing,
+            "padding_free": bool(getattr(args, "padding_free", False)), "liger": bool(args.use_liger_kernel)}
 
 
 # ---------------------------------------------------------------------------- 4.x
@@ -392,7 +393,7 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
     ctx.save_state()
     _release_training(ctx, profile, spec.version)
     return {k: summary.get(k) for k in ("version", "global_step", "first_loss", "final_loss", "eval_loss",
-                                        "seconds", "tokens_per_s", "resumed_from")}
+                                        "seconds", "tokens_per_s", "peak_memory_bytes", "resumed_from")}
 
 
 def _release_training(ctx: StepContext, profile, version: str) -> None:
