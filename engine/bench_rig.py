@@ -279,6 +279,8 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
     engine_tps = (n_b - n_a) / max(1e-9, t_b - t_a)
     micro = trainer.args.per_device_train_batch_size
     accum = trainer.args.gradient_accumulation_steps
+    padding_free = bool(getattr(trainer.args, "padding_free", False))
+    liger, tf32 = bool(trainer.args.use_liger_kernel), bool(trainer.args.tf32)
     seq = max(8, int((n_b - n_a) / max(1, (len(marks) - warmup) * micro * accum)))
     lora_model = trainer.model
     base = lora_model.unload() if hasattr(lora_model, "unload") else lora_model
@@ -289,8 +291,7 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
             "peak_memory_bytes": engine_peak, "bare_peft_peak_memory_bytes": bare_peak,
             "steps": steps, "warmup_steps": warmup, "micro_batch": micro, "grad_accum": accum,
             "bare_batch": micro * accum, "bare_seq_len": seq,
-            "padding_free": bool(getattr(lora_model, "config", None) is not None and
-                                 not getattr(lora_model.config, "use_cache", True)),
+            "padding_free": padding_free, "liger": liger, "tf32": tf32,
             "train_events": len([e for e in events if e["type"] == "train"])}
 
 
@@ -391,6 +392,18 @@ def run_rig(profile_name: str = "llama-8b-bf16", small: bool = False) -> dict[st
     if placement.device == "auto":
         report["reason"] = placement.reason
     tmp = Path(tempfile.mkdtemp(prefix="bpllm-rig-"))
+    if placement.quantization:  # the engine's 8-bit path loads a checkpoint: it is written first, unquantized
+        ckpt = int(n_params * (2 if placement.dtype == "bfloat16" else 4))
+        ram = _available_ram()
+        disk = shutil.disk_usage(tmp).free
+        if ckpt * 1.2 > min(disk, ram or disk):
+            shutil.rmtree(tmp, ignore_errors=True)
+            report["fits"] = False
+            report["reason"] = (f"the {placement.quantization} path needs the unquantized checkpoint first "
+                                f"({ckpt / 2**30:.0f} GiB) in RAM and on disk: {_fmt_bytes(ram)} RAM and "
+                                f"{_fmt_bytes(disk)} disk available here; try --small")
+            report["seconds"] = round(time.perf_counter() - t_start, 2)
+            return report
     try:
         try:
             t0 = time.perf_counter()
@@ -416,6 +429,15 @@ def run_rig(profile_name: str = "llama-8b-bf16", small: bool = False) -> dict[st
         shutil.rmtree(tmp, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - t_start, 2)
     return report
+
+
+def _available_ram() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover
+        return None
 
 
 def _fmt_bytes(n) -> str:

@@ -62,7 +62,7 @@ class Profile:
     accelerate_config: str | None = None  # a user-supplied accelerate config file (FSDP / DeepSpeed)
     accelerate_cpu: bool = False  # run the accelerate ranks on the CPU even where GPUs are visible
     # exam
-    exam_batch_size: int = 16
+    exam_batch_size: int = 16  # 0: from free GPU memory and the prompts' lengths (16 on a CPU)
     exam_max_new_tokens: int = 384
     exam_time_budget_s: float = 30.0
     constrained: bool = True
@@ -158,7 +158,7 @@ PROFILES: dict[str, Profile] = {
         gradient_checkpointing=True,
         save_steps=100,
         logging_steps=5,
-        exam_batch_size=8,
+        exam_batch_size=0,  # from free GPU memory (an H200 holds far more than 8 rows of an 8B)
         exam_max_new_tokens=768,
         exam_time_budget_s=120.0,
     ),
@@ -178,7 +178,7 @@ PROFILES: dict[str, Profile] = {
         gradient_checkpointing=True,
         save_steps=50,
         logging_steps=5,
-        exam_batch_size=4,
+        exam_batch_size=0,  # from free GPU memory
         exam_max_new_tokens=768,
         exam_time_budget_s=180.0,
     ),
