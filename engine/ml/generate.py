@@ -178,7 +178,13 @@ def decode_mode(model, config: GenConfig) -> str:
         return config.mode
     from .placement import input_device
 
-    return "static" if input_device(model).type == "cuda" else "compact"
+    if input_device(model).type != "cuda":
+        return "compact"
+    split = len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) > 1
+    quantized = bool(getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_8bit", False)
+                     or getattr(model, "is_loaded_in_4bit", False))
+    # CUDA graphs want one device and plain weights; bitsandbytes kernels and cross-card hops run eagerly
+    return "overlap" if split or quantized else "static"
 
 
 def auto_batch_size(model, prompt_lengths: Sequence[int], max_new_tokens: int, free_bytes: int | None = None,
@@ -413,7 +419,8 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
             text = _drop_repeated_lines(text)
         res = GenResult(index=indices[pos], text=text, raw_text=raw, n_tokens=len(generated[pos]),
                         stop_reason=reason, time_seconds=time.perf_counter() - start, constrained=constrained,
-                        mask_seconds=mask_time[pos], extra={"mode": mode, "batch": n, "batch_id": indices[0]})
+                        mask_seconds=mask_time[pos], extra={"mode": mode, "batch": n, "batch_id": indices[0],
+                                                            **({"compile_error": compile_error} if compile_error else {})})
         out.append(res)
         if on_result:
             on_result(res)
@@ -446,17 +453,19 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
             full_attention[:, :prompt_len] = attention
             outputs = model(input_ids=input_ids, attention_mask=full_attention, position_ids=position_ids,
                             past_key_values=cache, cache_position=torch.arange(prompt_len, device=device),
-                            use_cache=True)
+                            use_cache=True, logits_to_keep=1)
             if cuda:
                 step_fn = _compiled_step(model)
         else:
-            outputs = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True)
+            outputs = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True,
+                            logits_to_keep=1)  # a prompt's logits would be batch x length x vocab floats
             cache = outputs.past_key_values
         if constrained:
             fill_masks()  # the first masks: the prompt's forward is already queued ahead of them
-        logits = outputs.logits[:, -1, :].float()
+        logits = outputs.logits[:, -1, :].to(torch.float32, copy=True)
         next_pos = position_ids[:, -1:] + 1
         cache_pos = torch.tensor([prompt_len], device=device)
+        compile_error = None
         for step in range(config.max_new_tokens + 1):
             if constrained:
                 apply_bitmask(logits, dev_mask)
@@ -505,8 +514,16 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
                                     pin_memory=pin).to(device, non_blocking=True)
             if static:
                 full_attention.index_fill_(1, cache_pos, 1)
-                outputs = step_fn(input_ids=step_ids, attention_mask=full_attention, position_ids=next_pos,
-                                  past_key_values=cache, cache_position=cache_pos, use_cache=True)
+                kw = dict(input_ids=step_ids, attention_mask=full_attention, position_ids=next_pos,
+                          past_key_values=cache, cache_position=cache_pos, use_cache=True)
+                try:
+                    outputs = step_fn(**kw)
+                except Exception as exc:  # noqa: BLE001 - a graph that will not compile: decode eagerly, say so
+                    if step_fn is model:
+                        raise
+                    compile_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    _COMPILED[model] = step_fn = model
+                    outputs = model(**kw)
                 cache_pos = cache_pos + 1
             else:
                 attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
@@ -515,7 +532,7 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
                 cache = outputs.past_key_values
             if constrained:
                 fill_masks()  # CPU work while the GPU runs the forward just queued
-            logits = outputs.logits[:, -1, :].float()
+            logits = outputs.logits[:, -1, :].to(torch.float32, copy=True)  # a CUDA graph reuses its output
             next_pos = next_pos + 1
     out.sort(key=lambda r: r.index)
     return out
