@@ -254,6 +254,11 @@ def detect_device(ctx: StepContext) -> dict[str, Any]:
     return info
 
 
+def _gpu_roles(ctx: StepContext) -> dict[str, str]:
+    """The config's GPU roles (nvidia-smi index -> role): placement keeps a display card free."""
+    return dict((ctx.config.get("telemetry") or {}).get("roles") or {})
+
+
 def load_base_model(ctx: StepContext) -> dict[str, Any]:
     from .base import BaseUnavailable
 
@@ -266,7 +271,7 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     from .train import load_model_for_training
 
     try:
-        model, tokenizer = load_model_for_training(base, profile)
+        model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
         from engine.failures import ConfigProblem
 
@@ -274,7 +279,10 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
     ctx.cache.pop("ml.trainer", None)
     params = sum(p.numel() for p in model.parameters())
-    return {"base": base, "parameters": params, "8bit": profile.load_in_8bit}
+    placement = getattr(model, "bpllm_placement", None)
+    return {"base": base, "parameters": params, "8bit": profile.load_in_8bit,
+            **({"device": placement.device, "dtype": placement.dtype, "placement": placement.reason}
+               if placement is not None else {})}
 
 
 def attach_adapter(ctx: StepContext) -> dict[str, Any]:
@@ -475,7 +483,8 @@ def _exam_model(ctx: StepContext, version: str):
     from .train import load_model_for_training
 
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
-    model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False))
+    model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False),
+                                               _gpu_roles(ctx))
     model = PeftModel.from_pretrained(model, str(version_dir(ctx, version) / "adapter"))
     if not (profile.load_in_8bit or profile.load_in_4bit):
         model = model.merge_and_unload()  # plain weights: no LoRA matmuls per generated token

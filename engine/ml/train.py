@@ -89,13 +89,13 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def load_model_for_training(base: str, profile: Profile):
+def load_model_for_training(base: str, profile: Profile, roles: dict[str, str] | None = None):
     """Base model + tokenizer where engine.ml.placement puts it (the GPU in the profile's dtype, 8-bit/4-bit
     when the profile says so, then prepared for k-bit training); CPU and fp32 without a GPU."""
     from .base import load_base
     from .placement import place_for
 
-    placement = place_for(profile, base)
+    placement = place_for(profile, base, roles)  # roles: the run's [telemetry] roles (None: the workspace's)
     model, tokenizer = load_base(base, placement=placement)
     model.bpllm_placement = placement
     if placement.quantization:
