@@ -257,7 +257,9 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
     from engine.ml.train import Hooks, TrainSpec, build_trainer
 
     device = input_device(model)
-    prof = profile.with_overrides(max_steps=warmup + steps, save_steps=10**6, logging_steps=1, eval_steps=0,
+    # a log line reads the loss back from the device: every 5th step, as a real run's profile does
+    prof = profile.with_overrides(max_steps=warmup + steps, save_steps=10**6, logging_steps=1 if steps < 5 else 5,
+                                  eval_steps=0,
                                   warm_start=False, retain_weight=0.0, lora_dropout=0.0)
     spec = TrainSpec(base="(in memory)", profile=prof.to_dict(), train_rows=rows, validation_rows=[],
                      system_prompt="Write Blueprint DSL.", output_dir=str(workdir / "train"),
@@ -266,9 +268,12 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
     marks: list[tuple[float, int]] = []
 
     class Clock(TrainerCallback):
+        """Two marks only (after the warm-up, at the end): the bare loop is not synced in between either."""
+
         def on_step_end(self, args, state, control, **kw):
-            _sync(device)
-            marks.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
+            if state.global_step in (warmup, warmup + steps):
+                _sync(device)
+                marks.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
 
     events: list[dict[str, Any]] = []
     trainer, _cb = build_trainer(spec, Hooks(emit=lambda type, **p: events.append({"type": type, **p})),
@@ -277,13 +282,13 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
     _reset_peak(device)
     trainer.train()
     engine_peak = _peak(device)
-    (t_a, n_a), (t_b, n_b) = marks[warmup - 1], marks[-1]
+    (t_a, n_a), (t_b, n_b) = marks[0], marks[-1]
     engine_tps = (n_b - n_a) / max(1e-9, t_b - t_a)
     micro = trainer.args.per_device_train_batch_size
     accum = trainer.args.gradient_accumulation_steps
     padding_free = bool(getattr(trainer.args, "padding_free", False))
     liger, tf32 = bool(trainer.args.use_liger_kernel), bool(trainer.args.tf32)
-    seq = max(8, int((n_b - n_a) / max(1, (len(marks) - warmup) * micro * accum)))
+    seq = max(8, int((n_b - n_a) / max(1, steps * micro * accum)))
     lora_model = trainer.model
     base = lora_model.unload() if hasattr(lora_model, "unload") else lora_model
     del trainer
