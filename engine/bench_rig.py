@@ -460,7 +460,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"{s['parameters'] / 1e9:.3f} B parameters, {_fmt_bytes(s['weights_bytes'])} of weights; "
           f"{_fmt_bytes(d.get('free_bytes'))} free")
     if not r["fits"]:
-        print(f"  does not fit: {r['reason']}")
+        print(f"  does not fit: {r['reason'].removeprefix('does not fit: ')}")
         return
     if r.get("eight_bit"):
         e = r["eight_bit"]
