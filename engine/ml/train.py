@@ -157,7 +157,11 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
     from trl import SFTConfig
 
     info = device_info()
-    on_gpu = info["device"] == "cuda"
+    placement = getattr(model, "bpllm_placement", None)
+    # a placement that kept every card free (roles) trains on the CPU: the Trainer must not move it to cuda:0
+    on_gpu = info["device"] == "cuda" and (placement is None or placement.on_cuda)
+    if not on_gpu:
+        info = {**info, "bf16": False}
     kwargs: dict[str, Any] = dict(
         output_dir=spec.output_dir,
         num_train_epochs=profile.epochs,
