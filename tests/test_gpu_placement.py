@@ -256,3 +256,20 @@ def test_train_events_and_the_summary_report_tokens_per_s_and_peak_memory(tiny, 
     from engine.events import EVENT_TYPES  # the schema (and docs/events.md) know the new fields
 
     assert {"peak_memory_bytes", "memory_device"} <= set(EVENT_TYPES["train"].optional)
+
+
+def test_an_accelerate_rank_places_on_its_own_card(monkeypatch):
+    """place_for under WORLD_SIZE > 1 keeps the rank's card only (two ranks must not pick the same 'best' card)."""
+    import engine.ml.placement as placement
+    from engine.ml.profiles import get_profile
+
+    cards = [GpuFacts(0, free_bytes=100 * GiB, **H200), GpuFacts(1, free_bytes=139 * GiB, **H200)]
+    monkeypatch.setattr(placement, "device_facts", lambda roles=None: list(cards))  # the facts a 2-GPU box reports
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert placement.place_for(get_profile("llama-8b-bf16"), roles={}, n_params=8_000_000_000).device == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert placement.place_for(get_profile("llama-8b-bf16"), roles={}, n_params=8_000_000_000).device == "cuda:1"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert placement.place_for(get_profile("llama-8b-bf16"), roles={}, n_params=8_000_000_000).device == "cuda:1"

@@ -17,7 +17,7 @@ Rules (docs/gpu.md):
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 # roles (engine/config.py [telemetry] roles, `bpllm gpus`) whose card the engine never loads onto
@@ -183,7 +183,11 @@ def place_for(profile, path: str | None = None, roles: dict[str, str] | None = N
         roles = config_roles()
     if n_params is None and path is not None:
         n_params = count_params(path)
-    return plan_placement(device_facts(roles), bf16=bool(profile.bf16), load_in_8bit=bool(profile.load_in_8bit),
+    facts = device_facts(roles)
+    if facts and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # an accelerate rank: its own card only
+        local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        facts = [replace(g, role="training") for g in facts if g.index == local] or facts
+    return plan_placement(facts, bf16=bool(profile.bf16), load_in_8bit=bool(profile.load_in_8bit),
                           load_in_4bit=bool(profile.load_in_4bit), n_params=n_params)
 
 

@@ -363,6 +363,7 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     eval_ds = (Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.validation_rows])
                if spec.validation_rows else None)
     args = sft_config(spec, profile, len(spec.train_rows), model=model)
+    _pin_trainer_device(args, getattr(model, "bpllm_placement", None))
     if args.padding_free:
         model.config.use_cache = False  # a cache object in training would hide the packed rows from the mask
     if eval_ds is None:
@@ -389,6 +390,20 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     for noisy in (PrinterCallback, ProgressCallback):  # events replace console dumps of the log dict
         trainer.remove_callback(noisy)
     return trainer, callback
+
+
+def _pin_trainer_device(args, placement) -> None:
+    """Train on the card the placement chose, alone. transformers picks cuda:0 and, in one process with several
+    GPUs visible, nn.DataParallel over all of them (which trl refuses, and which would use a display card)."""
+    if placement is None or not placement.device.startswith("cuda:") or os.environ.get("WORLD_SIZE", "1") != "1":
+        return
+    import torch
+
+    device = torch.device(placement.device)
+    _ = args.device  # the library's own setup first (accelerate state), then the card is replaced
+    args.__dict__["_setup_devices"] = device  # TrainingArguments.device is this cached property
+    args._n_gpu = 1
+    torch.cuda.set_device(device)
 
 
 def frozen_copy(model):
