@@ -1,4 +1,4 @@
-"""`bpllm bench dsl|exam|train|tui` — speed measured side by side in one run.
+"""`bpllm bench dsl|exam|train|tui|rig` — speed measured side by side in one run.
 
 Benchmarks print figures; tests never assert timings. Each target lives with
 the code it measures; this module only dispatches (and owns ``bench dsl``).
@@ -117,6 +117,7 @@ _TARGETS = {
     "exam": ("engine.bench_ml", "bench_exam"),
     "train": ("engine.bench_ml", "bench_train"),
     "validity": ("engine.bench_ml", "bench_validity"),
+    "rig": ("engine.bench_rig", "bench_rig"),
     "tui": ("bpllm_tui.bench", "bench_tui"),
 }
 
@@ -132,10 +133,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: dsl | exam | train | tui | validity (figures measured side by side)")
+    p = sub.add_parser("bench", help="benchmarks: dsl | exam | train | tui | validity | rig (figures measured side by side)")
     p.add_argument("target", choices=sorted(_TARGETS))
     p.add_argument("--repeat", type=int, default=50, help="timed repetitions (dsl)")
     p.add_argument("--workspace", "-w", default=None, help="workspace for exam/train benches")
     p.add_argument("--quick", action="store_true", help="smaller run (exam/train/tui)")
-    p.add_argument("--json", action="store_true", help="also print the figures as one JSON line (exam/validity)")
+    p.add_argument("--profile", default=None, help="rig: the profile whose shape to build (default llama-8b-bf16)")
+    p.add_argument("--small", action="store_true", help="rig: every dimension shrunk (a CPU runs it in < 2 min)")
+    p.add_argument("--json", action="store_true", help="exam/validity/rig: print the figures as JSON too / instead")
     p.set_defaults(func=cmd_bench)

@@ -52,7 +52,9 @@ def _bench_base(quick: bool) -> Path:
 
 def _load_model(args: argparse.Namespace):
     """(model, tokenizer, label, workspace root or None)."""
-    from engine.ml.base import load_base, load_version
+    from engine.ml.base import load_base, load_version, profile_of
+    from engine.ml.placement import place_for
+    from engine.ml.profiles import get_profile
     from engine.ml.exam import trained_versions
 
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
@@ -61,10 +63,12 @@ def _load_model(args: argparse.Namespace):
         pin = ws_root / "models" / "base" / "PINNED.json"
         if versions and pin.exists():
             base = ws_root / "models" / "base" / json.loads(pin.read_text())["path"]
-            model, tok = load_version(base, ws_root / "models" / versions[-1] / "adapter")
+            cfg_path = ws_root / "models" / versions[-1] / "training_config.json"
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+            model, tok = load_version(base, ws_root / "models" / versions[-1] / "adapter", profile_of(cfg))
             return model, tok, f"{ws_root.name} {versions[-1]}", ws_root
     base = _bench_base(bool(getattr(args, "quick", False)))
-    model, tok = load_base(base)
+    model, tok = load_base(base, placement=place_for(get_profile("tiny"), str(base)))
     model.eval()
     return model, tok, f"tiny base {base.name}", ws_root
 

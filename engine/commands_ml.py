@@ -107,7 +107,7 @@ def _workspace(arg: str | None, command: str):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from engine.ml.base import load_version, render_example
+    from engine.ml.base import load_version, profile_of, render_example
     from engine.ml.exam import trained_versions
     from engine.ml.generate import GenConfig, generate
 
@@ -120,7 +120,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
         return 1
     cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
-    model, tok = load_version(cfg["base"], ws.models / version / "adapter")
+    model, tok = load_version(cfg["base"], ws.models / version / "adapter", profile_of(cfg))
     system = (ws.models / version / "system_prompt.txt")
     system_text = system.read_text(encoding="utf-8").strip() if system.exists() else ws.system_prompt_path.read_text()
     res = generate(model, tok, [render_example(tok, system_text, args.instruction)],

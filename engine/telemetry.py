@@ -3,8 +3,9 @@
 ``sample()`` returns the payload of a ``gpu`` event.  NVML numbers devices in PCI
 order (like nvidia-smi); CUDA/torch may number them differently (fastest first, or
 as remapped by CUDA_VISIBLE_DEVICES), so each device's ``torch_index`` is matched by
-PCI bus id -- only when torch is already imported by the engine (telemetry never
-imports torch itself: the data steps and ``bpllm gpus`` stay light).  Without NVML
+PCI bus id: read from torch when the engine has already imported it, else computed
+from NVML's bus ids, CUDA_DEVICE_ORDER and CUDA_VISIBLE_DEVICES (``resolve_torch_indices``;
+telemetry never imports torch itself: the TUI, the data steps and ``bpllm gpus`` stay light).  Without NVML
 (no driver, no GPU) the sample says ``available: false`` with the reason.
 """
 from __future__ import annotations
@@ -71,6 +72,55 @@ def torch_bus_map() -> dict[str, int]:
         return {}
 
 
+def resolve_torch_indices(devices: list[dict[str, Any]], visible: str | None = None,
+                          order: str | None = None) -> dict[int, int]:
+    """nvidia-smi index -> torch/CUDA index, computed the way CUDA numbers devices (pure: no torch, no NVML).
+
+    ``devices``: one dict per GPU in NVML (= PCI bus) order with ``index``, ``pci_bus_id`` and, for the
+    default order, ``uuid``, ``cc`` ((major, minor)) and ``sm`` (multiprocessors or cores). CUDA first
+    orders the cards by ``CUDA_DEVICE_ORDER`` (``order``): PCI_BUS_ID = bus order; FASTEST_FIRST (the
+    default) = fastest first, approximated here by compute capability then size, ties in bus order. Then
+    ``CUDA_VISIBLE_DEVICES`` (``visible``) picks and renumbers: integers index that ordered list, ``GPU-…``
+    entries match a UUID prefix; the list ends at the first entry that matches nothing (as in CUDA).
+    A GPU torch cannot see is absent from the result."""
+    if (order or "").strip().upper() == "PCI_BUS_ID":
+        ordered = sorted(devices, key=lambda d: _norm_bus(d.get("pci_bus_id")))
+    else:
+        ordered = sorted(devices, key=lambda d: (tuple(-x for x in (d.get("cc") or (0, 0))), -int(d.get("sm") or 0),
+                                                 _norm_bus(d.get("pci_bus_id"))))
+    if visible is None:
+        chosen = ordered
+    else:
+        chosen = []
+        for entry in (e.strip() for e in visible.split(",")):
+            if not entry:
+                break
+            hit = None
+            if entry.lstrip("+-").isdigit():
+                k = int(entry)
+                hit = ordered[k] if 0 <= k < len(ordered) else None
+            elif entry.upper().startswith("GPU-"):
+                hits = [d for d in ordered if str(d.get("uuid") or "").lower().startswith(entry.lower())]
+                hit = hits[0] if len(hits) == 1 else None
+            if hit is None or hit in chosen:
+                break
+            chosen.append(hit)
+    return {int(d["index"]): i for i, d in enumerate(chosen)}
+
+
+def _nvml_order_facts(nv, h) -> dict[str, Any]:
+    """What CUDA's device order depends on, read from NVML (missing pieces stay None)."""
+    out: dict[str, Any] = {}
+    for key, getter in (("uuid", "nvmlDeviceGetUUID"), ("cc", "nvmlDeviceGetCudaComputeCapability"),
+                        ("sm", "nvmlDeviceGetNumGpuCores")):
+        try:
+            value = getattr(nv, getter)(h)
+            out[key] = value.decode() if isinstance(value, bytes) else value
+        except (nv.NVMLError, AttributeError):
+            out[key] = None
+    return out
+
+
 def _proc_name(pid: int) -> str | None:
     try:
         import psutil
@@ -85,7 +135,7 @@ def sample_gpus(roles: dict[str, str] | None = None) -> tuple[bool, list[dict[st
     except RuntimeError as exc:
         return False, [], str(exc)
     roles = {str(k): str(v) for k, v in (roles or {}).items()}
-    tmap = torch_bus_map()
+    tmap = torch_bus_map()  # exact when the engine has torch loaded; computed from NVML otherwise
     me = os.getpid()
     devices = []
     try:
@@ -94,6 +144,18 @@ def sample_gpus(roles: dict[str, str] | None = None) -> tuple[bool, list[dict[st
         return False, [], f"no GPU: NVML error ({exc})"
     if count == 0:
         return False, [], "no GPU: NVML reports 0 devices"
+    if not tmap:
+        facts = []
+        for i in range(count):
+            try:
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                facts.append({"index": i, "pci_bus_id": _norm_bus(nv.nvmlDeviceGetPciInfo(h).busId),
+                              **_nvml_order_facts(nv, h)})
+            except nv.NVMLError:
+                continue
+        by_index = resolve_torch_indices(facts, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                         os.environ.get("CUDA_DEVICE_ORDER"))
+        tmap = {f["pci_bus_id"]: by_index[f["index"]] for f in facts if f["index"] in by_index}
     for i in range(count):
         try:
             h = nv.nvmlDeviceGetHandleByIndex(i)
@@ -118,8 +180,7 @@ def sample_gpus(roles: dict[str, str] | None = None) -> tuple[bool, list[dict[st
                                       "engine": p.pid == me})
                 except (nv.NVMLError, AttributeError):
                     pass
-            role = roles.get(str(i)) or ("engine" if any(p["engine"] for p in procs)
-                                         else "compute" if bus in tmap else "other")
+            role = roles.get(str(i)) or default_role(count, bus in tmap, any(p["engine"] for p in procs))
             devices.append({"index": i, "torch_index": tmap.get(bus), "pci_bus_id": bus, "name": name, "role": role,
                             "mem_used": int(mem.used), "mem_total": int(mem.total),
                             "util": util, "temp": temp, "processes": procs})
@@ -128,6 +189,13 @@ def sample_gpus(roles: dict[str, str] | None = None) -> tuple[bool, list[dict[st
                             "mem_used": 0, "mem_total": 0, "util": None, "temp": None, "processes": [],
                             "torch_index": None, "pci_bus_id": None})
     return True, devices, None
+
+
+def default_role(count: int, visible: bool, engine_here: bool) -> str:
+    """A GPU's role when the config names none: a machine's only GPU trains (it is the one there is)."""
+    if count == 1 and visible:
+        return "training"
+    return "engine" if engine_here else "compute" if visible else "other"
 
 
 def sample(roles: dict[str, str] | None = None, cpu_interval: float | None = None) -> dict[str, Any]:

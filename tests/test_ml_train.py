@@ -122,7 +122,7 @@ def test_accelerate_launch_two_cpu_processes(base, rows, tmp_path):
     spec = spec_for(base, rows, tmp_path, max_steps=3, launcher="accelerate", num_processes=2)
     rec = Recorder()
     summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec.events.append((type, p)),
-                     progress=lambda n, total, message=None: rec.steps.append(n), poll_s=0.2)
+                     progress=lambda n, total, message=None: rec.steps.append(n), poll_s=0.2, cpu=True)
     assert summary["global_step"] == 3
     assert [e["step"] for e in rec.of("train")] == [1, 2, 3]
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
@@ -139,12 +139,13 @@ def test_accelerate_stop_is_agreed_by_both_ranks_and_resumes(base, rows, tmp_pat
     with pytest.raises(TrainingStopped) as stopped:
         launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec.events.append((type, p)),
                progress=lambda n, total, message=None: rec.steps.append(n),
-               should_stop=lambda: any(t == "train" for t, _ in rec.events), poll_s=0.2)
+               should_stop=lambda: any(t == "train" for t, _ in rec.events), poll_s=0.2, cpu=True)
     ckpt = stopped.value.checkpoint
     assert ckpt and Path(ckpt, "trainer_state.json").exists()
     monkeypatch.delenv("BPLLM_TEST_TRAIN_STEP_S")
     rec2 = Recorder()
-    summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec2.events.append((type, p)), poll_s=0.2)
+    summary = launch(spec, tmp_path / "work", 2, emit=lambda type, **p: rec2.events.append((type, p)), poll_s=0.2,
+                     cpu=True)
     assert summary["resumed_from"] == ckpt and summary["global_step"] == 8
 
 
@@ -175,7 +176,7 @@ def test_retaining_loss_is_the_plain_loss_plus_kl_where_the_previous_version_was
         gen = torch.Generator().manual_seed(0)
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+                p.add_(torch.randn(p.shape, generator=gen).to(p.device, p.dtype) * 0.05)  # the model's device
         plain = SFTTrainer.compute_loss(trainer, model, dict(batch)).item()
         retaining = trainer.compute_loss(model, dict(batch)).item()
 

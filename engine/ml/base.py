@@ -117,6 +117,18 @@ def ensure_tiny_base(
     return final
 
 
+def tiny_tokenizer(rows: Sequence[dict], system: str, catalog, settings: dict[str, Any]):
+    """The tiny profile's tokenizer for this corpus (seconds to train; `bench rig` uses it without a base)."""
+    from .tokenizer import add_node_tokens, train_tokenizer
+
+    tokenizer = train_tokenizer(tokenizer_texts(rows, system, catalog_vocabulary(catalog)),
+                                int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
+                                isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
+    if settings.get("node_tokens", False):
+        add_node_tokens(tokenizer, catalog.nodes)
+    return tokenizer
+
+
 def pretrain_tiny_base(
     out_dir: Path,
     rows: Sequence[dict],
@@ -130,8 +142,6 @@ def pretrain_tiny_base(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .tokenizer import add_node_tokens, train_tokenizer
-
     started = time.perf_counter()
     seed = int(settings.get("seed", 7))
     random.seed(seed)
@@ -141,11 +151,7 @@ def pretrain_tiny_base(
         if should_stop and should_stop():
             raise StopRequested(f"stop requested while pretraining the tiny base ({where})")
 
-    tokenizer = train_tokenizer(tokenizer_texts(rows, system, catalog_vocabulary(catalog)),
-                                int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
-                                isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
-    if settings.get("node_tokens", False):
-        add_node_tokens(tokenizer, catalog.nodes)
+    tokenizer = tiny_tokenizer(rows, system, catalog, settings)
     check_stop("after training the tokenizer")
 
     # Most documents skip the system prompt: it is ~half the tokens of an example and the
@@ -275,8 +281,11 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_4bit: bool = False):
-    """Model + tokenizer from a base directory, local path or hub id (offline-friendly message)."""
+def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_4bit: bool = False, placement=None):
+    """Model + tokenizer from a base directory, local path or hub id (offline-friendly message).
+
+    ``placement`` (engine.ml.placement) says where the weights land and in which dtype/quantization;
+    without one the model loads on the CPU as before (tests, the tiny base's own pretraining)."""
     from transformers import AutoModelForCausalLM
 
     from .tokenizer import load_tokenizer
@@ -285,12 +294,16 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_
 
     path_str = str(path)
     kwargs: dict[str, Any] = {}
-    if load_in_8bit or load_in_4bit:
+    if placement is not None:
+        from .placement import load_kwargs
+
+        kwargs = load_kwargs(placement)
+    elif load_in_8bit or load_in_4bit:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if load_in_8bit
                                          else BitsAndBytesConfig(load_in_4bit=True))
-    if dtype is not None:
+    if dtype is not None and placement is None:
         kwargs["dtype"] = dtype
     try:
         tokenizer = load_tokenizer(path_str)
@@ -310,14 +323,37 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_
     return model, tokenizer
 
 
-def load_version(base: str | Path, adapter_dir: str | Path):
-    """A trained version for generation: its base with the adapter merged in (no LoRA matmuls per token)."""
+def load_version(base: str | Path, adapter_dir: str | Path, profile=None):
+    """A trained version for generation, placed like its profile says (engine.ml.placement): the base in
+    the profile's dtype and quantization on the best device, with the adapter merged in (no LoRA matmuls
+    per token) unless the base is quantized (a LoRA cannot be merged into 8-bit/4-bit weights)."""
     from peft import PeftModel
 
-    model, tokenizer = load_base(base)
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    from .placement import place_for
+    from .profiles import get_profile
+
+    profile = profile or get_profile("tiny")
+    placement = place_for(profile, str(base))
+    model, tokenizer = load_base(base, placement=placement)
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if not placement.quantization:
+        model = model.merge_and_unload()
     model.eval()
+    model.bpllm_placement = placement
     return model, tokenizer
+
+
+def profile_of(config: dict):
+    """The Profile a version was trained with (its training_config.json ``profile``), or None."""
+    from .profiles import Profile
+
+    values = config.get("profile") if isinstance(config, dict) else None
+    if not isinstance(values, dict):
+        return None
+    try:
+        return Profile(**{**values, "target_modules": tuple(values.get("target_modules", ()))})
+    except TypeError:  # written by another engine version: fall back to the default placement
+        return None
 
 
 class BaseUnavailable(RuntimeError):

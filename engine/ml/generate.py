@@ -18,13 +18,25 @@ One decode loop serves the exam and the benchmarks:
   (a line's third occurrence ends the row, and no DSL line runs to hundreds of
   characters); a DSL text never means a repeated line, so repeats are dropped from
   the answer, and a row that did not end on its own is cut at its last complete line.
+
+On a GPU (``mode="auto"`` picks it; docs/gpu.md) the loop works the other way round, because there a
+step costs kernel launches and host round trips, not arithmetic:
+
+* rows that finish stay in the batch (fed a pad token, their output ignored): no KV-cache reshuffle,
+  and the shapes stay static, so the decode step can run over a ``StaticCache`` as a CUDA graph
+  (``torch.compile(mode="reduce-overhead")``, CUDA only; never compiled on a CPU);
+* the grammar's full masks for step t+1 are computed on the CPU (llguidance, in parallel threads)
+  *while* the GPU runs step t+1's forward, copied to the device without a sync and applied in one
+  masked fill: the one host<->device sync per step is reading the chosen tokens back;
+* prompts are bucketed by length, and the batch size can be chosen from free GPU memory
+  (``batch_size=0``).
 """
 from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass, field
 from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,6 +57,11 @@ class GenConfig:
     # what a constrained row must respect: "syntax" (the grammar) or "catalog" (the grammar, and
     # the validator's rules decidable from the prefix: known types, declared ids, pins, params)
     constraint: str = "catalog"
+    # decode strategy: "compact" drops finished rows and checks the model's top candidates before a full
+    # mask (best where arithmetic dominates: CPU); "overlap" keeps rows and computes full masks while the
+    # forward runs; "static" is overlap over a StaticCache, compiled as CUDA graphs on a GPU.
+    # "auto": compact on a CPU, static on CUDA (GenResult.extra["mode"] says which ran)
+    mode: str = "auto"
 
     @property
     def level(self) -> str:
@@ -152,24 +169,28 @@ class CatalogMatcher:
         self.grammar.unsafe_compute_mask_ptr(ptr, size)
 
 
-@lru_cache(maxsize=4)
-def _bit_positions():
+_BITS: dict[Any, Any] = {}
+
+
+def _bit_positions(device=None):
     import torch
 
-    return torch.arange(32, dtype=torch.int32)
+    key = str(device or "cpu")
+    if key not in _BITS:
+        _BITS[key] = torch.arange(32, dtype=torch.int32, device=device)
+    return _BITS[key]
 
 
 def apply_bitmask(logits, bitmask) -> None:
-    """Set logits of disallowed tokens to -inf, in place (plain torch, any device)."""
-    import torch
-
-    bits = (bitmask.unsqueeze(-1) >> _bit_positions().to(bitmask.device)) & 1
-    allowed = bits.reshape(bitmask.shape[0], -1).bool()
+    """Set logits of disallowed tokens to -inf, in place (plain torch, any device, one masked fill)."""
+    bitmask = bitmask.to(logits.device, non_blocking=True)
+    bits = (bitmask.unsqueeze(-1) >> _bit_positions(bitmask.device)) & 1
+    allowed = bits.reshape(bitmask.shape[0], -1)
     vocab = logits.shape[-1]
-    if allowed.shape[1] < vocab:
-        pad = torch.zeros(allowed.shape[0], vocab - allowed.shape[1], dtype=torch.bool, device=allowed.device)
-        allowed = torch.cat([allowed, pad], dim=1)
-    logits.masked_fill_(~allowed[:, :vocab].to(logits.device), float("-inf"))
+    if allowed.shape[1] < vocab:  # tokens past the mask's words are never allowed
+        logits[:, allowed.shape[1]:] = float("-inf")
+        logits = logits[:, : allowed.shape[1]]
+    logits.masked_fill_(allowed[:, :vocab] == 0, float("-inf"))
 
 
 def cut_last_line(text: str) -> str:
@@ -196,13 +217,81 @@ def generate(
     config = config or GenConfig()
     if config.constrained and constraint is None:
         constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint)
+    mode = decode_mode(model, config)
+    order = list(range(len(prompts)))
+    lengths = None
+    if mode != "compact" or config.batch_size <= 0:
+        lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    if mode != "compact":  # bucket by length: a batch pads to its longest prompt, and graphs see few shapes
+        order.sort(key=lambda i: lengths[i])
+    batch = config.batch_size if config.batch_size > 0 else auto_batch_size(model, lengths or [0],
+                                                                             config.max_new_tokens)
+    run = _generate_batch if mode == "compact" else _generate_batch_overlapped
     results: list[GenResult] = []
-    for start in range(0, len(prompts), max(1, config.batch_size)):
+    for start in range(0, len(prompts), max(1, batch)):
         if should_stop and should_stop():
             break
-        chunk = list(range(start, min(len(prompts), start + config.batch_size)))
-        results.extend(_generate_batch(model, tokenizer, prompts, chunk, config, constraint, on_result))
+        chunk = order[start : start + batch]
+        if mode == "compact":
+            results.extend(run(model, tokenizer, prompts, chunk, config, constraint, on_result))
+        else:
+            results.extend(run(model, tokenizer, prompts, chunk, config, constraint, on_result, mode))
+    results.sort(key=lambda r: r.index)
     return results
+
+
+def decode_mode(model, config: GenConfig) -> str:
+    """The decode strategy for ``model``'s device (GenConfig.mode; "auto": compact on CPU, static on CUDA)."""
+    if config.mode != "auto":
+        if config.mode not in ("compact", "overlap", "static"):
+            raise ValueError(f"GenConfig.mode {config.mode!r}: choose auto, compact, overlap or static")
+        return config.mode
+    from .placement import input_device
+
+    if input_device(model).type != "cuda":
+        return "compact"
+    split = len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) > 1
+    quantized = bool(getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_8bit", False)
+                     or getattr(model, "is_loaded_in_4bit", False))
+    # CUDA graphs want one device and plain weights; bitsandbytes kernels and cross-card hops run eagerly
+    return "overlap" if split or quantized else "static"
+
+
+def auto_batch_size(model, prompt_lengths: Sequence[int], max_new_tokens: int, free_bytes: int | None = None,
+                    cap: int = 256, cpu_default: int = 16) -> int:
+    """Rows per batch from free GPU memory: each row holds its KV cache (longest prompt + answer) and
+    a float32 logits row; 80 % of the free memory is spent. On a CPU, ``cpu_default``."""
+    from .placement import input_device
+
+    device = input_device(model)
+    if free_bytes is None:
+        if device.type != "cuda":
+            return cpu_default
+        import torch
+
+        free_bytes = int(torch.cuda.mem_get_info(device)[0])
+    return batch_rows(model.config, max(prompt_lengths or [0]) + max_new_tokens, free_bytes,
+                      _param_bytes(model), cap)
+
+
+def batch_rows(cfg, seq_len: int, free_bytes: int, dtype_bytes: int = 2, cap: int = 256) -> int:
+    """How many rows of ``seq_len`` tokens fit in ``free_bytes`` (pure: KV cache + logits per row)."""
+    layers = int(getattr(cfg, "num_hidden_layers", 1))
+    heads = int(getattr(cfg, "num_attention_heads", 1))
+    kv_heads = int(getattr(cfg, "num_key_value_heads", heads) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    kv = 2 * layers * kv_heads * head_dim * dtype_bytes * seq_len
+    logits = int(getattr(cfg, "vocab_size", 32000)) * 4 * 3  # logits, mask, argmax scratch
+    act = int(getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)) * dtype_bytes * 4
+    rows = int(0.8 * free_bytes // max(1, kv + logits + act))
+    return max(1, min(cap, rows))
+
+
+def _param_bytes(model) -> int:
+    try:
+        return max(1, next(model.parameters()).element_size())
+    except StopIteration:
+        return 2
 
 
 def _vocab_size(model, tokenizer) -> int:
@@ -212,7 +301,9 @@ def _vocab_size(model, tokenizer) -> int:
 def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_result) -> list[GenResult]:
     import torch
 
-    device = next(model.parameters()).device
+    from .placement import input_device
+
+    device = input_device(model)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -251,6 +342,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             constrained=constrained,
             mask_seconds=mask_time[pos],
             constraint=(constraint.level if constrained else "free"),
+            extra={"mode": "compact", "batch": len(indices), "batch_id": indices[0]},
         )
         out.append(res)
         if on_result:
@@ -360,6 +452,210 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             next_pos = next_pos + 1
     out.sort(key=lambda r: r.index)
     return out
+
+
+def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, constraint, on_result,
+                               mode: str = "overlap") -> list[GenResult]:
+    """The GPU decode loop (module docstring): rows kept, masks overlapped with the forward, one sync per step."""
+    import torch
+
+    from .placement import input_device
+
+    device = input_device(model)
+    cuda = device.type == "cuda"
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    n = len(indices)
+    prompt_len = enc["input_ids"].shape[1]
+    input_ids = enc["input_ids"].to(device, non_blocking=True)
+    eos_ids = _eos_ids(model, tokenizer)
+    eos = next(iter(sorted(eos_ids)), None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or 0)
+    constrained = bool(config.constrained and constraint is not None)
+    matchers = [constraint.matcher() for _ in indices] if constrained else None
+    catalog = constrained and constraint.level == "catalog"
+    pin = cuda
+    host_mask = (torch.full((n, constraint.mask_words), -1, dtype=torch.int32, pin_memory=pin)
+                 if constrained else None)
+    dev_mask = host_mask.to(device) if constrained else None
+    executor = _executor() if constrained else None
+
+    start = time.perf_counter()
+    generated: list[list[int]] = [[] for _ in indices]
+    line_counts: list[dict[str, int]] = [{} for _ in indices]
+    line_start: list[int] = [0] * n
+    texts: list[str] = [""] * n
+    mask_time = [0.0] * n
+    alive = [True] * n
+    out: list[GenResult] = []
+    pieces = _piece_cache(tokenizer)
+
+    def finish(pos: int, reason: str) -> None:
+        alive[pos] = False
+        raw = tokenizer.decode(generated[pos], skip_special_tokens=True)
+        text = raw if reason in ("eos", "grammar") else cut_last_line(raw)
+        if any(c > 1 for c in line_counts[pos].values()):
+            text = _drop_repeated_lines(text)
+        res = GenResult(index=indices[pos], text=text, raw_text=raw, n_tokens=len(generated[pos]),
+                        stop_reason=reason, time_seconds=time.perf_counter() - start, constrained=constrained,
+                        mask_seconds=mask_time[pos], constraint=(constraint.level if constrained else "free"),
+                        extra={"mode": mode, "batch": n, "batch_id": indices[0],
+                                                            **({"compile_error": compile_error} if compile_error else {})})
+        out.append(res)
+        if on_result:
+            on_result(res)
+
+    def fill_masks() -> None:
+        """Full masks for every live row into the pinned host buffer, then an async copy to the device."""
+        t0 = time.perf_counter()
+        live = [(getattr(matchers[pos], "grammar", matchers[pos]), pos) for pos in range(n) if alive[pos]]
+        if live:
+            import llguidance.torch as llt
+
+            llt.fill_next_token_bitmask_par(executor, live, host_mask)
+            dev_mask.copy_(host_mask, non_blocking=True)
+        dt = (time.perf_counter() - t0) / max(1, len(live))
+        for _m, pos in live:
+            mask_time[pos] += dt
+
+    attention = enc["attention_mask"].to(device, non_blocking=True)
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    total = prompt_len + config.max_new_tokens + 1
+    static = mode == "static"
+    step_fn = model
+    with torch.inference_mode():
+        if static:
+            from transformers import StaticCache
+
+            total = _bucket(total)
+            cache = StaticCache(config=model.config, max_cache_len=total)
+            full_attention = torch.zeros((n, total), dtype=attention.dtype, device=device)
+            full_attention[:, :prompt_len] = attention
+            outputs = model(input_ids=input_ids, attention_mask=full_attention, position_ids=position_ids,
+                            past_key_values=cache, cache_position=torch.arange(prompt_len, device=device),
+                            use_cache=True, logits_to_keep=1)
+            if cuda:
+                step_fn = _compiled_step(model)
+        else:
+            outputs = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True,
+                            logits_to_keep=1)  # a prompt's logits would be batch x length x vocab floats
+            cache = outputs.past_key_values
+        if constrained:
+            fill_masks()  # the first masks: the prompt's forward is already queued ahead of them
+        logits = outputs.logits[:, -1, :].to(torch.float32, copy=True)
+        next_pos = position_ids[:, -1:] + 1
+        cache_pos = torch.tensor([prompt_len], device=device)
+        compile_error = None
+        for step in range(config.max_new_tokens + 1):
+            if constrained:
+                apply_bitmask(logits, dev_mask)
+                if eos is not None:  # a matcher with nothing left to allow ends its row
+                    dead = torch.isinf(logits).all(dim=-1)
+                    logits[:, eos] = torch.where(dead, torch.zeros_like(logits[:, eos]), logits[:, eos])
+            picked = logits.argmax(dim=-1)
+            chosen = picked.tolist()  # the step's one host<->device sync
+            now = time.perf_counter() - start
+            t0 = time.perf_counter()
+            if catalog:  # the grammar's mask is a superset: rows whose pick the catalog refuses try the next best
+                refused = [pos for pos in range(n) if alive[pos] and not _allowed(matchers[pos], chosen[pos], eos_ids)]
+                if refused:
+                    tops = logits.index_select(0, torch.tensor(refused, device=logits.device)).topk(
+                        min(_CATALOG_K, logits.shape[-1]), dim=-1)
+                    for pos, vals, cands in zip(refused, tops.values.tolist(), tops.indices.tolist()):
+                        chosen[pos] = next((t for v, t in zip(vals, cands)
+                                            if v != float("-inf") and _allowed(matchers[pos], t, eos_ids)), -1)
+            for pos in range(n):
+                if not alive[pos]:
+                    continue
+                tok = chosen[pos]
+                reason = None
+                if tok < 0:
+                    reason = "constraint"  # nothing the catalog allows: cut at the last whole line
+                elif tok in eos_ids:
+                    reason = "eos"
+                elif constrained and not matchers[pos].consume_token(tok):
+                    reason = "grammar"
+                else:
+                    generated[pos].append(tok)
+                    piece = pieces.get(tok)
+                    if piece is None:
+                        piece = pieces[tok] = tokenizer.decode([tok], skip_special_tokens=False)
+                    texts[pos] += piece
+                    if constrained and matchers[pos].is_stopped():
+                        reason = "grammar"
+                    elif "\n" in piece and _repeated_line(texts[pos], line_start, pos, line_counts[pos], config):
+                        reason = "repetition"
+                    elif len(texts[pos]) - line_start[pos] > config.max_line_chars:
+                        reason = "repetition"
+                    elif len(generated[pos]) >= config.max_new_tokens:
+                        reason = "max_tokens"
+                    elif now >= config.time_budget_s:
+                        reason = "time_budget"
+                if reason:
+                    finish(pos, reason)
+            if constrained:
+                dt = (time.perf_counter() - t0) / max(1, n)
+                for pos in range(n):
+                    mask_time[pos] += dt
+            if not any(alive):
+                break
+            # finished rows are fed a pad token and ignored: no cache reshuffle, static shapes
+            step_ids = torch.tensor([[chosen[p] if alive[p] else pad] for p in range(n)], dtype=torch.long,
+                                    pin_memory=pin).to(device, non_blocking=True)
+            if static:
+                full_attention.index_fill_(1, cache_pos, 1)
+                kw = dict(input_ids=step_ids, attention_mask=full_attention, position_ids=next_pos,
+                          past_key_values=cache, cache_position=cache_pos, use_cache=True)
+                try:
+                    outputs = step_fn(**kw)
+                except Exception as exc:  # noqa: BLE001 - a graph that will not compile: decode eagerly, say so
+                    if step_fn is model:
+                        raise
+                    compile_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    _COMPILED[model] = step_fn = model
+                    outputs = model(**kw)
+                cache_pos = cache_pos + 1
+            else:
+                attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
+                outputs = model(input_ids=step_ids, attention_mask=attention, position_ids=next_pos,
+                                past_key_values=cache, use_cache=True)
+                cache = outputs.past_key_values
+            if constrained:
+                fill_masks()  # CPU work while the GPU runs the forward just queued
+            logits = outputs.logits[:, -1, :].to(torch.float32, copy=True)  # a CUDA graph reuses its output
+            next_pos = next_pos + 1
+    out.sort(key=lambda r: r.index)
+    return out
+
+
+def _bucket(length: int, step: int = 128) -> int:
+    """Static cache lengths come in steps, so a compiled graph is reused across batches."""
+    return -(-length // step) * step
+
+
+_COMPILED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _compiled_step(model):
+    """The model's forward as CUDA graphs (torch.compile reduce-overhead); CUDA only, compiled once per model."""
+    fn = _COMPILED.get(model)
+    if fn is None:
+        import torch
+
+        fn = _COMPILED[model] = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
+    return fn
+
+
+@lru_cache(maxsize=1)
+def _executor():
+    """llguidance's thread pool for computing many rows' masks at once (releases the GIL)."""
+    import llguidance
+
+    return llguidance.LLExecutor()
 
 
 _PIECES: "weakref.WeakKeyDictionary[Any, dict[int, str]]" = weakref.WeakKeyDictionary()

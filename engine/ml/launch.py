@@ -23,6 +23,23 @@ from .train import TrainingStopped, TrainSpec, last_checkpoint
 
 
 
+class TooManyRanks(RuntimeError):
+    """More accelerate ranks than visible GPUs on a GPU machine (each rank needs a card of its own)."""
+
+
+def check_ranks(num_processes: int, visible_gpus: int, cpu: bool = False) -> None:
+    """Refuse, with the fix, a launch whose ranks would not each get a GPU (pure: the facts are arguments).
+
+    On a GPU machine every rank takes ``cuda:<local rank>``: a second rank on a one-GPU machine dies
+    with "invalid device ordinal" deep inside the worker. CPU ranks (``cpu=True``) need no card."""
+    if cpu or visible_gpus == 0 or num_processes <= visible_gpus:
+        return
+    raise TooManyRanks(
+        f"accelerate launcher: {num_processes} processes asked for but only {visible_gpus} GPU(s) visible "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); set the profile's "
+        f"num_processes to at most {visible_gpus}, or accelerate_cpu = true to run the ranks on the CPU")
+
+
 def accelerate_command(spec_path: Path, events_path: Path, stop_path: Path, num_processes: int,
                        config_file: str | None = None, cpu: bool | None = None) -> list[str]:
     import torch
@@ -50,9 +67,19 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str | None = None,
-           emit=None, progress=None, should_stop=None, poll_s: float = 0.5) -> dict[str, Any]:
-    """Run the worker under accelerate; relay its events; returns the training summary."""
+           emit=None, progress=None, should_stop=None, poll_s: float = 0.5, cpu: bool = False) -> dict[str, Any]:
+    """Run the worker under accelerate; relay its events; returns the training summary.
+
+    ``cpu``: run the ranks on the CPU even on a GPU machine (they are then hidden from CUDA)."""
+    if not config_file:
+        check_ranks(num_processes, _visible_gpus(), cpu)
     work_dir.mkdir(parents=True, exist_ok=True)
     spec_path = work_dir / "train_spec.json"
     events_path = work_dir / "worker_events.jsonl"
@@ -65,9 +92,11 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
-    if not _cuda():
+    if cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the ranks must not touch a card they were not given
+    if cpu or not _cuda():
         env["ACCELERATE_USE_CPU"] = "true"
-    cmd = accelerate_command(spec_path, events_path, stop_path, num_processes, config_file)
+    cmd = accelerate_command(spec_path, events_path, stop_path, num_processes, config_file, cpu=cpu or None)
     offset = 0
     stopped: dict[str, Any] = {}
     with open(log_path, "ab") as log:
@@ -153,5 +182,11 @@ def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
 
     hooks = _hooks(ctx)
     work = ctx.run_dir / "ml" / f"train-cycle{ctx.cycle}"
-    return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
-                  progress=hooks.progress, should_stop=hooks.should_stop)
+    try:
+        return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
+                      progress=hooks.progress, should_stop=hooks.should_stop, cpu=bool(profile.accelerate_cpu))
+    except TooManyRanks as exc:
+        from engine.failures import ConfigProblem
+
+        raise ConfigProblem(str(exc), hint="[profiles.<name>] num_processes = <GPUs> or accelerate_cpu = true "
+                                           "in bpllm.toml") from exc

@@ -39,6 +39,13 @@ class Profile:
     load_in_4bit: bool = False
     bf16: bool = False  # forced off on CPU
     gradient_checkpointing: bool = False  # forced off on CPU
+    # GPU throughput (docs/gpu.md; all ignored on a CPU): rows of a micro-batch concatenated without pad
+    # tokens (trl padding_free; the attention sees each row apart through position_ids), liger-kernel's
+    # fused losses when the package is installed, and the micro-batch sized from free GPU memory (the
+    # effective batch, batch_size x grad_accum, is kept)
+    padding_free: bool = True
+    liger_kernel: bool = True
+    auto_micro_batch: bool = True
     # continue from the previous version's adapter (same base) instead of a fresh LoRA: a lesson
     # then adds to what the model knew rather than re-rolling everything it had learned
     warm_start: bool = False
@@ -53,8 +60,9 @@ class Profile:
     launcher: str = "inprocess"  # inprocess | accelerate
     num_processes: int = 1
     accelerate_config: str | None = None  # a user-supplied accelerate config file (FSDP / DeepSpeed)
+    accelerate_cpu: bool = False  # run the accelerate ranks on the CPU even where GPUs are visible
     # exam
-    exam_batch_size: int = 16
+    exam_batch_size: int = 16  # 0: from free GPU memory and the prompts' lengths (16 on a CPU)
     exam_max_new_tokens: int = 384
     exam_time_budget_s: float = 30.0
     constrained: bool = True
@@ -150,7 +158,7 @@ PROFILES: dict[str, Profile] = {
         gradient_checkpointing=True,
         save_steps=100,
         logging_steps=5,
-        exam_batch_size=8,
+        exam_batch_size=0,  # from free GPU memory (an H200 holds far more than 8 rows of an 8B)
         exam_max_new_tokens=768,
         exam_time_budget_s=120.0,
     ),
@@ -170,7 +178,7 @@ PROFILES: dict[str, Profile] = {
         gradient_checkpointing=True,
         save_steps=50,
         logging_steps=5,
-        exam_batch_size=4,
+        exam_batch_size=0,  # from free GPU memory
         exam_max_new_tokens=768,
         exam_time_budget_s=180.0,
     ),

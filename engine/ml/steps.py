@@ -280,6 +280,11 @@ def detect_device(ctx: StepContext) -> dict[str, Any]:
     return info
 
 
+def _gpu_roles(ctx: StepContext) -> dict[str, str]:
+    """The config's GPU roles (nvidia-smi index -> role): placement keeps a display card free."""
+    return dict((ctx.config.get("telemetry") or {}).get("roles") or {})
+
+
 def load_base_model(ctx: StepContext) -> dict[str, Any]:
     from .base import BaseUnavailable
 
@@ -292,7 +297,7 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     from .train import load_model_for_training
 
     try:
-        model, tokenizer = load_model_for_training(base, profile)
+        model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
         from engine.failures import ConfigProblem
 
@@ -300,7 +305,10 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
     ctx.cache.pop("ml.trainer", None)
     params = sum(p.numel() for p in model.parameters())
-    return {"base": base, "parameters": params, "8bit": profile.load_in_8bit}
+    placement = getattr(model, "bpllm_placement", None)
+    return {"base": base, "parameters": params, "8bit": profile.load_in_8bit,
+            **({"device": placement.device, "dtype": placement.dtype, "placement": placement.reason}
+               if placement is not None else {})}
 
 
 def attach_adapter(ctx: StepContext) -> dict[str, Any]:
@@ -382,7 +390,8 @@ def configure_trainer(ctx: StepContext) -> dict[str, Any]:
     args = trainer.args
     return {"epochs": args.num_train_epochs, "batch_size": args.per_device_train_batch_size,
             "grad_accum": args.gradient_accumulation_steps, "lr": args.learning_rate, "max_length": args.max_length,
-            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, "packing": args.packing}
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, "packing": args.packing,
+            "padding_free": bool(getattr(args, "padding_free", False)), "liger": bool(args.use_liger_kernel)}
 
 
 # ---------------------------------------------------------------------------- 4.x
@@ -432,7 +441,7 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
     ctx.save_state()
     _release_training(ctx, profile, spec.version)
     return {k: summary.get(k) for k in ("version", "global_step", "first_loss", "final_loss", "eval_loss",
-                                        "seconds", "tokens_per_s", "resumed_from")}
+                                        "seconds", "tokens_per_s", "peak_memory_bytes", "resumed_from")}
 
 
 def _release_training(ctx: StepContext, profile, version: str) -> None:
@@ -514,7 +523,8 @@ def _exam_model(ctx: StepContext, version: str):
     from .train import load_model_for_training
 
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
-    model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False))
+    model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False),
+                                               _gpu_roles(ctx))
     model = PeftModel.from_pretrained(model, str(version_dir(ctx, version) / "adapter"))
     if not (profile.load_in_8bit or profile.load_in_4bit):
         model = model.merge_and_unload()  # plain weights: no LoRA matmuls per generated token

@@ -89,20 +89,20 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def load_model_for_training(base: str, profile: Profile):
-    """Base model + tokenizer, 8-bit when the profile says so (then prepared for k-bit training)."""
-    import torch
-
+def load_model_for_training(base: str, profile: Profile, roles: dict[str, str] | None = None):
+    """Base model + tokenizer where engine.ml.placement puts it (the GPU in the profile's dtype, 8-bit/4-bit
+    when the profile says so, then prepared for k-bit training); CPU and fp32 without a GPU."""
     from .base import load_base
+    from .placement import place_for
 
-    info = device_info()
-    dtype = torch.bfloat16 if (profile.bf16 and info["bf16"]) else torch.float32
-    model, tokenizer = load_base(base, load_in_8bit=profile.load_in_8bit, load_in_4bit=profile.load_in_4bit, dtype=dtype)
-    if profile.load_in_8bit or profile.load_in_4bit:
+    placement = place_for(profile, base, roles)  # roles: the run's [telemetry] roles (None: the workspace's)
+    model, tokenizer = load_base(base, placement=placement)
+    model.bpllm_placement = placement
+    if placement.quantization:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(profile.gradient_checkpointing and info["device"] == "cuda")
+            model, use_gradient_checkpointing=bool(profile.gradient_checkpointing and placement.on_cuda)
         )
     return model, tokenizer
 
@@ -129,11 +129,39 @@ def attach_lora(model, profile: Profile, init_adapter: str | None = None, seed: 
     return get_peft_model(model, config)
 
 
-def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bool = True):
+def liger_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def micro_batch(cfg, seq_len: int, free_bytes: int, effective: int, dtype_bytes: int = 2,
+                gradient_checkpointing: bool = True, cap: int = 64) -> int:
+    """Rows per micro-batch that fit ``free_bytes`` (pure), as a divisor of the ``effective`` batch so that
+    batch x grad_accum stays what the profile says. Per token: the float32 logits and their gradient,
+    the layers' saved inputs (all of them with gradient checkpointing, one layer's full activations
+    on top), 70 % of the free memory spent."""
+    h = int(cfg.hidden_size)
+    layers = int(getattr(cfg, "num_hidden_layers", 1))
+    inter = int(getattr(cfg, "intermediate_size", 4 * h))
+    vocab = int(getattr(cfg, "vocab_size", 32000))
+    layer_act = (16 * h + 6 * inter) * dtype_bytes
+    per_token = vocab * 4 * 3 + (layers * h * dtype_bytes * 2 + layer_act if gradient_checkpointing
+                                 else layers * layer_act)
+    rows = int(0.7 * free_bytes // max(1, per_token * seq_len))
+    rows = max(1, min(rows, cap, effective))
+    return max(d for d in range(1, rows + 1) if effective % d == 0)
+
+
+def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bool = True, model=None):
     from trl import SFTConfig
 
     info = device_info()
-    on_gpu = info["device"] == "cuda"
+    placement = getattr(model, "bpllm_placement", None)
+    # a placement that kept every card free (roles) trains on the CPU: the Trainer must not move it to cuda:0
+    on_gpu = info["device"] == "cuda" and (placement is None or placement.on_cuda)
+    if not on_gpu:
+        info = {**info, "bf16": False}
     kwargs: dict[str, Any] = dict(
         output_dir=spec.output_dir,
         num_train_epochs=profile.epochs,
@@ -169,6 +197,8 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
     )
     if profile.eval_steps:
         kwargs["eval_steps"] = profile.eval_steps
+    if on_gpu:
+        kwargs.update(gpu_training_kwargs(profile, model))
     import warnings
     steps_per_epoch = max(1, -(-n_train // (profile.batch_size * profile.grad_accum)))
     kwargs["warmup_steps"] = profile.warmup_steps or int(profile.warmup_ratio * steps_per_epoch * max(1.0, profile.epochs))
@@ -176,6 +206,47 @@ def sft_config(spec: TrainSpec, profile: Profile, n_train: int, callbacks_on: bo
     with warnings.catch_warnings():  # transformers 5 renames gradient_checkpointing; trl still takes it
         warnings.simplefilter("ignore", FutureWarning)
         return SFTConfig(**kwargs)
+
+
+def gpu_training_kwargs(profile: Profile, model=None) -> dict[str, Any]:
+    """SFTConfig settings for a CUDA run: TF32, padding-free batches, liger, a micro-batch from free memory."""
+    import torch
+
+    out: dict[str, Any] = {}
+    major = torch.cuda.get_device_capability()[0]
+    if major >= 8:
+        out["tf32"] = True  # fp32 matmuls left (LoRA in fp32, norms) on tensor cores
+    attn = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+    # transformers builds a block-diagonal mask from position_ids for sdpa/eager, flash uses varlen kernels
+    if profile.padding_free and attn in ("sdpa", "eager", "flash_attention_2", "flash_attention_3"):
+        out["padding_free"] = True
+    if profile.liger_kernel and liger_available():
+        out["use_liger_kernel"] = True
+    if profile.auto_micro_batch and model is not None and hasattr(model, "config"):
+        free = int(torch.cuda.mem_get_info()[0])
+        effective = profile.batch_size * profile.grad_accum
+        dtype_bytes = 2 if profile.bf16 else 4
+        rows = micro_batch(model.config, profile.max_seq_len, free, effective, dtype_bytes,
+                           bool(profile.gradient_checkpointing))
+        out["per_device_train_batch_size"] = rows
+        out["per_device_eval_batch_size"] = rows
+        out["gradient_accumulation_steps"] = effective // rows
+    return out
+
+
+def peak_memory() -> dict[str, Any]:
+    """The run's peak memory: CUDA's allocator peak on a GPU (no device sync), the process's max RSS on a CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "memory_device": "cuda"}
+    try:
+        import resource
+
+        return {"peak_memory_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
+                "memory_device": "cpu"}
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return {}
 
 
 def make_callback(hooks: Hooks, version: str):
@@ -223,7 +294,8 @@ def make_callback(hooks: Hooks, version: str):
                            lr=float(logs.get("learning_rate", 0.0)),
                            grad_norm=float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
                            tokens_per_s=round((tokens - self._tokens0) / elapsed, 1) if tokens else None,
-                           version=version, **({"retain_kl": float(logs["retain_kl"])} if "retain_kl" in logs else {}))
+                           version=version, **peak_memory(),
+                           **({"retain_kl": float(logs["retain_kl"])} if "retain_kl" in logs else {}))
             self._last_t = now
 
         def on_save(self, args, state, control, **kw):
@@ -245,11 +317,18 @@ def _agree(flag: bool) -> bool:
         return flag
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        # a CPU tensor over a gloo group: agreeing must not wait for the GPU's queue (no device sync per step)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group())
         return bool(t.item())
     return flag
+
+
+@functools.cache
+def _cpu_group():
+    """A gloo process group beside the trainer's (NCCL on GPUs): the default group where it is gloo already."""
+    import torch.distributed as dist
+
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -284,7 +363,10 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     train_ds = Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.train_rows])
     eval_ds = (Dataset.from_list([to_conversation(r, spec.system_prompt) for r in spec.validation_rows])
                if spec.validation_rows else None)
-    args = sft_config(spec, profile, len(spec.train_rows))
+    args = sft_config(spec, profile, len(spec.train_rows), model=model)
+    _pin_trainer_device(args, getattr(model, "bpllm_placement", None))
+    if args.padding_free:
+        model.config.use_cache = False  # a cache object in training would hide the packed rows from the mask
     if eval_ds is None:
         args.eval_strategy = "no"
     callback = make_callback(hooks or Hooks(), spec.version) if with_callback else None
@@ -321,6 +403,20 @@ def _tensorboard_into(trainer, logging_dir: str | None) -> None:
     for cb in trainer.callback_handler.callbacks:
         if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "tb_writer", None) is None:
             cb.logging_dir = str(logging_dir)
+
+
+def _pin_trainer_device(args, placement) -> None:
+    """Train on the card the placement chose, alone. transformers picks cuda:0 and, in one process with several
+    GPUs visible, nn.DataParallel over all of them (which trl refuses, and which would use a display card)."""
+    if placement is None or not placement.device.startswith("cuda:") or os.environ.get("WORLD_SIZE", "1") != "1":
+        return
+    import torch
+
+    device = torch.device(placement.device)
+    _ = args.device  # the library's own setup first (accelerate state), then the card is replaced
+    args.__dict__["_setup_devices"] = device  # TrainingArguments.device is this cached property
+    args._n_gpu = 1
+    torch.cuda.set_device(device)
 
 
 def frozen_copy(model):
@@ -438,6 +534,7 @@ def train_adapter(spec: TrainSpec, hooks: Hooks | None = None, trainer=None, cal
         "validation_rows": len(spec.validation_rows),
     }
     summary["tokens_per_s"] = round(summary["tokens"] / seconds, 1) if seconds > 0 and summary["tokens"] else None
+    summary.update(peak_memory())
     if is_main:
         save_adapter(trainer, spec.adapter_dir)
         Path(spec.adapter_dir, TRAIN_RESULT).write_text(json.dumps(summary, indent=2), encoding="utf-8")
