@@ -161,7 +161,8 @@ RULES: dict[str, dict[str, Rule]] = {
                                 lambda v: all(str(k).isdigit() and isinstance(r, str) and r.strip()
                                               for k, r in v.items()))},
     "backup": {"mirror": ANY_TEXT, "keep_pre_train": POSITIVE, "keep_scheduled": POSITIVE,
-               "keep_safety": POSITIVE, "include": TEXT_LIST},
+               "keep_safety": POSITIVE, "include": TEXT_LIST,
+               "watchdog_hours": _num(0), "keep_watchdog": POSITIVE},
 }
 
 # [profiles.<name>] and [train]: the fields of engine.ml.profiles.Profile (a test checks they agree),
@@ -180,8 +181,9 @@ PROFILE_RULES: dict[str, Rule] = {
     "load_in_8bit": BOOL, "load_in_4bit": BOOL, "bf16": BOOL, "gradient_checkpointing": BOOL,
     "warm_start": BOOL, "warm_start_epochs": SECONDS, "warm_start_lr_scale": SECONDS,
     "retain_weight": _num(0),
+    "padding_free": BOOL, "liger_kernel": BOOL, "auto_micro_batch": BOOL, "accelerate_cpu": BOOL,
     "launcher": _enum("inprocess", "accelerate"), "num_processes": POSITIVE, "accelerate_config": PATH,
-    "exam_batch_size": POSITIVE, "exam_max_new_tokens": POSITIVE, "exam_time_budget_s": SECONDS,
+    "exam_batch_size": Rule((int,), "0 (sized from free GPU memory) or a whole number >= 1", lambda v: v >= 0), "exam_max_new_tokens": POSITIVE, "exam_time_budget_s": SECONDS,
     "constrained": BOOL,
     "tiny": Rule((dict,), "a table of tiny-base settings, e.g. { hidden_size = 128 }"),
 }
@@ -195,7 +197,7 @@ TINY_RULES: dict[str, Rule] = {
 }
 # the open sections' keys that bpllm reads (engine/ml/steps.py, bpllm_tui/config.py)
 FREE_RULES: dict[str, dict[str, Rule]] = {
-    "exam": {"batch_size": POSITIVE, "max_new_tokens": POSITIVE, "time_budget_s": SECONDS, "constrained": BOOL,
+    "exam": {"batch_size": Rule((int,), "0 (sized from free GPU memory) or a whole number >= 1", lambda v: v >= 0), "max_new_tokens": POSITIVE, "time_budget_s": SECONDS, "constrained": BOOL,
              # syntax: the grammar only; catalog (the default): the grammar and the catalog's rules
              "constraint": _enum("syntax", "catalog")},
     "grading": {"weakest": POSITIVE, "min_prompts": POSITIVE, "contrast_share": PROBABILITY,

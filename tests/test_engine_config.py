@@ -41,7 +41,7 @@ BAD = [
      "100", "multiple of num_attention_heads"),
     ("[profiles.tiny]\nload_in_8bit = true\nload_in_4bit = true\n", "profiles.tiny", "", "choose one"),
     ("[train]\nepochs = -1\n", "train.epochs", "-1", "> 0"),
-    ("[exam]\nbatch_size = 0\n", "exam.batch_size", "0", ">= 1"),
+    ("[exam]\nbatch_size = -1\n", "exam.batch_size", "-1", ">= 1"),  # 0 is valid: sized from free GPU memory
     ('[exam]\nconstrained = "yes"\n', "exam.constrained", '"yes"', "true or false"),
     ("[grading]\ncontrast_share = 2\n", "grading.contrast_share", "2", "[0, 1]"),
     ("[grading]\ndraft_prompts = -1\n", "grading.draft_prompts", "-1", ">= 1"),
