@@ -118,8 +118,9 @@ class LogView(Vertical):
 
     @property
     def settled(self) -> bool:
-        """Every queued line is painted (tests and the benchmark wait for this)."""
-        return not self._pending
+        """Every queued line is painted (tests and the benchmark wait for this): ours are written, and the
+        RichLog holds none back until it knows its size (it defers writes made before its first layout)."""
+        return not self._pending and not getattr(self.lines, "_deferred_renders", None)
 
     def _drain(self) -> None:
         """Paint at most MAX_PER_SYNC queued lines per tick, oldest first: a replayed or flooding log fills
