@@ -51,6 +51,7 @@ class _Tok:
     kind: str
     text: str
     open: bool  # the last token, touching the end of the line: it may still grow
+    end: int = 0  # where it ends in the line
 
 
 def _lex(line: str) -> list[_Tok]:
@@ -59,7 +60,7 @@ def _lex(line: str) -> list[_Tok]:
         kind = m.lastgroup or "punct"
         if kind == "ws":
             continue
-        toks.append(_Tok(kind, m.group(), m.end() == len(line)))
+        toks.append(_Tok(kind, m.group(), m.end() == len(line), m.end()))
     return toks
 
 
@@ -75,7 +76,9 @@ class CatalogRules:
         self.unknown_nodes = unknown_nodes
         cat = self.catalog
         self.node_types: tuple[str, ...] = tuple(sorted(set(cat.nodes) | set(cat.node_aliases)))
-        self.type_names: tuple[str, ...] = tuple(sorted(set(cat.types) | set(cat.type_aliases)))
+        # Wildcard first: it fits most wires, so "does any type fit?" usually answers at the first try
+        self.type_names: tuple[str, ...] = tuple(sorted(set(cat.types) | set(cat.type_aliases),
+                                                        key=lambda t: (t != "Wildcard", t)))
 
     @lru_cache(maxsize=None)
     def params_of(self, node_type: str) -> dict[str, str]:
@@ -358,6 +361,8 @@ class ConstraintState:
                 return j == len(toks) - 1  # nothing after the params
             if toks[j].text != ",":
                 return False
+            if not unknown and all(canon in given for canon in params.values()):
+                return False  # a comma with no param left to give could never close
             i = j + 1
         return True
 
@@ -452,7 +457,10 @@ class ConstraintState:
             return True
         if toks[i].kind != "arrow":
             return False
-        j = self._endpoint_ok(toks, i + 1, "in", kind, closing)
+        if kind == "data":  # only targets some [Type] can reach from this source: no dead end at the bracket
+            j = self._data_target_ok(toks, i + 1, self._fitting_targets(line[: toks[i].end]), closing)
+        else:
+            j = self._endpoint_ok(toks, i + 1, "in", kind, closing)
         if j is None:
             return False
         if j > len(toks):
@@ -480,11 +488,62 @@ class ConstraintState:
         return ty.text in fits or (ty.text == "Array" and any(t.startswith("Array") for t in fits)) or \
             (j + 2 < len(toks) and toks[j + 2].text == "<")
 
-    def _some_type_fits(self, base: str) -> bool:
-        return bool(self._fitting_types(base)) or self._generic_may_fit(base)
+    def _data_target_ok(self, toks: list[_Tok], i: int, targets: dict[str, tuple[str, ...] | None],
+                        closing: bool) -> int | None:
+        """``id . pin`` of a DATA target among ``targets`` (id -> pins, None: any pin); as _endpoint_ok."""
+        if i >= len(toks):
+            return len(toks) + 1 if targets else None
+        nid = toks[i]
+        if nid.kind != "ident":
+            return None
+        if not self._closed(nid, closing):
+            return len(toks) + 1 if _prefix_ok(nid.text, targets) else None
+        if nid.text not in targets:
+            return None
+        if i + 1 >= len(toks):
+            return len(toks) + 1
+        if toks[i + 1].text != ".":
+            return None
+        if i + 2 >= len(toks):
+            return len(toks) + 1
+        pin, pins = toks[i + 2], targets[nid.text]
+        if pin.kind != "ident":
+            return None
+        if pins is None:  # dynamic pins: any name
+            return len(toks) + 1 if not self._closed(pin, closing) else i + 3
+        if not self._closed(pin, closing):
+            return len(toks) + 1 if _prefix_ok(pin.text, pins) else None
+        return i + 3 if pin.text in pins else None
 
-    def _generic_may_fit(self, base: str) -> bool:
-        return False
+    def _fitting_targets(self, head: str) -> dict[str, tuple[str, ...] | None]:
+        """For ``DATA <source> ->``: each declared id -> its data inputs that some [Type] makes a valid wire
+        from this source (None: the node names its pins itself). Tried with the validator, cached per line."""
+        key = "\x00targets\x00" + head
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        out: dict[str, tuple[str, ...] | None] = {}
+        for nid, ntype in self.facts.nodes.items():
+            spec = self.rules.spec(ntype)
+            if spec is None or spec.dynamic_pins:
+                out[nid] = None
+                continue
+            names = list(self.rules.pins_of(ntype, "in", "data")[0])
+            if spec.named_pin is not None:
+                names += list(self.facts.vars)
+            fit = tuple(p for p in names if self._some_type_fits(f"{head} {nid}.{p}"))
+            if fit:
+                out[nid] = fit
+        self._cache[key] = out  # type: ignore[assignment]
+        return out
+
+    def _some_type_fits(self, base: str) -> bool:
+        """Does some [Type] make ``base [Type]`` a valid line? (stops at the first that does)"""
+        key = "\x00types\x00" + base
+        if key in self._cache:
+            return bool(self._cache[key])
+        return any(self._prevented_errors(self.done + f"{base} [{t}]\n") <= self._errors
+                   for t in self.rules.type_names)
 
     def _fitting_types(self, base: str) -> tuple[str, ...]:
         """Type names T for which ``base [T]`` is a line the validator accepts (tried for real)."""

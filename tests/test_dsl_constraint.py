@@ -175,3 +175,32 @@ def test_random_walks_never_reach_a_prevented_error(choices):
     assert not line_level, (line_level, s.done)
     if s.can_end():
         assert errors(s.done + s.line) == set(), s.done + s.line
+
+
+def allowed_prefix(prefix: str, partial: str) -> bool:
+    return state_after(prefix).allows(partial)
+
+
+def test_no_comma_after_the_last_param_a_node_can_take():
+    """A dead end seen in a real exam: `[PlayerIndex=5, ` on a node with one param can never close."""
+    assert set(RULES.params_of("GetPlayerController").values()) == {"PlayerIndex"}  # the premise
+    assert allowed_prefix(GRAPH, "NODE n4: GetPlayerController [PlayerIndex=5")
+    assert not allowed_prefix(GRAPH, "NODE n4: GetPlayerController [PlayerIndex=5,")
+    assert allowed_prefix(GRAPH, "NODE n4: PrintString [InString=\"a\",")  # PrintString has more
+
+
+def test_a_data_target_is_offered_only_where_some_type_fits():
+    """`DATA 100 -> n2.Target` was a dead end: no [Type] could close it. A target pin is allowed exactly when
+    the validator accepts the wire with some type."""
+    cat = default_catalog()
+    seen = set()
+    for source in ["100", "n3.ReturnValue", "\"text\"", "true", "n1.Then"]:
+        for nid, pin in [(nid, p.name) for nid, t in (("n2", "PrintString"), ("n3", "GetActorLocation"))
+                         for p in cat.get(t).pins_where("in", "data")]:
+            line = f"DATA {source} -> {nid}.{pin}"
+            fits = any(not {d.code for d in validate(GRAPH + f"{line} [{t}]\n") if d.severity == "error"}
+                       for t in RULES.type_names)
+            assert allowed_prefix(GRAPH, line + " ") == fits, (line, fits)  # the pin written
+            assert allowed_prefix(GRAPH, line) == fits, (line, fits)  # still being written: no dead end ahead
+            seen.add(fits)
+    assert seen == {True, False}, "some targets can be fed and some cannot (else this proves nothing)"
