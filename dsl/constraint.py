@@ -74,6 +74,7 @@ class CatalogRules:
     def __init__(self, catalog: Catalog | None = None, unknown_nodes: str = "error"):
         self.catalog = catalog or default_catalog()
         self.unknown_nodes = unknown_nodes
+        self.validations: dict[str, frozenset] = {}  # text -> its prevented errors (the validator is pure)
         cat = self.catalog
         self.node_types: tuple[str, ...] = tuple(sorted(set(cat.nodes) | set(cat.node_aliases)))
         # Wildcard first: it fits most wires, so "does any type fit?" usually answers at the first try
@@ -229,11 +230,20 @@ class ConstraintState:
         return ok
 
     def _prevented_errors(self, text: str) -> frozenset:
-        return frozenset(
+        """Error-level diagnostics of ``text`` the constraint answers for (memoised: a line is judged when a
+        candidate would end it and again when it is consumed, and a wire's targets share their text)."""
+        memos = self.rules.validations
+        memo = memos.get(text)
+        if memo is not None:
+            return memo
+        if len(memos) > 4096:
+            memos.clear()
+        memo = memos[text] = frozenset(
             (d.code, d.line, d.column)
             for d in validate(text, self.rules.catalog, unknown_nodes=self.rules.unknown_nodes)
             if d.severity == "error" and d.code not in WHOLE_TEXT
         )
+        return memo
 
     def _learn(self, line: str) -> None:
         toks = _lex(line)
@@ -458,7 +468,7 @@ class ConstraintState:
         if toks[i].kind != "arrow":
             return False
         if kind == "data":  # only targets some [Type] can reach from this source: no dead end at the bracket
-            j = self._data_target_ok(toks, i + 1, self._fitting_targets(line[: toks[i].end]), closing)
+            j = self._data_target_ok(toks, i + 1, line[: toks[i].end], closing)
         else:
             j = self._endpoint_ok(toks, i + 1, "in", kind, closing)
         if j is None:
@@ -488,17 +498,17 @@ class ConstraintState:
         return ty.text in fits or (ty.text == "Array" and any(t.startswith("Array") for t in fits)) or \
             (j + 2 < len(toks) and toks[j + 2].text == "<")
 
-    def _data_target_ok(self, toks: list[_Tok], i: int, targets: dict[str, tuple[str, ...] | None],
-                        closing: bool) -> int | None:
-        """``id . pin`` of a DATA target among ``targets`` (id -> pins, None: any pin); as _endpoint_ok."""
+    def _data_target_ok(self, toks: list[_Tok], i: int, head: str, closing: bool) -> int | None:
+        """``id . pin`` of a DATA target after ``head`` (``DATA <source> ->``) that some [Type] can reach;
+        as _endpoint_ok."""
         if i >= len(toks):
-            return len(toks) + 1 if targets else None
+            return len(toks) + 1 if self._target_ids(head) else None
         nid = toks[i]
         if nid.kind != "ident":
             return None
         if not self._closed(nid, closing):
-            return len(toks) + 1 if _prefix_ok(nid.text, targets) else None
-        if nid.text not in targets:
+            return len(toks) + 1 if _prefix_ok(nid.text, self._target_ids(head)) else None
+        if nid.text not in self.facts.nodes or self._target_pins(head, nid.text, first_only=True) == ():
             return None
         if i + 1 >= len(toks):
             return len(toks) + 1
@@ -506,7 +516,7 @@ class ConstraintState:
             return None
         if i + 2 >= len(toks):
             return len(toks) + 1
-        pin, pins = toks[i + 2], targets[nid.text]
+        pin, pins = toks[i + 2], self._target_pins(head, nid.text)
         if pin.kind != "ident":
             return None
         if pins is None:  # dynamic pins: any name
@@ -515,27 +525,29 @@ class ConstraintState:
             return len(toks) + 1 if _prefix_ok(pin.text, pins) else None
         return i + 3 if pin.text in pins else None
 
-    def _fitting_targets(self, head: str) -> dict[str, tuple[str, ...] | None]:
-        """For ``DATA <source> ->``: each declared id -> its data inputs that some [Type] makes a valid wire
-        from this source (None: the node names its pins itself). Tried with the validator, cached per line."""
-        key = "\x00targets\x00" + head
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached  # type: ignore[return-value]
-        out: dict[str, tuple[str, ...] | None] = {}
-        for nid, ntype in self.facts.nodes.items():
-            spec = self.rules.spec(ntype)
-            if spec is None or spec.dynamic_pins:
-                out[nid] = None
-                continue
+    def _target_pins(self, head: str, nid: str, first_only: bool = False) -> tuple[str, ...] | None:
+        """For ``DATA <source> ->``: the data inputs of ``nid`` that some [Type] makes a valid wire from this
+        source (None: the node names its pins itself); ``first_only`` stops at the first. Tried with the
+        validator, cached per line."""
+        key = f"\x00pins\x00{first_only}\x00{nid}\x00{head}"
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        ntype = self.facts.nodes[nid]
+        spec = self.rules.spec(ntype)
+        if spec is None or spec.dynamic_pins:
+            pins = None
+        else:
             names = list(self.rules.pins_of(ntype, "in", "data")[0])
             if spec.named_pin is not None:
                 names += list(self.facts.vars)
-            fit = tuple(p for p in names if self._some_type_fits(f"{head} {nid}.{p}"))
-            if fit:
-                out[nid] = fit
-        self._cache[key] = out  # type: ignore[assignment]
-        return out
+            fits = (p for p in names if self._some_type_fits(f"{head} {nid}.{p}"))
+            pins = tuple(fits) if not first_only else tuple(p for p in (next(fits, None),) if p is not None)
+        self._cache[key] = pins  # type: ignore[assignment]
+        return pins
+
+    def _target_ids(self, head: str) -> tuple[str, ...]:
+        """Declared ids with at least one data input this source can feed."""
+        return tuple(nid for nid in self.facts.nodes if self._target_pins(head, nid, first_only=True) != ())
 
     def _some_type_fits(self, base: str) -> bool:
         """Does some [Type] make ``base [Type]`` a valid line? (stops at the first that does)"""
