@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from .catalog import Catalog, NodeSpec, default_catalog
 from .validator import validate
@@ -46,8 +47,7 @@ _TOKEN = re.compile(
 _NODE_ID = re.compile(r"n[0-9]+")
 
 
-@dataclass(frozen=True)
-class _Tok:
+class _Tok(NamedTuple):
     kind: str
     text: str
     open: bool  # the last token, touching the end of the line: it may still grow
@@ -154,7 +154,7 @@ class _Facts:
 class ConstraintState:
     """One row's text under the constraint: ``allows(piece)``, ``advance(piece)``, ``can_end()``."""
 
-    __slots__ = ("rules", "done", "line", "facts", "_errors", "_cache", "n_lines")
+    __slots__ = ("rules", "done", "line", "facts", "_errors", "_cache", "n_lines", "_kw")
 
     def __init__(self, rules: CatalogRules):
         self.rules = rules
@@ -164,6 +164,7 @@ class ConstraintState:
         self._errors: frozenset = frozenset()  # prevented errors already in ``done`` (none, by construction)
         self._cache: dict[str, bool] = {}
         self.n_lines = 0
+        self._kw: set[str] | None = None  # keywords a line may start with, until the facts change
 
     # -- the three questions the decoder asks ---------------------------------------------
     def allows(self, piece: str) -> bool:
@@ -206,6 +207,7 @@ class ConstraintState:
         other._errors = self._errors
         other._cache = {}
         other.n_lines = self.n_lines
+        other._kw = None
         return other
 
     # -- whole lines -----------------------------------------------------------------------
@@ -246,6 +248,7 @@ class ConstraintState:
         return memo
 
     def _learn(self, line: str) -> None:
+        self._kw = None
         toks = _lex(line)
         if not toks:
             return
@@ -271,6 +274,11 @@ class ConstraintState:
         return hit
 
     def _keywords(self) -> set[str]:
+        if self._kw is None:
+            self._kw = self._compute_keywords()
+        return self._kw
+
+    def _compute_keywords(self) -> set[str]:
         f = self.facts
         out: set[str] = set()
         if not f.graph:
