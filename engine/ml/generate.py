@@ -318,14 +318,11 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
     bitmask = torch.full((len(indices), constraint.mask_words), -1, dtype=torch.int32) if constrained else None
 
     start = time.perf_counter()
-    generated: list[list[int]] = [[] for _ in indices]
-    line_counts: list[dict[str, int]] = [{} for _ in indices]
-    line_start: list[int] = [0] * len(indices)  # char offset where the current line starts
-    texts: list[str] = [""] * len(indices)
+    rows = _Rows(len(indices), tokenizer, config)
+    generated, line_counts = rows.generated, rows.line_counts
     mask_time = [0.0] * len(indices)
     alive = list(range(len(indices)))  # positions (into indices) still decoding, in cache row order
     out: list[GenResult] = []
-    pieces = _piece_cache(tokenizer)
 
     def finish(pos: int, reason: str) -> None:
         raw = tokenizer.decode(generated[pos], skip_special_tokens=True)
@@ -402,7 +399,6 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
             keep_rows: list[int] = []
             for row, pos in enumerate(alive):
                 tok = chosen[row]
-                reason = None
                 if tok < 0:
                     reason = "constraint"  # nothing the catalog allows: cut at the last whole line
                 elif tok in eos_ids:
@@ -410,21 +406,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
                 elif constrained and not _consume(matchers[pos], tok, mask_time, pos):
                     reason = "grammar"  # the matcher refused (should not happen under its own mask)
                 else:
-                    generated[pos].append(tok)
-                    piece = pieces.get(tok)
-                    if piece is None:
-                        piece = pieces[tok] = tokenizer.decode([tok], skip_special_tokens=False)
-                    texts[pos] += piece
-                    if constrained and matchers[pos].is_stopped():
-                        reason = "grammar"
-                    elif "\n" in piece and _repeated_line(texts[pos], line_start, pos, line_counts[pos], config):
-                        reason = "repetition"
-                    elif len(texts[pos]) - line_start[pos] > config.max_line_chars:
-                        reason = "repetition"  # one line growing without end is a loop too
-                    elif len(generated[pos]) >= config.max_new_tokens:
-                        reason = "max_tokens"
-                    elif now >= config.time_budget_s:
-                        reason = "time_budget"
+                    reason = rows.take(pos, tok, matchers[pos] if constrained else None, now)
                 if reason:
                     finish(pos, reason)
                 else:
@@ -485,14 +467,11 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
     executor = _executor() if constrained else None
 
     start = time.perf_counter()
-    generated: list[list[int]] = [[] for _ in indices]
-    line_counts: list[dict[str, int]] = [{} for _ in indices]
-    line_start: list[int] = [0] * n
-    texts: list[str] = [""] * n
+    rows = _Rows(n, tokenizer, config)
+    generated, line_counts = rows.generated, rows.line_counts
     mask_time = [0.0] * n
     alive = [True] * n
     out: list[GenResult] = []
-    pieces = _piece_cache(tokenizer)
 
     def finish(pos: int, reason: str) -> None:
         alive[pos] = False
@@ -572,7 +551,6 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
                 if not alive[pos]:
                     continue
                 tok = chosen[pos]
-                reason = None
                 if tok < 0:
                     reason = "constraint"  # nothing the catalog allows: cut at the last whole line
                 elif tok in eos_ids:
@@ -580,21 +558,7 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
                 elif constrained and not matchers[pos].consume_token(tok):
                     reason = "grammar"
                 else:
-                    generated[pos].append(tok)
-                    piece = pieces.get(tok)
-                    if piece is None:
-                        piece = pieces[tok] = tokenizer.decode([tok], skip_special_tokens=False)
-                    texts[pos] += piece
-                    if constrained and matchers[pos].is_stopped():
-                        reason = "grammar"
-                    elif "\n" in piece and _repeated_line(texts[pos], line_start, pos, line_counts[pos], config):
-                        reason = "repetition"
-                    elif len(texts[pos]) - line_start[pos] > config.max_line_chars:
-                        reason = "repetition"
-                    elif len(generated[pos]) >= config.max_new_tokens:
-                        reason = "max_tokens"
-                    elif now >= config.time_budget_s:
-                        reason = "time_budget"
+                    reason = rows.take(pos, tok, matchers[pos] if constrained else None, now)
                 if reason:
                     finish(pos, reason)
             if constrained:
@@ -699,6 +663,39 @@ def _eos_ids(model, tokenizer) -> set[int]:
     elif isinstance(eos, (list, tuple)):
         ids.update(int(e) for e in eos)
     return ids
+
+
+class _Rows:
+    """What each row of a batch has written, and why it must end now (both decode loops share it)."""
+
+    def __init__(self, n: int, tokenizer, config: GenConfig):
+        self.generated: list[list[int]] = [[] for _ in range(n)]
+        self.line_counts: list[dict[str, int]] = [{} for _ in range(n)]
+        self.line_start: list[int] = [0] * n  # char offset where the current line starts
+        self.texts: list[str] = [""] * n
+        self.pieces = _piece_cache(tokenizer)
+        self.tokenizer = tokenizer
+        self.config = config
+
+    def take(self, pos: int, tok: int, matcher, now: float) -> str | None:
+        """Append a consumed token to row ``pos``; the reason the row ends here, or None."""
+        config = self.config
+        self.generated[pos].append(tok)
+        piece = self.pieces.get(tok)
+        if piece is None:
+            piece = self.pieces[tok] = self.tokenizer.decode([tok], skip_special_tokens=False)
+        text = self.texts[pos] = self.texts[pos] + piece
+        if matcher is not None and matcher.is_stopped():
+            return "grammar"
+        if "\n" in piece and _repeated_line(text, self.line_start, pos, self.line_counts[pos], config):
+            return "repetition"
+        if len(text) - self.line_start[pos] > config.max_line_chars:
+            return "repetition"  # one line growing without end is a loop too
+        if len(self.generated[pos]) >= config.max_new_tokens:
+            return "max_tokens"
+        if now >= config.time_budget_s:
+            return "time_budget"
+        return None
 
 
 def _repeated_line(text: str, line_start: list[int], pos: int, counts: dict[str, int], config: GenConfig) -> bool:
