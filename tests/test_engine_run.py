@@ -414,3 +414,13 @@ def test_step_selection_errors_and_listing(ws: Path) -> None:
     assert r.returncode == 0, r.stderr
     started = [e["id"] for e in events(run_dirs(ws)[-1]) if e["type"] == "step" and e["status"] == "start"]
     assert started == ["9", "9.4", "9.5"]
+
+
+def test_step_5_without_a_trained_version_skips_with_its_reason(ws: Path) -> None:
+    """`--only 1,5` on a fresh workspace: 5.1 has no adapter to load; it skips (it used to fail with
+    peft's "Can't find 'adapter_config.json'")."""
+    r = bpllm("run", "-w", str(ws), "--only", "1,5", timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    evs = events(run_dirs(ws)[-1])
+    skip = [e for e in evs if e["type"] == "step" and e["id"] == "5.1" and e["status"] == "skip"]
+    assert skip and "no trained adapter" in skip[0]["reason"], [e for e in evs if e.get("id") == "5.1"]

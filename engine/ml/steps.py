@@ -558,6 +558,8 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
     from .generate import generate
 
     version = version_of(ctx)
+    if not (version_dir(ctx, version) / "adapter" / "adapter_config.json").exists():
+        ctx.skip(f"no trained adapter for {version} to verify (run step 4 first)")
     model, tokenizer = _exam_model(ctx, version)
     rows = (_data(ctx)["validation"] or _data(ctx)["train"])[:2]
     prompts = [render_example(tokenizer, _system_prompt(ctx), r["instruction"]) for r in rows]
