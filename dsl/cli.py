@@ -37,13 +37,17 @@ class InputError(Exception):
     """A file that cannot be read at all; the message names file, line and fix."""
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory; pass .dsl, lesson .json or dataset .jsonl files") from None
+
+
+def _read_text(path: Path) -> str:
+    data = _read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -53,12 +57,7 @@ def _read_text(path: Path) -> str:
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
     """(line number, text or None, why) per line: one binary line must not hide every other row."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory; pass .dsl, lesson .json or dataset .jsonl files") from None
+    data = _read_bytes(path)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     for number, raw in enumerate(data.split(b"\n"), start=1):

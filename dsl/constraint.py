@@ -591,17 +591,7 @@ def _parse_type(toks: list[_Tok], i: int) -> int:
     i += 1
     if i >= len(toks) or toks[i].text != "<":
         return i
-    i += 1
-    while True:
-        i = _parse_type(toks, i)
-        if i == _BAD or i >= len(toks):
-            return i if i == _BAD else len(toks) + 1
-        if toks[i].text == ",":
-            i += 1
-        elif toks[i].text == ">":
-            return i + 1
-        else:
-            return _BAD
+    return _parse_list(toks, i + 1, _parse_type, ">")
 
 
 def _parse_value(toks: list[_Tok], i: int) -> int:
@@ -615,24 +605,33 @@ def _parse_value(toks: list[_Tok], i: int) -> int:
         return i + 1
     if t.text != "(":
         return _BAD
-    i += 1
-    if i < len(toks) and toks[i].text == ")":
-        return i + 1
+    if i + 1 < len(toks) and toks[i + 1].text == ")":
+        return i + 2
+    return _parse_list(toks, i + 1, _parse_field, ")")
+
+
+def _parse_field(toks: list[_Tok], i: int) -> int:
+    """``Name = value`` inside a struct."""
+    if i >= len(toks):
+        return len(toks) + 1
+    if toks[i].kind != "ident":
+        return _BAD
+    if i + 1 >= len(toks):
+        return len(toks) + 1
+    if toks[i + 1].text != "=":
+        return _BAD
+    return _parse_value(toks, i + 2)
+
+
+def _parse_list(toks: list[_Tok], i: int, item, close: str) -> int:
+    """``item (, item)* close`` from toks[i]; as _parse_type."""
     while True:
-        if i >= len(toks):
-            return len(toks) + 1
-        if toks[i].kind != "ident":
-            return _BAD
-        if i + 1 >= len(toks):
-            return len(toks) + 1
-        if toks[i + 1].text != "=":
-            return _BAD
-        i = _parse_value(toks, i + 2)
+        i = item(toks, i)
         if i == _BAD or i >= len(toks):
             return i if i == _BAD else len(toks) + 1
         if toks[i].text == ",":
             i += 1
-        elif toks[i].text == ")":
+        elif toks[i].text == close:
             return i + 1
         else:
             return _BAD

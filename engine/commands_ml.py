@@ -106,18 +106,26 @@ def _workspace(arg: str | None, command: str):
         return None
 
 
+def _version_or_latest(ws, version: str | None, command: str) -> str | None:
+    """The version asked for, else the newest trained one; None (said on stderr) when there is none."""
+    from engine.ml.exam import trained_versions
+
+    if version:
+        return version
+    versions = trained_versions(ws.models)
+    if not versions:
+        print(f"bpllm {command}: no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
+        return None
+    return versions[-1]
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from engine.ml.base import load_version, profile_of, render_example
-    from engine.ml.exam import trained_versions
     from engine.ml.generate import GenConfig, generate
 
     ws = _workspace(args.workspace, "generate")
-    if ws is None:
-        return 1
-    versions = trained_versions(ws.models)
-    version = args.version or (versions[-1] if versions else None)
+    version = ws and _version_or_latest(ws, args.version, "generate")
     if version is None:
-        print(f"no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
         return 1
     cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
     model, tok = load_version(cfg["base"], ws.models / version / "adapter", profile_of(cfg))
@@ -132,16 +140,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_export_merged(args: argparse.Namespace) -> int:
     ws = _workspace(args.workspace, "export-merged")
-    if ws is None:
+    version = ws and _version_or_latest(ws, args.version, "export-merged")
+    if version is None:
         return 1
-    from engine.ml.exam import trained_versions
     from engine.ml.export import ExportError, export_merged
 
-    versions = trained_versions(ws.models)
-    version = args.version or (versions[-1] if versions else None)
-    if version is None:
-        print(f"bpllm export-merged: no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
-        return 1
     try:
         info = export_merged(ws.models, version, Path(args.out), force=args.force,
                              log=lambda m: print(f"  {m}", file=sys.stderr))

@@ -110,18 +110,23 @@ def test_editor_with_errors(snap_compare, tmp_path):
     app = BpllmApp(ws, config=TuiConfig(), attach=False)
 
     async def before(pilot):
-        await pilot.press("e")
-        while getattr(app.screen, "lesson", None) is None:
-            await pilot.pause(0.05)
-        editor = app.screen
-        editor.dsl.cursor_blink = False
-        for field in editor.query("Input"):
-            field.cursor_blink = False
-        editor.dsl.focus()
-        editor.dsl.move_cursor((6, 13))
-        await pilot.pause(0.2)
+        await open_editor_still(app, pilot)
 
     assert snap_compare(app, terminal_size=(160, 40), run_before=before)
+
+
+async def open_editor_still(app, pilot) -> None:
+    """Open the editor on its first prompt, cursor at line 7 col 14, nothing blinking (stable snapshots)."""
+    await pilot.press("e")
+    while getattr(app.screen, "lesson", None) is None:
+        await pilot.pause(0.05)
+    editor = app.screen
+    editor.dsl.cursor_blink = False
+    for field in editor.query("Input"):
+        field.cursor_blink = False
+    editor.dsl.focus()
+    editor.dsl.move_cursor((6, 13))
+    await pilot.pause(0.2)
 
 
 def test_review_structural_diff(snap_compare, tmp_path):
@@ -154,16 +159,7 @@ def test_editor_narrow_terminal(snap_compare, tmp_path):
     app = BpllmApp(ws, config=TuiConfig(), attach=False)
 
     async def before(pilot):
-        await pilot.press("e")
-        while getattr(app.screen, "lesson", None) is None:
-            await pilot.pause(0.05)
-        editor = app.screen
-        editor.dsl.cursor_blink = False
-        for field in editor.query("Input"):
-            field.cursor_blink = False
-        editor.dsl.focus()
-        editor.dsl.move_cursor((6, 13))
-        await pilot.pause(0.2)
+        await open_editor_still(app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 

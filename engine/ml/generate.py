@@ -304,12 +304,7 @@ def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_r
     from .placement import input_device
 
     device = input_device(model)
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = old_side
+    enc = _encode_left(tokenizer, [prompts[i] for i in indices])
     input_ids = enc["input_ids"].to(device)
     attention = enc["attention_mask"].to(device)
     eos_ids = _eos_ids(model, tokenizer)
@@ -445,12 +440,7 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
 
     device = input_device(model)
     cuda = device.type == "cuda"
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = old_side
+    enc = _encode_left(tokenizer, [prompts[i] for i in indices])
     n = len(indices)
     prompt_len = enc["input_ids"].shape[1]
     input_ids = enc["input_ids"].to(device, non_blocking=True)
@@ -663,6 +653,16 @@ def _eos_ids(model, tokenizer) -> set[int]:
     elif isinstance(eos, (list, tuple)):
         ids.update(int(e) for e in eos)
     return ids
+
+
+def _encode_left(tokenizer, texts: list[str]):
+    """A batch left-padded (generation appends on the right), the tokenizer's own side restored."""
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
 
 
 class _Rows:
