@@ -136,7 +136,7 @@ class BpllmApp(App[int]):
             self.run_worker(self._read_nvml, thread=True, exclusive=True, group="gpu-probe", exit_on_error=False)
 
     def _read_nvml(self) -> None:
-        from engine.telemetry import sample_gpus  # NVML via nvidia-ml-py; never torch
+        from engine.runtime.telemetry import sample_gpus  # NVML via nvidia-ml-py; never torch
 
         try:
             available, devices, reason = sample_gpus()
@@ -433,7 +433,7 @@ def workspace_profile(workspace: Path, config: TuiConfig) -> tuple[str | None, s
     config's problem when it cannot be read (shown in the log; the engine refuses the file too)."""
     if config.profile:
         return config.profile, None
-    from engine.config import ConfigError, load_config as load_workspace_config
+    from engine.workspace.config import ConfigError, load_config as load_workspace_config
 
     path = workspace / "bpllm.toml"
     if not path.is_file():

@@ -59,7 +59,7 @@ def _first_paint(mode: str, workspace: Path) -> float:
 
 
 def _write_burst(run_dir: Path, run_id: str, n: int) -> None:
-    from engine.events import EventWriter
+    from engine.runtime.events import EventWriter
 
     writer = EventWriter(run_dir, run_id)
     for i in range(n):
@@ -74,7 +74,7 @@ def _write_burst(run_dir: Path, run_id: str, n: int) -> None:
 
 
 async def _burst(workspace: Path, n: int) -> dict[str, Any]:
-    from engine.events import EventWriter
+    from engine.runtime.events import EventWriter
     from bpllm_tui.app import BpllmApp
 
     run_id = "20260101-000000-bench"
@@ -123,7 +123,7 @@ async def _burst(workspace: Path, n: int) -> dict[str, Any]:
 
 
 def _fold_only(run_dir: Path) -> float:
-    from engine.reader import read_events
+    from engine.runtime.reader import read_events
     from bpllm_tui.state import RunState
 
     start = time.perf_counter()

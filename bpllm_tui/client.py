@@ -8,7 +8,7 @@ same code path as following our own child.
 * The child never inherits the terminal: stdin is ``/dev/null``, stdout/stderr are
   pipes drained by threads into the log, and it runs in its own session/process
   group (``start_new_session=True``) so the TUI's Ctrl+C/SIGHUP never reach it.
-* One follower thread tails the events file with :class:`engine.reader.EventTail`,
+* One follower thread tails the events file with :class:`engine.runtime.reader.EventTail`,
   re-reads the heartbeat when it changes and watches the engine's pid; it posts
   :mod:`bpllm_tui.messages` to the app in batches (bounded, so a burst of 10,000
   events never blocks a frame).
@@ -28,8 +28,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.events import EVENTS_FILE, HEARTBEAT_FILE, pid_alive, read_heartbeat
-from engine.reader import EventTail
+from engine.runtime.events import EVENTS_FILE, HEARTBEAT_FILE, pid_alive, read_heartbeat
+from engine.runtime.reader import EventTail
 
 from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
 

@@ -96,8 +96,8 @@ def workspace_config_problem(workspace: Path) -> str | None:
     The control room refuses to open on a config that every engine command would refuse, so a bad
     setting is named up front (file, line, key, value, what is allowed) instead of when a run starts.
     """
-    from engine.config import ConfigError
-    from engine.config import load_config as load_engine_config
+    from engine.workspace.config import ConfigError
+    from engine.workspace.config import load_config as load_engine_config
 
     path = workspace / "bpllm.toml"
     if not path.is_file():

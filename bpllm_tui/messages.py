@@ -62,7 +62,7 @@ class CommandFinished(Message):
 
 
 class GpuSample(Message):
-    """The TUI's own NVML reading (engine.telemetry.sample_gpus, no torch): what the GPU panel shows
+    """The TUI's own NVML reading (engine.runtime.telemetry.sample_gpus, no torch): what the GPU panel shows
     whenever no engine is sampling, from the first paint on."""
 
     def __init__(self, available: bool, devices: list[dict[str, Any]], reason: str | None) -> None:

@@ -1,7 +1,7 @@
 """What the dashboard knows about a run, folded from the engine's events.
 
 Pure Python (no Textual). Steps, status and exit code come from the engine's own
-fold (:class:`engine.reader.RunState`) so the TUI and ``bpllm status`` can never
+fold (:class:`engine.runtime.reader.RunState`) so the TUI and ``bpllm status`` can never
 disagree; this class adds what only a dashboard needs: the loss series, node
 mastery, GPU history and a bounded log. The same fold rebuilds the picture when the
 app attaches to a running engine (replaying ``events.jsonl``) and absorbs live
@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from engine.reader import RunState as EngineRunState
+from engine.runtime.reader import RunState as EngineRunState
 
 LEVELS = ("debug", "info", "warning", "error")
 # engine step status -> icon
@@ -119,7 +119,7 @@ class RunState:
     def seed_plan(self) -> None:
         """Show the canonical plan (all pending) until a run's own plan arrives."""
         if not self.core.plan:
-            from engine.reader import StepState
+            from engine.runtime.reader import StepState
 
             self.core.plan = load_plan()
             self._seeded = {p["id"] for p in self.core.plan}

@@ -127,7 +127,7 @@ def _workspace_unknown_nodes(default: str = "error") -> str:
     config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / "bpllm.toml"
     if not config.is_file():
         return default
-    from engine.config import load_config  # stdlib only: keeps `bpllm validate` light
+    from engine.workspace.config import load_config  # stdlib only: keeps `bpllm validate` light
 
     return str(load_config(config)["dsl"]["unknown_nodes"])
 
@@ -136,7 +136,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .catalog import default_catalog, load_catalog_file
     from .validator import validate
 
-    from engine.config import ConfigError
+    from engine.workspace.config import ConfigError
 
     catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
     try:

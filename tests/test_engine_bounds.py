@@ -2,7 +2,7 @@
 
 A 5 MB dataset row used to pass step 1.5 and then hang the tiny tokenizer's training for hours
 (about quadratic in one text's length), deaf to `bpllm stop`, the stall watchdog and SIGTERM. Intake
-now quarantines rows over ``engine.data.MAX_ROW_CHARS``, the base build bounds its tokenizer texts
+now quarantines rows over ``engine.dataset.rows.MAX_ROW_CHARS``, the base build bounds its tokenizer texts
 and checks for a stop between its phases, and a signal's stop interrupts a step that reaches no safe
 boundary within ``SIGNAL_STOP_GRACE_S``. The base-build tests use a fresh workspace (its base cache,
 ``models/base``, is empty) holding the 5 MB row, so on the old code they hang in the tokenizer.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import MAX_ROW_CHARS, Lesson, check_lesson, check_row
+from engine.dataset.rows import MAX_ROW_CHARS, Lesson, check_lesson, check_row
 from tests.test_engine_run import _env, bpllm, events, heartbeat, run_dirs, start, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_sigterm_ends_a_base_build_within_seconds(ws: Path) -> None:
 def test_sigterm_interrupts_a_step_that_never_reaches_a_safe_boundary(tmp_path: Path) -> None:
     """`1.3=300!` spends 300 s without a stop check (like native code would): SIGTERM still ends the run
     soon after the grace period, stopped and resumable (the old engine waited out the step)."""
-    from engine.orchestrator import SIGNAL_STOP_GRACE_S
+    from engine.runtime.orchestrator import SIGNAL_STOP_GRACE_S
 
     w = tmp_path / "ws"
     assert bpllm("init", str(w)).returncode == 0
@@ -192,7 +192,7 @@ def test_a_training_child_is_ended_with_all_its_ranks(tmp_path: Path) -> None:
     all end, so no rank outlives a stopped engine."""
     import sys
 
-    from engine.events import pid_alive
+    from engine.runtime.events import pid_alive
     from engine.ml.launch import _terminate_group
 
     pid_file = tmp_path / "rank.pid"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (FREE_RULES, PROFILE_RULES, RULES, SCHEMA, TINY_RULES, ConfigError, load_config,
+from engine.workspace.config import (FREE_RULES, PROFILE_RULES, RULES, SCHEMA, TINY_RULES, ConfigError, load_config,
                            validate)
 from engine.ml.profiles import PROFILES, TINY_BASE_DEFAULTS, Profile
 
@@ -95,7 +95,7 @@ def test_every_key_has_a_rule_and_agrees_with_its_schema_and_profile():
     for sec, keys in SCHEMA.items():
         for key, (types, _default, _doc) in keys.items():
             rule = RULES.get(sec, {}).get(key)
-            assert rule is not None, f"{sec}.{key} has no rule in engine.config.RULES"
+            assert rule is not None, f"{sec}.{key} has no rule in engine.workspace.config.RULES"
             assert set(rule.types) == set(types), f"{sec}.{key}: rule types {rule.types} vs schema {types}"
     for field in dataclasses.fields(Profile):
         assert field.name in PROFILE_RULES, f"Profile.{field.name} has no rule in PROFILE_RULES"

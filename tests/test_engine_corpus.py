@@ -93,7 +93,7 @@ def test_data_steps_on_imported_corpus_then_leakage(imported: Path) -> None:
     rep = _check_leakage(imported)
     assert rep["training_data"].startswith("merged split")
     # the split never puts two rows of one graph on both sides
-    from engine.data import check_dsl, graph_key
+    from engine.dataset.rows import check_dsl, graph_key
     def keys(name: str) -> set[str]:
         return {graph_key(check_dsl(json.loads(x)["output"]).canonical)
                 for x in (imported / "datasets" / name).read_text().splitlines()}

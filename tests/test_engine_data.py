@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import (instruction_variations, merge_rows, norm_instruction, template_fingerprint, check_dsl)
+from engine.dataset.rows import (instruction_variations, merge_rows, norm_instruction, template_fingerprint, check_dsl)
 from test_engine_run import bpllm, events, run_dirs
 
 G = ("BLUEPRINT: {name}\nPARENT: Actor\n\nGRAPH: EventGraph\n\nNODE n1: Event_BeginPlay\n"
@@ -91,7 +91,7 @@ def test_examined_lesson_is_integrated_and_becomes_seen(ws: Path) -> None:
     rep = json.loads(bpllm("leakage", "-w", str(ws), "--json").stdout)
     assert {x["lesson_id"]: x["status"] for x in rep["lessons"]}["starter_02"] == "unseen"
     # what the exam step (issue 4) records: results for starter_02 in the history store
-    from engine.history import History
+    from engine.workspace.history import History
     h = History(ws / "history.db")
     h.add_exam_results("v1", "run-x", [{"lesson_id": "starter_02", "prompt_id": "S02_01", "score": 0.5,
                                         "valid": True, "seen": False}])
@@ -127,7 +127,7 @@ def test_health_alerts_are_idempotent_and_never_hidden(ws: Path) -> None:
         evs = events(run_dirs(ws)[-1])
         alerts = [e for e in evs if e["type"] == "health" and e["check"] == "duplicates"]
         assert len(alerts) == 1 and alerts[0]["severity"] == "warning" and alerts[0]["value"] == 0.2
-    from engine.history import History
+    from engine.workspace.history import History
     h = History(ws / "history.db", readonly=True)
     rows = [a for a in h.alerts() if a["check_name"] == "duplicates"]
     h.close()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.diskspace import RESERVE_NAME, DiskReserve
-from engine.events import EventWriter
+from engine.runtime.diskspace import RESERVE_NAME, DiskReserve
+from engine.runtime.events import EventWriter
 from tests.test_engine_run import _env, bpllm, heartbeat, run_dirs, start, wait_for
 
 MOUNT_SKIP = "cannot mount a 30 MB tmpfs here ({}): needs root with CAP_SYS_ADMIN; the /dev/full tests below cover the same paths"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import (ENVELOPE, EVENT_TYPES, EventWriter, Heartbeat, read_heartbeat, validate_event)
-from engine.reader import EventTail, RunState, read_events
-from engine.steps import console_line_for_event, load_plan
+from engine.runtime.events import (ENVELOPE, EVENT_TYPES, EventWriter, Heartbeat, read_heartbeat, validate_event)
+from engine.runtime.reader import EventTail, RunState, read_events
+from engine.runtime.plan import console_line_for_event, load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_RE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[STEP \d+(\.\d+)?\] (STARTING|COMPLETE|PROGRESS|ERROR|RETRY|SKIPPED)")
@@ -254,22 +254,22 @@ def test_schema_rejects_wrong_field_types(tmp_path: Path) -> None:
 
 
 def test_every_field_type_is_documented() -> None:
-    from engine.events import types_line
+    from engine.runtime.events import types_line
 
     doc = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
     for name, spec in EVENT_TYPES.items():
         section = doc.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
-        assert types_line(spec) in section, f"docs/events.md `{name}`: types line out of step with engine/events.py"
+        assert types_line(spec) in section, f"docs/events.md `{name}`: types line out of step with engine/runtime/events.py"
 
 
 def test_step_5_2_skips_a_non_utf8_line_and_names_file_and_line(tmp_path: Path) -> None:
     """Step 5.2 (training summary) reads this run's train events; a non-UTF-8 line used to fail it with a
     UnicodeDecodeError naming no file."""
-    from engine.context import StepContext
-    from engine.events import Heartbeat
-    from engine.history import History
+    from engine.runtime.context import StepContext
+    from engine.runtime.events import Heartbeat
+    from engine.workspace.history import History
     from engine.ml.steps import training_summary
-    from engine.workspace import init_workspace
+    from engine.workspace.workspace import init_workspace
 
     ws, _ = init_workspace(tmp_path / "ws")
     run_dir = ws.runs / "r1"

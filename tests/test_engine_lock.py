@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.lock import WorkspaceLock, holder_state, process_identity, stale_message
+from engine.workspace.lock import WorkspaceLock, holder_state, process_identity, stale_message
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 built from their steps, and the tiny base's pretraining reported as training (issue 14, items 4 and 5).
 
 A real StepContext writes through the engine's real EventWriter and Heartbeat into a run directory; the
-events are read back with the engine's own reader (which validates them against engine/events.py)."""
+events are read back with the engine's own reader (which validates them against engine/runtime/events.py)."""
 from __future__ import annotations
 
 import json
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.context import StepContext
-from engine.events import EventWriter, Heartbeat
-from engine.history import History
-from engine.reader import read_events
-from engine.steps import load_plan
-from engine.workspace import Workspace
+from engine.runtime.context import StepContext
+from engine.runtime.events import EventWriter, Heartbeat
+from engine.workspace.history import History
+from engine.runtime.reader import read_events
+from engine.runtime.plan import load_plan
+from engine.workspace.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_base_pretraining_hands_its_reporter_the_cap_lr_and_grad_norm(tmp_path):
     pytest.importorskip("torch")
     from dsl.catalog import default_catalog
     from engine.ml.base import pretrain_tiny_base
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     seen: list[dict] = []
     settings = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -92,7 +92,7 @@ def ws(tmp_path: Path) -> Path:
 
 def assert_steps_in_order(evs: list[dict[str, Any]], groups: list[str]) -> list[str]:
     """Every step starts then ends, in canonical order; returns the leaf ids seen."""
-    from engine.steps import load_plan
+    from engine.runtime.plan import load_plan
     plan = load_plan()
     steps = [e for e in evs if e["type"] == "step" and e["status"] in ("start", "complete", "skip")]
     open_: list[str] = []
@@ -373,7 +373,7 @@ def test_non_utf8_event_line_resume_and_readers_report_file_and_line(ws: Path) -
     bad_line = path.read_bytes().count(b"\n")
     r = bpllm("resume", "-w", str(ws))
     assert r.returncode == 0, r.stdout + r.stderr
-    from engine.reader import read_events
+    from engine.runtime.reader import read_events
 
     batch = read_events(rd)
     assert [m.line_no for m in batch.malformed] == [bad_line] and "not UTF-8" in batch.malformed[0].error

@@ -1,5 +1,5 @@
 """No id, draft or lesson writes outside the workspace (issue 13 item 3): ids are checked where they
-enter and every path built from one goes through engine.safe_paths.id_path."""
+enter and every path built from one goes through engine.workspace.safe_paths.id_path."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.safe_paths import UnsafePath, id_path, id_problem, is_inside
+from engine.workspace.safe_paths import UnsafePath, id_path, id_problem, is_inside
 from test_engine_run import bpllm
 
 HOSTILE = ["../../../outside/pwned", "a/b", "..", "../x", "/etc/passwd", "a\\b", ".hidden", "-rf", "", "x" * 129]

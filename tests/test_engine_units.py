@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, from_pipeline_config, load_config, validate
-from engine.failures import DataError, backoff_delay, classify, oom_adjust
-from engine.lock import LockBusy, WorkspaceLock, lock_holder
-from engine.telemetry import _norm_bus, sample
+from engine.workspace.config import ConfigError, from_pipeline_config, load_config, validate
+from engine.runtime.failures import DataError, backoff_delay, classify, oom_adjust
+from engine.workspace.lock import LockBusy, WorkspaceLock, lock_holder
+from engine.runtime.telemetry import _norm_bus, sample
 
 
 @pytest.mark.parametrize("exc,cat,retry", [
@@ -90,7 +90,7 @@ def test_lock_refuses_live_holder_and_takes_over_dead_one(tmp_path: Path) -> Non
     path = tmp_path / "runs" / ".lock"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from engine.lock import WorkspaceLock\n"
+        "from engine.workspace.lock import WorkspaceLock\n"
         "WorkspaceLock(%r).acquire('run-A'); print('locked', flush=True); time.sleep(30)"
     ) % (str(Path(__file__).resolve().parents[1]), str(path))], stdout=subprocess.PIPE, text=True)
     try:
@@ -115,7 +115,7 @@ def test_lock_refuses_live_holder_and_takes_over_dead_one(tmp_path: Path) -> Non
 def test_run_ids_sort_by_start_time_within_one_second():
     import time
 
-    from engine.orchestrator import new_run_id
+    from engine.runtime.orchestrator import new_run_id
 
     ids = []
     for _ in range(20):
@@ -125,8 +125,8 @@ def test_run_ids_sort_by_start_time_within_one_second():
 
 
 def test_workspace_unknown_nodes_policy_reaches_the_data_checks(tmp_path):
-    from engine.data import check_row, set_unknown_nodes
-    from engine.workspace import Workspace, init_workspace
+    from engine.dataset.rows import check_row, set_unknown_nodes
+    from engine.workspace.workspace import Workspace, init_workspace
 
     row = {"instruction": "Make one.", "output": (
         "BLUEPRINT: BP_A\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"

@@ -7,7 +7,7 @@ import pytest
 
 from engine.ml.launch import TooManyRanks, check_ranks
 from engine.ml.placement import GpuFacts, Placement, config_params, plan_placement
-from engine.telemetry import default_role, resolve_torch_indices
+from engine.runtime.telemetry import default_role, resolve_torch_indices
 
 GiB = 2**30
 H200 = dict(total_bytes=141 * GiB, bf16=True, name="H200")
@@ -189,7 +189,7 @@ def test_every_decode_strategy_gives_the_same_greedy_answers(tiny):
     """compact (CPU), overlap and static (GPU, here run eagerly on whatever device the tests have): same texts."""
     from engine.ml.base import load_base, render_example
     from engine.ml.generate import GenConfig, GrammarConstraint, generate
-    from engine.synthetic import generate as synth
+    from engine.dataset.synthetic import generate as synth
 
     model, tok = load_base(tiny)
     model.eval()
@@ -240,7 +240,7 @@ def test_training_micro_batch_divides_the_effective_batch_and_follows_free_memor
 def test_train_events_and_the_summary_report_tokens_per_s_and_peak_memory(tiny, tmp_path):
     from engine.ml.profiles import get_profile
     from engine.ml.train import Hooks, TrainSpec, train_adapter
-    from engine.synthetic import generate as synth
+    from engine.dataset.synthetic import generate as synth
 
     rows = synth(12, seed=3)
     prof = get_profile("tiny", batch_size=4, save_steps=100, logging_steps=1, max_steps=2)
@@ -253,7 +253,7 @@ def test_train_events_and_the_summary_report_tokens_per_s_and_peak_memory(tiny, 
     assert train and all(e["peak_memory_bytes"] > 0 and e["memory_device"] in ("cpu", "cuda") for e in train)
     assert all(e["tokens_per_s"] > 0 for e in train)
     assert summary["peak_memory_bytes"] >= train[-1]["peak_memory_bytes"] > 0 and summary["tokens_per_s"] > 0
-    from engine.events import EVENT_TYPES  # the schema (and docs/events.md) know the new fields
+    from engine.runtime.events import EVENT_TYPES  # the schema (and docs/events.md) know the new fields
 
     assert {"peak_memory_bytes", "memory_device"} <= set(EVENT_TYPES["train"].optional)
 

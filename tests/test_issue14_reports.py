@@ -134,10 +134,10 @@ def test_lesson_share_is_checked_on_the_total_of_all_lessons():
 
 
 def test_imported_reference_rows_keep_their_lesson_and_the_share_alert_fires(corpus, tmp_path):
-    from engine.data import merge_rows, source_files
-    from engine.importer import import_blueprintllm
+    from engine.dataset.rows import merge_rows, source_files
+    from engine.dataset.importer import import_blueprintllm
     from engine.ml import health
-    from engine.workspace import init_workspace
+    from engine.workspace.workspace import init_workspace
 
     ws, _ = init_workspace(tmp_path / "ws")
     import_blueprintllm(ws, corpus)
@@ -188,7 +188,7 @@ def test_bands_are_the_references_85_95_97():
 def _missing_tracker() -> str | None:
     import importlib.util
 
-    from engine.config import REPORT_BACKENDS
+    from engine.workspace.config import REPORT_BACKENDS
 
     for name in ("wandb", "trackio", "tensorboard", "mlflow"):
         if not any(importlib.util.find_spec(m) for m in REPORT_BACKENDS[name]):
@@ -244,7 +244,7 @@ def test_tensorboard_event_files_land_in_the_versions_folder(tmp_path):
     from engine.ml.profiles import get_profile
     from engine.ml.testing import test_base
     from engine.ml.train import TrainSpec, train_adapter
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     base = test_base(tmp_path / "base")
     rows = generate(12, seed=3)
@@ -309,7 +309,7 @@ def test_compare_never_counts_a_drill_that_was_not_accepted_and_integrated(tmp_p
     (ws / "lessons" / "drafts" / "drill_01.json").unlink()
     (ws / "lessons" / "drill_01.json").write_text(json.dumps(accepted))
     assert json.loads(bpllm("mastery", "-w", str(ws), "--compare", "v1", "v2", "--json").stdout)["focus_nodes"] == []
-    from engine.history import History
+    from engine.workspace.history import History
 
     hist = History(ws / "history.db")
     hist.integrate_lesson("drill_01", "run1", 4, 12, "h")
@@ -332,7 +332,7 @@ def test_compare_keeps_seen_and_unseen_apart_always(tmp_path):
 
 
 def test_history_arrows_compare_like_with_like():
-    from engine.history import like_with_like
+    from engine.workspace.history import like_with_like
 
     # a lesson examined unseen by v1 and, after it was trained on, seen by v2: no arrow
     assert like_with_like({"unseen": [10.0, 20.0]}, {"seen": [90.0]}) is None
@@ -356,7 +356,7 @@ def test_history_screen_draws_no_arrow_between_unseen_and_seen(tmp_path):
 
     from bpllm_tui.app import BpllmApp
     from bpllm_tui.screens.history import HistoryScreen
-    from engine.history import History
+    from engine.workspace.history import History
 
     ws = tmp_path / "ws"
     assert bpllm("init", str(ws)).returncode == 0

@@ -16,7 +16,7 @@ pytest.importorskip("trl")
 from engine.ml.profiles import get_profile  # noqa: E402
 from engine.ml.testing import test_base  # noqa: E402
 from engine.ml.train import TrainSpec, train_adapter  # noqa: E402
-from engine.synthetic import generate  # noqa: E402
+from engine.dataset.synthetic import generate  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

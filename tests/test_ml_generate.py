@@ -13,7 +13,7 @@ from engine.ml.base import load_base, render_example  # noqa: E402
 from engine.ml.generate import (GenConfig, GrammarConstraint, apply_bitmask, cut_last_line,  # noqa: E402
                                 generate)
 from engine.ml.testing import test_base  # noqa: E402
-from engine.synthetic import generate as synth  # noqa: E402
+from engine.dataset.synthetic import generate as synth  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

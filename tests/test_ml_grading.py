@@ -249,7 +249,7 @@ def test_mastery_compare_command_reads_exam_files_and_only_earlier_drills_are_fo
     drill = {"lesson_id": "drill_01", "drafted_from": "v1", "focus_nodes": ["DestroyActor"],
              "contrast_nodes": ["Delay"], "prompts": [], "status": "accepted"}
     (ws / "lessons" / "drill_01.json").write_text(json.dumps(drill))
-    from engine.history import History
+    from engine.workspace.history import History
 
     hist = History(ws / "history.db")  # drill_01 was integrated into the training data (step 8)
     hist.integrate_lesson("drill_01", "run1", 0, 0, "h")

@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 from dsl.catalog import default_catalog  # noqa: E402
 from engine.ml.base import catalog_vocabulary  # noqa: E402
 from engine.ml.tokenizer import train_tokenizer  # noqa: E402
-from engine.synthetic import generate  # noqa: E402
+from engine.dataset.synthetic import generate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ pytest.importorskip("trl")
 from engine.ml.profiles import get_profile  # noqa: E402
 from engine.ml.testing import test_base  # noqa: E402
 from engine.ml.train import Hooks, TrainingStopped, TrainSpec, last_checkpoint, train_adapter  # noqa: E402
-from engine.synthetic import generate  # noqa: E402
+from engine.dataset.synthetic import generate  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SYSTEM = "Write Blueprint DSL."

@@ -8,7 +8,7 @@ import pytest
 from dsl.catalog import default_catalog
 from dsl.parser import parse
 from dsl.validator import validate
-from engine.synthetic import coverage_report, generate
+from engine.dataset.synthetic import coverage_report, generate
 
 CAT = default_catalog()
 

@@ -21,7 +21,7 @@ from bpllm_tui.widgets.log_view import LogView
 from bpllm_tui.widgets.mastery_table import MasteryTable
 from bpllm_tui.widgets.status_bar import StatusBar
 from bpllm_tui.widgets.step_tree import StepTree
-from engine.history import History
+from engine.workspace.history import History
 from tests.tui_helpers import aio, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -118,7 +118,7 @@ async def test_review_shows_a_real_reference_exam_record(tmp_path):
 def test_history_collects_lesson_by_version_from_the_store_and_files(tmp_path):
     ws = engine_workspace(tmp_path)
     db = ws / "history.db"
-    from engine.history import History
+    from engine.workspace.history import History
 
     h = History(db)
     h.add_exam_results("v4", "run1", [
@@ -138,7 +138,7 @@ def test_history_collects_lesson_by_version_from_the_store_and_files(tmp_path):
 @aio
 async def test_history_screen_renders_scores_split_and_trends(tmp_path):
     ws = engine_workspace(tmp_path)
-    from engine.history import History
+    from engine.workspace.history import History
 
     h = History(ws / "history.db")
     h.add_exam_results("v4", "run1", [{"lesson_id": "lesson_x", "prompt_id": "X_01", "score": 100.0,
@@ -183,7 +183,7 @@ async def test_history_skips_unreadable_rows_and_a_broken_store_with_a_notice(tm
     import sqlite3
 
     ws = engine_workspace(tmp_path)
-    from engine.history import History
+    from engine.workspace.history import History
 
     db = ws / "history.db"
     h = History(db)

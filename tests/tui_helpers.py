@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from engine.events import EventWriter, Heartbeat
+from engine.runtime.events import EventWriter, Heartbeat
 
 RUN_ID = "20260301-002143-4a5a"
 

@@ -33,7 +33,7 @@ from bpllm_tui.keys import EDITOR_KEYS, bindings
 from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files, pending_swaps
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
 from bpllm_tui.widgets.dsl_editor import DslTextArea
-from engine.safe_paths import UnsafePath, id_path, safe_id
+from engine.workspace.safe_paths import UnsafePath, id_path, safe_id
 
 DEBOUNCE_S = 0.025  # only for texts slower to check than SYNC_VALIDATE_S
 SYNC_VALIDATE_S = 0.008
@@ -473,7 +473,7 @@ class EditorScreen(Screen):
     @work(exclusive=True, group="editor-accept")
     async def action_accept_draft(self) -> None:
         """The reviewer's yes: save, check every gold answer, move the draft into lessons/."""
-        from engine.drafts import DraftError, accept_draft, what_happens_next
+        from engine.dataset.drafts import DraftError, accept_draft, what_happens_next
 
         if self.lesson is None or self.lesson.path.parent.name != "drafts":
             self.notify("Only a drafted lesson (lessons/drafts/) can be accepted", severity="warning")

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from bpllm_tui import exams
-from engine.history import like_with_like
+from engine.workspace.history import like_with_like
 from bpllm_tui.keys import HISTORY_KEYS, bindings
 from bpllm_tui.widgets._theme import themed
 from bpllm_tui.widgets.gpu_panel import sparkline
@@ -159,7 +159,7 @@ class HistoryScreen(Screen):
                 text.append(f"{cell.avg:5.1f}", themed(self.app, style))
                 if cell.valid_pct is not None:
                     text.append(f" / {cell.valid_pct:3.0f}%", "dim")
-                if prev is not None:  # like with like: unseen vs unseen, else seen vs seen (engine.history)
+                if prev is not None:  # like with like: unseen vs unseen, else seen vs seen (engine.workspace.history)
                     change = like_with_like(prev.groups, cell.groups)
                     if change is None:
                         text.append(" ≠", "dim")  # examined unseen before, seen now: no honest arrow

@@ -73,7 +73,7 @@ def tokenizer_texts(rows: Iterable[dict], system: str, vocab_words: Sequence[str
     one text's length (80 k characters 4.4 s, 320 k 94.7 s) and runs in Rust, where neither a stop nor the
     stall watchdog can interrupt it. Intake (step 1.5) already quarantines longer rows; this bounds the
     base build whatever rows it is given."""
-    from engine.data import MAX_ROW_CHARS
+    from engine.dataset.rows import MAX_ROW_CHARS
 
     # the system prompt opens every example: repeat it so BPE packs it into a few tokens
     texts = [system] * 64 + [" ".join(vocab_words)] * 4

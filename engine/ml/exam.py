@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from engine.safe_paths import UnsafePath, id_path, id_problem
+from engine.workspace.safe_paths import UnsafePath, id_path, id_problem
 
 from .generate import GenConfig, GenResult, GrammarConstraint, generate
 
@@ -67,7 +67,7 @@ def exam_prompts(lessons: list[dict[str, Any]], seen: dict[tuple[str, str], bool
 
 
 def exam_path(out_dir: str | Path, lesson_id: str) -> Path:
-    """``exam_<lesson_id>.jsonl``; an id with '/' or '..' is refused (engine.safe_paths), never written."""
+    """``exam_<lesson_id>.jsonl``; an id with '/' or '..' is refused (engine.workspace.safe_paths), never written."""
     return id_path(out_dir, str(lesson_id), what="lesson_id", prefix="exam_", suffix=".jsonl")
 
 

@@ -309,7 +309,7 @@ def draft_lesson(
     A share of the prompts (``contrast_share``) reviews the ``contrast`` nodes, so that what the
     drill teaches is "this node *here*", not "this node more often"."""
     from dsl.validator import validate
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     contrast = [n for n in contrast if n not in set(focus_nodes)]
     n_contrast = round(n_prompts * contrast_share) if contrast else 0

@@ -100,7 +100,7 @@ def data_alerts(rows: Sequence[dict[str, Any]], epochs: float | None = None) -> 
 def lesson_share_alert(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """"Lesson data > 40 % of total": all lesson rows together (two lessons at 25 % each are 50 %),
     counting imported rows by their provenance (the reference marks them ``source = "lesson:…"``)."""
-    from engine.data import lesson_share
+    from engine.dataset.rows import lesson_share
 
     share, per = lesson_share(list(rows))
     if share <= LESSON_SHARE:

@@ -20,7 +20,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
-# roles (engine/config.py [telemetry] roles, `bpllm gpus`) whose card the engine never loads onto
+# roles (engine/workspace/config.py [telemetry] roles, `bpllm gpus`) whose card the engine never loads onto
 EXCLUDED_ROLES = frozenset({"display", "reserved", "off", "none"})
 # a card is filled to this share of its free memory at most (the CUDA context, fragmentation)
 MEMORY_SHARE = 0.90
@@ -119,7 +119,7 @@ def nvml_roles_by_torch_index(roles: dict[str, str] | None) -> dict[int, str]:
     if not roles:
         return {}
     try:
-        from engine.telemetry import sample_gpus
+        from engine.runtime.telemetry import sample_gpus
 
         ok, devices, _reason = sample_gpus({})
     except Exception:  # noqa: BLE001 - no NVML: roles cannot be matched; report nothing rather than guess
@@ -194,7 +194,7 @@ def place_for(profile, path: str | None = None, roles: dict[str, str] | None = N
 def config_roles() -> dict[str, str]:
     """The workspace config's GPU roles, when there is a workspace here (else none)."""
     try:
-        from engine.workspace import resolve_workspace
+        from engine.workspace.workspace import resolve_workspace
 
         ws = resolve_workspace(os.environ.get("BPLLM_WORKSPACE"))
         return dict(ws.config["telemetry"].get("roles") or {})

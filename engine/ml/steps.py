@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, read_json
-from engine.context import StepContext, StepRegistry
-from engine.safe_paths import id_path
+from engine.runtime.context import StepContext, StepRegistry
+from engine.workspace.safe_paths import id_path
 
 STATE = "ml"
 
@@ -137,7 +137,7 @@ def _system_prompt(ctx: StepContext) -> str:
         for path in (ctx.workspace.datasets / "system_prompt.txt", ctx.workspace.system_prompt_path):
             if path.exists():
                 return path.read_text(encoding="utf-8").strip()
-        from engine.failures import DataError
+        from engine.runtime.failures import DataError
 
         raise DataError(f"no system prompt: {ctx.workspace.system_prompt_path} is missing",
                         hint="restore it or run `bpllm init` again")
@@ -154,7 +154,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                from engine.failures import DataError
+                from engine.runtime.failures import DataError
 
                 raise DataError(f"{path}:{i}: not JSON ({exc.msg})", hint="re-run step 1.5 to rebuild it") from exc
     return rows
@@ -164,7 +164,7 @@ def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
     def read() -> dict[str, list[dict[str, Any]]]:
         ws = ctx.workspace
         if not ws.train_path.exists():
-            from engine.failures import DataError
+            from engine.runtime.failures import DataError
 
             raise DataError(f"{ws.train_path} does not exist", hint="run steps 1-2 first (`bpllm run --only 1,2`)")
         return {"train": _read_jsonl(ws.train_path), "validation": _read_jsonl(ws.validation_path)}
@@ -211,7 +211,7 @@ def _base_progress(ctx: StepContext):
 def tiny_base(ctx: StepContext, profile) -> Path:
     """The workspace's pinned tiny base, built (and pinned) on first use."""
     from dsl.catalog import default_catalog
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     from .base import BASE_FORMAT, ensure_tiny_base
 
@@ -261,7 +261,7 @@ def load_system_prompt(ctx: StepContext) -> dict[str, Any]:
 def load_dataset(ctx: StepContext) -> dict[str, Any]:
     data = _data(ctx)
     if not data["train"]:
-        from engine.failures import DataError
+        from engine.runtime.failures import DataError
 
         raise DataError(f"{ctx.workspace.train_path} has no rows", hint="add lessons or datasets, then re-run step 1")
     return {"train": len(data["train"]), "validation": len(data["validation"])}
@@ -299,7 +299,7 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     try:
         model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
-        from engine.failures import ConfigProblem
+        from engine.runtime.failures import ConfigProblem
 
         raise ConfigProblem(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
@@ -368,7 +368,7 @@ def _spec(ctx: StepContext, profile):
 def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
     """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
     TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
-    from engine.config import report_to_list
+    from engine.workspace.config import report_to_list
 
     report_to = report_to_list((ctx.config.get("train") or {}).get("report_to"))
     if not report_to:
@@ -473,7 +473,7 @@ def save_weights(ctx: StepContext) -> dict[str, Any]:
     adapter = version_dir(ctx) / "adapter"
     files = {p.name: p.stat().st_size for p in adapter.glob("*") if p.is_file()} if adapter.is_dir() else {}
     if "adapter_config.json" not in files:
-        from engine.failures import CorruptCheckpoint
+        from engine.runtime.failures import CorruptCheckpoint
 
         raise CorruptCheckpoint(f"{adapter} has no adapter_config.json", hint="re-run step 4.3 (`bpllm run --from 4.3`)")
     ctx.artifact("adapter", adapter, f"LoRA adapter {version_of(ctx)}", version=version_of(ctx))
@@ -572,7 +572,7 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
 def _events(ctx: StepContext, types: tuple[str, ...]) -> list[dict[str, Any]]:
     """This run's events of ``types``; unreadable lines (not UTF-8, not JSON, off the schema) are skipped
     and reported in one warning naming file and line."""
-    from engine.reader import describe_skipped, read_events
+    from engine.runtime.reader import describe_skipped, read_events
 
     batch = read_events(ctx.run_dir)
     skipped = describe_skipped(batch.malformed)
@@ -679,7 +679,7 @@ def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
     if not lessons:
         ctx.skip(f"no lessons in {ws.lessons}")
     try:
-        from engine.leakage import seen_map
+        from engine.dataset.leakage import seen_map
 
         seen = seen_map(ws)
     except Exception as exc:  # noqa: BLE001 - leakage is a report; the exam still runs without it

@@ -24,7 +24,7 @@ TEST_BASE_SETTINGS = {
 def test_base(cache_dir: str | Path) -> Path:
     """Build (once per cache dir) and return a very small pretrained tiny base."""
     from dsl.catalog import default_catalog
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     from .base import ensure_tiny_base
 

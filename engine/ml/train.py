@@ -496,7 +496,7 @@ def train_adapter(spec: TrainSpec, hooks: Hooks | None = None, trainer=None, cal
         trainer, callback = build_trainer(spec, hooks)
     resume = spec.resume_from or last_checkpoint(spec.output_dir)
     if resume and not Path(resume, "trainer_state.json").exists():
-        from engine.failures import CorruptCheckpoint
+        from engine.runtime.failures import CorruptCheckpoint
 
         raise CorruptCheckpoint(f"checkpoint {resume} has no trainer_state.json",
                                 hint=f"delete {resume} to restart training from the previous checkpoint")

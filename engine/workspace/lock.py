@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.events import pid_alive
+from engine.runtime.events import pid_alive
 
 
 class LockBusy(RuntimeError):

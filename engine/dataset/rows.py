@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl
-from engine.safe_paths import id_problem
+from engine.workspace.safe_paths import id_problem
 
 ROW_FIELDS = ("instruction", "input", "output")
 # The longest row (instruction + input + output, in characters) intake accepts; a longer one is
@@ -156,7 +156,7 @@ def too_long(*texts: str, what: str = "instruction + input + output") -> str | N
     size = sum(len(t) for t in texts)
     if size <= MAX_ROW_CHARS:
         return None
-    return (f"row too long: {size:,} characters in {what} (limit {MAX_ROW_CHARS:,}, engine.data.MAX_ROW_CHARS: "
+    return (f"row too long: {size:,} characters in {what} (limit {MAX_ROW_CHARS:,}, engine.dataset.rows.MAX_ROW_CHARS: "
             f"longer than any profile's training sequence); shorten it or split it into several rows")
 
 

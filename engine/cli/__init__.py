@@ -13,11 +13,11 @@ import sys
 # module path -> subcommands it registers. Add a module here, never edit others.
 COMMAND_MODULES: tuple[str, ...] = (
     "dsl.cli",              # validate, score, fmt
-    "engine.commands_run",  # init, run, stop, resume, status, runs, leakage, import-blueprintllm, backup(s), restore, gpus
-    "engine.commands_ml",   # (training/exam helpers, bench train/exam)
-    "engine.drafts",        # accept (a drafted lesson into lessons/)
+    "engine.cli.run",  # init, run, stop, resume, status, runs, leakage, import-blueprintllm, backup(s), restore, gpus
+    "engine.cli.ml",   # (training/exam helpers, bench train/exam)
+    "engine.dataset.drafts",        # accept (a drafted lesson into lessons/)
     "dsl.t3d.cli",          # import-t3d, export-t3d
-    "engine.bench",         # bench dsl|exam|train|tui
+    "engine.cli.bench",         # bench dsl|exam|train|tui
 )
 
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.streams import guard_std_streams
+    from engine.runtime.streams import guard_std_streams
 
     guard_std_streams()  # `bpllm run | head`, or a TUI that quit, must not kill a run
     parser = build_parser()

@@ -3,7 +3,7 @@ and the history store.  ``bpllm init DIR`` creates one from the project's starte
 
 Layout::
 
-    bpllm.toml            config (engine/config.py validates it)
+    bpllm.toml            config (engine/workspace/config.py validates it)
     system_prompt.txt     the system prompt the engine trains and examines with
     lessons/*.json        exam lessons (reference schema); lessons/drafts/ drafted by grading
     datasets/sources/     training rows you bring (JSONL: instruction, output, ...)
@@ -24,9 +24,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from engine.config import CONFIG_FILE, ConfigError, load_config
+from engine.workspace.config import CONFIG_FILE, ConfigError, load_config
 
-STARTER_DIR = Path(__file__).resolve().parents[1] / "data" / "starter"
+STARTER_DIR = Path(__file__).resolve().parents[2] / "data" / "starter"
 ENV_VAR = "BPLLM_WORKSPACE"
 
 
@@ -79,7 +79,7 @@ class Workspace:
     def config(self) -> dict[str, Any]:
         if self._config is None:
             self._config = load_config(self.config_path)
-            from engine.data import set_unknown_nodes
+            from engine.dataset.rows import set_unknown_nodes
 
             set_unknown_nodes(self._config.get("dsl", {}).get("unknown_nodes", "error"))
         return self._config
@@ -152,7 +152,7 @@ def _init_targets(ws: Workspace) -> list[Path]:
 
 
 def _write_failure(path: Path, exc: BaseException) -> str:
-    from engine.diskspace import free_space, is_disk_full
+    from engine.runtime.diskspace import free_space, is_disk_full
 
     try:  # SQLite reports a full disk while creating history.db as a plain "disk I/O error"
         nearly_full = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free < 1024 * 1024
@@ -167,7 +167,7 @@ def _write_failure(path: Path, exc: BaseException) -> str:
 
 def _config_text(ws: Workspace, pipeline_config: str | Path | None) -> tuple[str, list[str]]:
     """bpllm.toml's text: the starter template, or it with the reference's pipeline_config.json merged in."""
-    from engine.config import dump_toml, from_pipeline_config, validate
+    from engine.workspace.config import dump_toml, from_pipeline_config, validate
 
     notes: list[str] = []
     template = (STARTER_DIR / "bpllm.toml").read_text(encoding="utf-8")
@@ -213,7 +213,7 @@ def _populate(ws: Workspace, text: str, writing: list[Path]) -> list[str]:
             writing.append(dst)
             shutil.copyfile(ds, dst)
             notes.append(f"starter dataset {ds.name}")
-    from engine.history import History
+    from engine.workspace.history import History
     writing.append(ws.history_path)
     History(ws.history_path).close()
     writing.append(ws.config_path)

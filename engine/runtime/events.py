@@ -82,7 +82,7 @@ _TYPES: tuple[EventType, ...] = (
                "pid": "int", "duration": "number", "message": "str", "plan": "plan", "resume_from": "str"},
     ),
     EventType(
-        "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/steps.py).",
+        "step", "A step of the canonical plan changed state (ids like '4.3', names from engine/runtime/plan.py).",
         required=("id", "name", "status"),
         optional=("parent", "cycle", "n", "total", "message", "duration", "eta", "reason", "attempt", "rerun",
                   "unit", "lesson_id", "result", "child_etas"),

@@ -18,7 +18,7 @@ from typing import Iterable
 
 from engine.atomic import atomic_write_json, read_json
 
-PLAN_PATH = Path(__file__).resolve().parents[1] / "data" / "step_plan.json"
+PLAN_PATH = Path(__file__).resolve().parents[2] / "data" / "step_plan.json"
 TIMING_KEEP = 10
 
 

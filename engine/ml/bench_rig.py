@@ -135,7 +135,7 @@ def build_model(shape: dict[str, int], placement, tokenizer, workdir: Path):
 
 
 def _rows(n: int, seed: int = 4242) -> list[dict[str, Any]]:
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     return generate(n, seed=seed)
 
@@ -360,7 +360,7 @@ def run_rig(profile_name: str = "llama-8b-bf16", small: bool = False) -> dict[st
     import torch
 
     from dsl.catalog import default_catalog
-    from engine.bench_ml import _system_prompt
+    from engine.ml.bench import _system_prompt
     from engine.ml.base import render_example, tiny_tokenizer
     from engine.ml.placement import device_facts, plan_placement
     from engine.ml.placement import config_roles

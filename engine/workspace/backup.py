@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, atomic_write_text, read_json
-from engine.safe_paths import is_inside, relpath_problem
+from engine.workspace.safe_paths import is_inside, relpath_problem
 
 MANIFEST = "manifest.json"
 BACKUP_LOG = "backup_log.txt"

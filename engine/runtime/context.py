@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.events import EventWriter, Heartbeat
-    from engine.history import History
-    from engine.steps import Plan, Step
-    from engine.workspace import Workspace
+    from engine.runtime.events import EventWriter, Heartbeat
+    from engine.workspace.history import History
+    from engine.runtime.plan import Plan, Step
+    from engine.workspace.workspace import Workspace
 
 
 class StopRequested(Exception):
@@ -133,7 +133,7 @@ class StepContext:
 
     # --- reporting ----------------------------------------------------------------
     def emit(self, type: str, **payload: Any) -> dict[str, Any]:
-        """Write any event of engine/events.py; marks progress for the stall detector."""
+        """Write any event of engine/runtime/events.py; marks progress for the stall detector."""
         if type in ("train", "eval", "exam_item", "checkpoint", "mastery", "exam_summary"):
             payload.setdefault("cycle", self.cycle)
         ev = self.events.emit(type, **payload)
@@ -229,6 +229,6 @@ class StepContext:
 
     def backup(self, tier: str, label: str | None = None) -> dict[str, Any]:
         """Take a verified backup of the workspace (tiers: milestone, pre_train, scheduled)."""
-        from engine.backup import create_backup
+        from engine.workspace.backup import create_backup
         return create_backup(self.workspace, tier, label=label or (self.step.id if self.step else None),
                              events=self.events, step=self.step.id if self.step else None)

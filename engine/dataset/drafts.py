@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from engine.atomic import atomic_write_json
-from engine.data import Lesson, check_lesson, load_lesson
-from engine.safe_paths import UnsafePath, id_path, is_inside
+from engine.dataset.rows import Lesson, check_lesson, load_lesson
+from engine.workspace.safe_paths import UnsafePath, id_path, is_inside
 
 
 class DraftError(ValueError):
@@ -48,7 +48,7 @@ def find_draft(workspace: Path, name: str) -> Path:
 
 def draft_problems(lesson: Lesson) -> list[str]:
     """Every error that would keep the draft out of training — step 8's own lesson check
-    (``engine.data.check_lesson``), worded per prompt and line for the reviewer."""
+    (``engine.dataset.rows.check_lesson``), worded per prompt and line for the reviewer."""
     if not lesson.prompts:
         return [f"{lesson.path}: the lesson has no prompts"]
     out = []
@@ -96,7 +96,7 @@ def accept_draft(workspace: Path, name: str) -> Path:
 def _workspace_config(workspace: Path) -> dict:
     """The workspace's validated config (loading it also applies its ``[dsl] unknown_nodes`` policy to
     the lesson check); empty when it does not load — `bpllm run` reports that, not this."""
-    from engine.workspace import Workspace
+    from engine.workspace.workspace import Workspace
 
     try:
         return Workspace(workspace).config
@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_accept(args: argparse.Namespace) -> int:
-    from engine.workspace import WorkspaceError, resolve_workspace
+    from engine.workspace.workspace import WorkspaceError, resolve_workspace
 
     try:
         target = accept_draft(resolve_workspace(args.workspace).root, args.draft)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from engine.data import (Problem, check_lesson, check_row, lesson_provenance, load_lesson, read_jsonl,
+from engine.dataset.rows import (Problem, check_lesson, check_row, lesson_provenance, load_lesson, read_jsonl,
                          write_quarantine)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.data import (check_dsl, graph_key, load_lessons, norm_instruction, read_jsonl, source_files)
+from engine.dataset.rows import (check_dsl, graph_key, load_lessons, norm_instruction, read_jsonl, source_files)
 
 
 @dataclass

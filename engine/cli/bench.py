@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "blueprintllm"
 
 
@@ -113,11 +113,11 @@ def bench_dsl(args: argparse.Namespace) -> int:
 
 
 _TARGETS = {
-    "dsl": ("engine.bench", "bench_dsl"),
-    "exam": ("engine.bench_ml", "bench_exam"),
-    "train": ("engine.bench_ml", "bench_train"),
-    "validity": ("engine.bench_ml", "bench_validity"),
-    "rig": ("engine.bench_rig", "bench_rig"),
+    "dsl": ("engine.cli.bench", "bench_dsl"),
+    "exam": ("engine.ml.bench", "bench_exam"),
+    "train": ("engine.ml.bench", "bench_train"),
+    "validity": ("engine.ml.bench", "bench_validity"),
+    "rig": ("engine.ml.bench_rig", "bench_rig"),
     "tui": ("bpllm_tui.bench", "bench_tui"),
 }
 

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from engine.synthetic import coverage_report, generate
+    from engine.dataset.synthetic import coverage_report, generate
 
     focus = [f.strip() for f in args.focus.split(",") if f.strip()] or None
     rows = generate(args.count, seed=args.seed, focus_nodes=focus)
@@ -94,8 +94,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _workspace(arg: str | None, command: str):
     """The workspace, or None after one line saying why not (a missing or broken workspace is not a traceback)."""
-    from engine.config import ConfigError
-    from engine.workspace import WorkspaceError, resolve_workspace
+    from engine.workspace.config import ConfigError
+    from engine.workspace.workspace import WorkspaceError, resolve_workspace
 
     try:
         ws = resolve_workspace(arg)
@@ -174,7 +174,7 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str], list[str]]:
     before ``version`` was trained, and drafted from an older version. A draft never accepted, or
     accepted but not yet integrated, was not a lesson of ``version``; nor is a drill drafted *after* it
     (that is its verdict)."""
-    from engine.history import History
+    from engine.workspace.history import History
     from engine.ml.exam import version_number as number
 
     integrated: dict[str, dict] = {}
@@ -299,7 +299,7 @@ def _print_group(g: dict, focus: list[str], contrast: list[str]) -> None:
 
 
 def cmd_mastery(args: argparse.Namespace) -> int:
-    from engine.history import History
+    from engine.workspace.history import History
 
     ws = _workspace(args.workspace, "mastery")
     if ws is None:

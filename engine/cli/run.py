@@ -111,8 +111,8 @@ def _err(msg: str) -> int:
 
 
 def _workspace(args: argparse.Namespace):  # -> Workspace | None (prints the error)
-    from engine.config import ConfigError
-    from engine.workspace import WorkspaceError, resolve_workspace
+    from engine.workspace.config import ConfigError
+    from engine.workspace.workspace import WorkspaceError, resolve_workspace
 
     try:
         ws = resolve_workspace(getattr(args, "workspace", None))
@@ -135,8 +135,8 @@ def _fmt_time(ts: float | None) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
-    from engine.config import ConfigError
-    from engine.workspace import WorkspaceError, init_workspace
+    from engine.workspace.config import ConfigError
+    from engine.workspace.workspace import WorkspaceError, init_workspace
 
     target = args.dir or args.workspace or os.environ.get("BPLLM_WORKSPACE") or os.getcwd()
     try:
@@ -154,19 +154,19 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.list_steps:
-        from engine.steps import load_plan
+        from engine.runtime.plan import load_plan
         for s in load_plan().steps:
             print(f"{'' if s.is_group else '  '}{s.id:<4} {s.name:<28} {s.phase:<9} {s.owner}")
         return 0
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.orchestrator import Runner
+    from engine.runtime.orchestrator import Runner
 
     if args.cycles is not None and args.cycles < 1:
         return _err("bpllm run: --cycles must be at least 1")
     if args.profile:
-        from engine.config import profile_problem
+        from engine.workspace.config import profile_problem
 
         problem = profile_problem(ws.config, args.profile)
         if problem:
@@ -179,13 +179,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.orchestrator import Runner
+    from engine.runtime.orchestrator import Runner
 
     return Runner(ws, events_stdout=args.events_stdout, quiet=args.quiet).resume(args.run)
 
 
 def _active_run(ws) -> dict[str, Any] | None:
-    from engine.lock import lock_holder
+    from engine.workspace.lock import lock_holder
     holder = lock_holder(ws.lock_path)
     return holder if holder and holder.get("run_id") else None
 
@@ -194,7 +194,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.events import pid_alive, write_stop_request
+    from engine.runtime.events import pid_alive, write_stop_request
 
     active = _active_run(ws)
     run_id = args.run or (active or {}).get("run_id")
@@ -217,7 +217,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def _status_obj(ws, run_id: str | None) -> dict[str, Any] | None:
     from engine.atomic import read_json
-    from engine.reader import engine_liveness, load_run_state
+    from engine.runtime.reader import engine_liveness, load_run_state
 
     active = _active_run(ws)
     if run_id is None:
@@ -352,7 +352,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.leakage import leakage_report
+    from engine.dataset.leakage import leakage_report
 
     rep = leakage_report(ws)
     if args.lesson:
@@ -375,7 +375,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.importer import import_blueprintllm
+    from engine.dataset.importer import import_blueprintllm
 
     try:
         rep = import_blueprintllm(ws, args.path, system_prompt=args.system_prompt,
@@ -400,7 +400,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _locked(ws, what: str):
-    from engine.lock import LockBusy, WorkspaceLock
+    from engine.workspace.lock import LockBusy, WorkspaceLock
     lock = WorkspaceLock(ws.lock_path)
     try:
         return lock.acquire(f"({what})", command=what)
@@ -413,7 +413,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.backup import BackupError, create_backup
+    from engine.workspace.backup import BackupError, create_backup
 
     lock = _locked(ws, "backup")
     if lock is None:
@@ -444,7 +444,7 @@ def cmd_backups(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.backup import list_backups, verify_backup
+    from engine.workspace.backup import list_backups, verify_backup
 
     items = list_backups(ws)
     if args.verify:
@@ -474,7 +474,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if ws is None:
         return 1
-    from engine.backup import BackupError, find_backup, restore_backup, verify_backup
+    from engine.workspace.backup import BackupError, find_backup, restore_backup, verify_backup
 
     try:
         b = find_backup(ws, args.name)
@@ -506,11 +506,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_gpus(args: argparse.Namespace) -> int:
-    from engine.telemetry import sample
+    from engine.runtime.telemetry import sample
 
     roles = {}
     try:
-        from engine.workspace import resolve_workspace
+        from engine.workspace.workspace import resolve_workspace
         ws = resolve_workspace(getattr(args, "workspace", None))
         roles = ws.config["telemetry"].get("roles") or {}
     except Exception:  # noqa: BLE001 - gpus works outside a workspace too

@@ -29,14 +29,14 @@ def _system_prompt(ws_root: Path | None) -> str:
     for p in ([ws_root / "datasets" / "system_prompt.txt", ws_root / "system_prompt.txt"] if ws_root else []):
         if p.exists():
             return p.read_text(encoding="utf-8").strip()
-    starter = Path(__file__).resolve().parents[1] / "data" / "starter" / "system_prompt.txt"
+    starter = Path(__file__).resolve().parents[2] / "data" / "starter" / "system_prompt.txt"
     return starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
 
 
 def _bench_base(quick: bool) -> Path:
     """The tiny profile's base (default settings, synthetic corpus only), built once into the cache."""
     from dsl.catalog import default_catalog
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     from engine.ml.base import build_documents, corpus_key, ensure_tiny_base
     from engine.ml.profiles import TINY_BASE_DEFAULTS
@@ -82,7 +82,7 @@ def _prompts(ws_root: Path | None, n: int) -> list[str]:
             except (ValueError, KeyError):
                 continue
     if len(instructions) < n:
-        from engine.synthetic import generate
+        from engine.dataset.synthetic import generate
 
         instructions += [r["instruction"] for r in generate(n, seed=4242)]
     return instructions[:n]
@@ -195,7 +195,7 @@ def _gold_prompts(ws_root: Path | None, n: int) -> list[tuple[str, str]]:
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"  skipped {path}: {exc}")
     if len(pairs) < n:
-        from engine.synthetic import generate
+        from engine.dataset.synthetic import generate
 
         pairs += [(r["instruction"], r["output"]) for r in generate(n - len(pairs), seed=4243)]
     return pairs[:n]
@@ -250,10 +250,10 @@ def bench_validity(args: argparse.Namespace) -> int:
 
 
 def bench_train(args: argparse.Namespace) -> int:
-    from engine.events import EventWriter
+    from engine.runtime.events import EventWriter
     from engine.ml.profiles import get_profile
     from engine.ml.train import Hooks, TrainSpec, build_trainer
-    from engine.synthetic import generate
+    from engine.dataset.synthetic import generate
 
     quick = bool(getattr(args, "quick", False))
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None

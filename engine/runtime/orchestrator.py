@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.atomic import atomic_write_json, clean_temp_files, read_json
-from engine.config import ConfigError
-from engine.context import StepContext, StepRegistry, StepSkipped, StopRequested
-from engine.diskspace import DiskReserve, disk_full_message, free_space, is_disk_full, remove_stale_reserves
-from engine.events import STOP_FILE, EventWriter, Heartbeat
-from engine.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
-from engine.history import History
-from engine.lock import LockBusy, WorkspaceLock, stale_message
-from engine.safe_paths import id_problem
-from engine.steps import Plan, Step, StepTimings, console_line_for_event, load_plan
-from engine.workspace import Workspace
+from engine.workspace.config import ConfigError
+from engine.runtime.context import StepContext, StepRegistry, StepSkipped, StopRequested
+from engine.runtime.diskspace import DiskReserve, disk_full_message, free_space, is_disk_full, remove_stale_reserves
+from engine.runtime.events import STOP_FILE, EventWriter, Heartbeat
+from engine.runtime.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
+from engine.workspace.history import History
+from engine.workspace.lock import LockBusy, WorkspaceLock, stale_message
+from engine.workspace.safe_paths import id_problem
+from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
+from engine.workspace.workspace import Workspace
 
 EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 2
 STATE_FILE = "state.json"
@@ -71,7 +71,7 @@ def new_run_id() -> str:
 
 def build_registry(plan: Plan) -> StepRegistry:
     """The engine's own steps, then whatever engine.ml.steps registers (if installed)."""
-    from engine import steps_builtin
+    from engine.runtime import builtin_steps as steps_builtin
 
     reg = StepRegistry(plan)
     steps_builtin.register_steps(reg)
@@ -629,7 +629,7 @@ class Runner:
 
     def _backup(self, tier: str, label: str, what: str) -> None:
         """Take a backup for the run itself; a failure is reported and the run goes on."""
-        from engine.backup import BackupError, create_backup
+        from engine.workspace.backup import BackupError, create_backup
 
         self._backing_up = True
         try:
@@ -724,7 +724,7 @@ class Runner:
         if not tcfg["enabled"]:
             return None
         try:
-            from engine.telemetry import TelemetryThread
+            from engine.runtime.telemetry import TelemetryThread
         except ImportError:
             return None
         t = TelemetryThread(self.events, interval=float(tcfg["interval_s"]), roles=tcfg.get("roles") or {})
@@ -803,7 +803,7 @@ def _is_stop(exc: BaseException | None) -> bool:
 def _clean_partial_backups(ws: Workspace) -> list[str] | str:
     """Remove what failed backups left (``.partial`` folders) at engine start, holding the lock;
     what was removed, or why that failed (a warning either way)."""
-    from engine.backup import clean_partials
+    from engine.workspace.backup import clean_partials
 
     try:
         return clean_partials(ws)

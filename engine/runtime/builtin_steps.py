@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
-from engine.context import StepContext, StepRegistry
-from engine.data import (Problem, check_lesson, check_row, data_hash, lesson_rows, load_lessons, merge_rows,
+from engine.runtime.context import StepContext, StepRegistry
+from engine.dataset.rows import (Problem, check_lesson, check_row, data_hash, lesson_rows, load_lessons, merge_rows,
                          read_jsonl, source_files, write_quarantine, write_split)
-from engine.failures import DataError
+from engine.runtime.failures import DataError
 
 ML_STEPS_HINT = "the ML steps (engine/ml/steps.py)"
 
@@ -94,10 +94,10 @@ def synthetic_data(ctx: StepContext) -> dict[str, Any]:
     if not scfg["enabled"]:
         ctx.skip("disabled in bpllm.toml (synthetic.enabled = false)")
     try:
-        from engine import synthetic  # written by the ML helper (issue 4)
+        from engine.dataset import synthetic  # written by the ML helper (issue 4)
     except ModuleNotFoundError as exc:
-        if exc.name in ("engine.synthetic",):
-            ctx.skip("engine.synthetic is not installed (the synthetic generator comes with the ML steps)")
+        if exc.name in ("engine.dataset.synthetic",):
+            ctx.skip("engine.dataset.synthetic is not installed (the synthetic generator comes with the ML steps)")
         raise
     count, seed = int(scfg["count"]), int(scfg["seed"])
     try:
@@ -421,7 +421,7 @@ def _dash_dir(ctx: StepContext) -> Path:
 
 
 def collect_metrics(ctx: StepContext) -> dict[str, Any]:
-    from engine.reader import describe_skipped, read_events
+    from engine.runtime.reader import describe_skipped, read_events
 
     ws = ctx.workspace
     batch = read_events(ctx.run_dir)

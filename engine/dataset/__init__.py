@@ -1,0 +1,1 @@
+"""Training rows and lessons: checking, synthesis, import, leakage and drafts."""

@@ -1,0 +1,1 @@
+"""A workspace on disk: its config, lock, history, backups and safe paths."""
