@@ -433,14 +433,14 @@ def workspace_profile(workspace: Path, config: TuiConfig) -> tuple[str | None, s
     config's problem when it cannot be read (shown in the log; the engine refuses the file too)."""
     if config.profile:
         return config.profile, None
-    from engine.workspace.config import ConfigError, load_config as load_workspace_config
+    from dsl.config import CONFIG_FILE, ConfigError, load_config as load_workspace_config
 
-    path = workspace / "bpllm.toml"
+    path = workspace / CONFIG_FILE
     if not path.is_file():
         return None, None
     try:
-        return str(load_workspace_config(path)["run"]["profile"]), None
-    except (ConfigError, KeyError, TypeError) as exc:
+        return load_workspace_config(path).run.profile, None
+    except ConfigError as exc:
         return None, " ".join(line.strip() for line in str(exc).splitlines())
 
 

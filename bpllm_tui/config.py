@@ -9,14 +9,18 @@ ship defaults with a workspace and a user can still keep their own keys::
     [keys]            # binding id = "key[,key...]"  (see the help screen, F1)
     "run.start" = "f5"
     "run.stop" = "f6"
+
+Both files are read with the one schema (``dsl.config.TuiSection``): bpllm.toml through
+``dsl.config.load_config`` like every other reader of it, the user file as a ``[tui]`` table.
 """
 from __future__ import annotations
 
+import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from dsl.config import CONFIG_FILE, ConfigError, TuiSection, load_config as load_workspace_config, read_section, read_toml
 
 DEFAULT_THEME = "textual-dark"
 
@@ -42,68 +46,60 @@ def user_config_path() -> Path:
     return base / "bpllm" / "tui.toml"
 
 
-def _merge(cfg: TuiConfig, table: dict[str, Any], origin: str) -> None:
-    for key, value in table.items():
-        if key == "keys":
-            if not isinstance(value, dict):
-                cfg.problems.append(f"{origin}: [keys] must be a table of binding id = \"key\"")
-                continue
-            for binding_id, keys in value.items():
-                if isinstance(keys, str) and keys.strip():
-                    cfg.keys[str(binding_id)] = keys.strip()
-                else:
-                    cfg.problems.append(f"{origin}: keys.{binding_id} must be a non-empty string such as \"f5\"")
-        elif key == "theme" and isinstance(value, str):
-            cfg.theme = value
-        elif key == "profile" and isinstance(value, str):
-            cfg.profile = value
-        elif key == "run_args" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            cfg.run_args = list(value)
-        elif key in ("log_lines", "loss_window") and isinstance(value, int) and value > 0:
-            setattr(cfg, key, value)
-        elif key == "stall_seconds" and isinstance(value, (int, float)) and value > 0:
-            cfg.stall_seconds = float(value)
-        else:
-            cfg.problems.append(f"{origin}: unknown or invalid setting {key!r} = {value!r}")
+def _merge(cfg: TuiConfig, table: TuiSection, origin: str) -> None:
+    """The settings ``table`` sets, over ``cfg``; a key the TUI does not know is a problem (named, with a guess)."""
+    for name in ("theme", "profile", "log_lines", "loss_window", "stall_seconds"):
+        value = getattr(table, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    if table.run_args is not None:
+        cfg.run_args = list(table.run_args)
+    cfg.keys.update({str(k): v.strip() for k, v in table.keys.items()})
+    known = [f.name for f in TuiSection.settings()]
+    for key in table.extra:
+        close = difflib.get_close_matches(key, known, n=1)
+        cfg.problems.append(f"{origin}: unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
 def load_config(workspace: Path | None) -> TuiConfig:
-    """Load and merge the user file and the workspace's ``[tui]`` table; never raises."""
+    """Load and merge the user file and the workspace's ``[tui]`` table; never raises (problems are listed)."""
     cfg = TuiConfig()
     user = user_config_path()
     if user.is_file():
         try:
-            _merge(cfg, tomllib.loads(user.read_text(encoding="utf-8")), str(user))
+            raw, text = read_toml(user)
+            section, problems = read_section(TuiSection, raw, str(user), "", text)
+            assert isinstance(section, TuiSection)
+            cfg.problems += problems
+            _merge(cfg, section, str(user))
             cfg.sources.append(str(user))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            cfg.problems.append(f"{user}: {exc}")
+        except ConfigError as exc:
+            cfg.problems.append(str(exc))
     if workspace is not None:
-        ws_file = workspace / "bpllm.toml"
+        ws_file = workspace / CONFIG_FILE
         if ws_file.is_file():
             try:
-                table = tomllib.loads(ws_file.read_text(encoding="utf-8")).get("tui", {})
-                if isinstance(table, dict) and table:
+                table = load_workspace_config(ws_file).tui
+            except ConfigError as exc:
+                cfg.problems.append(str(exc))
+            else:
+                if table.as_dict():
                     _merge(cfg, table, f"{ws_file} [tui]")
                     cfg.sources.append(f"{ws_file} [tui]")
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                cfg.problems.append(f"{ws_file}: {exc}")
     return cfg
 
 
 def workspace_config_problem(workspace: Path) -> str | None:
-    """The engine's one-line verdict on the workspace's ``bpllm.toml`` (None when it is fine or absent).
+    """The one-line verdict on the workspace's ``bpllm.toml`` (None when it is fine or absent).
 
     The control room refuses to open on a config that every engine command would refuse, so a bad
     setting is named up front (file, line, key, value, what is allowed) instead of when a run starts.
     """
-    from engine.workspace.config import ConfigError
-    from engine.workspace.config import load_config as load_engine_config
-
-    path = workspace / "bpllm.toml"
+    path = workspace / CONFIG_FILE
     if not path.is_file():
         return None
     try:
-        load_engine_config(path)
+        load_workspace_config(path)
     except ConfigError as exc:
         return str(exc)
     return None

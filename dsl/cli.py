@@ -121,22 +121,21 @@ def iter_items(path: Path) -> Iterator[DslItem]:
 def _workspace_unknown_nodes(default: str = "error") -> str:
     """A workspace may allow unknown node types: ``[dsl] unknown_nodes = "warning"`` in bpllm.toml.
 
-    The file is read with the engine's checks, so a bad setting is an error here too (ConfigError),
-    never a silent fallback to the default.
+    The file is read by the one loader (dsl.config, which the engine and the TUI use too), so a bad
+    setting is an error here too (ConfigError), never a silent fallback to the default.
     """
-    config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / "bpllm.toml"
+    from .config import CONFIG_FILE, load_config  # stdlib only: keeps `bpllm validate` light
+
+    config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / CONFIG_FILE
     if not config.is_file():
         return default
-    from engine.workspace.config import load_config  # stdlib only: keeps `bpllm validate` light
-
-    return str(load_config(config)["dsl"]["unknown_nodes"])
+    return load_config(config).dsl.unknown_nodes
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .catalog import default_catalog, load_catalog_file
+    from .config import ConfigError
     from .validator import validate
-
-    from engine.workspace.config import ConfigError
 
     catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
     try:

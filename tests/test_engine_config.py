@@ -11,12 +11,17 @@ import re
 import subprocess
 import sys
 import tomllib
+import types
+import typing
+import warnings
 from pathlib import Path
 
 import pytest
 
-from engine.workspace.config import (FREE_RULES, PROFILE_RULES, RULES, SCHEMA, TINY_RULES, ConfigError, load_config,
-                           validate)
+from dsl.config import (BUILTIN_PROFILES, SECTIONS, TINY_RULES, Config, ConfigDeprecationWarning, ProfileSettings,
+                        TrainSection, load_config, validate)
+from dsl.errors import BpllmError
+from engine.workspace.config import ConfigError
 from engine.ml.profiles import PROFILES, TINY_BASE_DEFAULTS, Profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,21 +96,129 @@ def test_bad_value_is_one_line_naming_file_line_key_value_and_allowed(tmp_path, 
     assert text_line.strip() and text_line in extra.splitlines(), f"line {line} is not a bad line: {text_line!r}"
 
 
-def test_every_key_has_a_rule_and_agrees_with_its_schema_and_profile():
-    for sec, keys in SCHEMA.items():
-        for key, (types, _default, _doc) in keys.items():
-            rule = RULES.get(sec, {}).get(key)
-            assert rule is not None, f"{sec}.{key} has no rule in engine.workspace.config.RULES"
-            assert set(rule.types) == set(types), f"{sec}.{key}: rule types {rule.types} vs schema {types}"
+_PY = {int: (int,), float: (float, int), str: (str,), bool: (bool,), list: (list,), dict: (dict,)}
+
+
+def test_every_field_has_a_doc_and_a_rule_that_agrees_with_its_type_and_default():
+    for name, cls in [*SECTIONS.items(), ("profiles.X", ProfileSettings)]:
+        hints = typing.get_type_hints(cls)
+        for f in cls.settings():
+            doc, rule = f.metadata["doc"], f.metadata["rule"]
+            assert doc.strip() and "\n" not in doc, f"{name}.{f.name}: a one-line doc"
+            hint = hints[f.name]
+            members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+            allowed = {t for arg in members for t in _PY.get(typing.get_origin(arg) or arg, ())}
+            assert set(rule.types) <= allowed, f"{name}.{f.name}: rule types {rule.types} vs type {hints[f.name]}"
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert default is None or rule.accepts(default), f"{name}.{f.name}: default {default!r} breaks its rule"
+    # profiles are part of the same schema: every Profile field is a [profiles.X] / [train] setting
     for field in dataclasses.fields(Profile):
-        assert field.name in PROFILE_RULES, f"Profile.{field.name} has no rule in PROFILE_RULES"
+        assert field.name in {f.name for f in ProfileSettings.settings()}, f"Profile.{field.name} not in the schema"
+    assert {f.name for f in ProfileSettings.settings()} <= {f.name for f in TrainSection.settings()}
     assert set(TINY_BASE_DEFAULTS) == set(TINY_RULES)
+    assert tuple(PROFILES) == BUILTIN_PROFILES
     # the defaults themselves pass: the built-in profiles, the tiny base and the starter file
     for prof in PROFILES.values():
         table = {k: v for k, v in prof.to_dict().items() if v is not None}
         validate({"profiles": {"p": table}, "run": {"profile": "p"}}, "built-in")
     load_config(ROOT / "data" / "starter" / "bpllm.toml")
-    assert set(FREE_RULES) <= {"profiles", "exam", "grading", "health", "train", "tui"}
+
+
+def test_typed_defaults_and_values(tmp_path):
+    cfg = load_config(ROOT / "data" / "starter" / "bpllm.toml")
+    assert isinstance(cfg, Config) and cfg == dataclasses.replace(Config(), source=cfg.source)
+    assert cfg.retry.max_attempts == 3 and cfg.stall.kill_s == 600.0 and cfg.workspace.language == "blueprint"
+    assert cfg.dsl.unknown_nodes == "error" and cfg.backup.include[0] == "bpllm.toml"
+    path = tmp_path / "bpllm.toml"
+    path.write_text('[workspace]\nlanguage = "toy"\n[retry]\nbackoff_s = 3\n[stall]\nkill_s = 60\n'
+                    '[exam]\nbatch_size = 4\n', encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.workspace.language == "toy"
+    assert cfg.retry.backoff_s == 3.0 and isinstance(cfg.retry.backoff_s, float)  # a whole number read as a float
+    assert cfg.stall.kill_after("training") == 10800.0 and cfg.stall.kill_after("data") == 60.0
+    assert cfg.exam.batch_size == 4 and cfg.exam.max_new_tokens is None  # unset: the profile's value
+    assert cfg.source == str(path) and cfg.to_dict()["retry"]["backoff_s"] == 3.0
+
+
+def test_a_profile_table_is_typed_and_checked(tmp_path):
+    path = tmp_path / "bpllm.toml"
+    path.write_text('[run]\nprofile = "mybig"\n[profiles.mybig]\nbase = "llama-70b-8bit"\n'
+                    'model = "/models/llama70b"\nlora_r = 64\nlora_dropout = 0\ntiny = { hidden_size = 64 }\n'
+                    '[train]\nepochs = 3\n', encoding="utf-8")
+    cfg = load_config(path)
+    prof = cfg.profiles["mybig"]
+    assert isinstance(prof, ProfileSettings) and prof.base == "llama-70b-8bit" and prof.lora_r == 64
+    assert prof.lora_dropout == 0.0 and prof.batch_size is None and prof.tiny == {"hidden_size": 64}
+    assert prof.overrides() == {"base": "/models/llama70b", "lora_r": 64, "lora_dropout": 0.0,
+                                "tiny": {"hidden_size": 64}}
+    assert cfg.train.epochs == 3.0 and cfg.profile("nosuch") == ProfileSettings()
+    path.write_text('[run]\nprofile = "mybig"\n[profiles.mybig]\nlora_r = "big"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r":4: invalid configuration: profiles\.mybig\.lora_r = \"big\""):
+        load_config(path)
+
+
+def test_unknown_key_names_file_line_key_and_the_fix(tmp_path):
+    path = tmp_path / "bpllm.toml"
+    path.write_text("[stall]\nwarn_s = 10.0\nkil_s = 60\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert isinstance(e.value, BpllmError) and e.value.hint == "did you mean 'kill_s'?"
+    assert e.value.message == f"{path}:3: invalid configuration: unknown key stall.kil_s"
+    assert str(e.value) == f"{path}:3: invalid configuration: unknown key stall.kil_s (did you mean 'kill_s'?)"
+    path.write_text("[stal]\nkill_s = 60\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r":1: invalid configuration: unknown section \[stal\] \(did you mean \[stall\]\?\)"):
+        load_config(path)
+
+
+def test_wrong_type_names_the_key_value_and_what_is_allowed(tmp_path):
+    path = tmp_path / "bpllm.toml"
+    path.write_text('[retry]\nmax_attempts = "3"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (f'{path}:2: invalid configuration: retry.max_attempts = "3": expected a whole number '
+                            ">= 1 (attempts per step for retryable errors (OOM, network, timeout))")
+    path.write_text("retry = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r":1: invalid configuration: \[retry\] must be a table, got int"):
+        load_config(path)
+
+
+def test_old_spelling_is_read_with_a_warning_naming_file_line_key_and_new_spelling(tmp_path):
+    path = tmp_path / "bpllm.toml"
+    path.write_text("[profiles.tiny]\nmax_seq_length = 1024\nlr = 0.001\n", encoding="utf-8")
+    with pytest.warns(ConfigDeprecationWarning) as caught:
+        cfg = load_config(path)
+    assert cfg.profiles["tiny"].max_seq_len == 1024 and cfg.profiles["tiny"].learning_rate == 0.001
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        f"{path}:2: profiles.tiny.max_seq_length is the old spelling of max_seq_len; rename it to max_seq_len "
+        "(read as max_seq_len for now)",
+        f"{path}:3: profiles.tiny.lr is the old spelling of learning_rate; rename it to learning_rate "
+        "(read as learning_rate for now)"]
+    assert all("\n" not in m for m in messages)
+    path.write_text("[train]\nmax_seq_length = 1024\nmax_seq_len = 512\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="train.max_seq_length and train.max_seq_len are the same setting"):
+        load_config(path)
+    path.write_text("[profiles.tiny]\nmax_seq_len = 1024\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spelling warns about nothing
+        load_config(path)
+
+
+def test_reading_the_config_sets_no_global(tmp_path):
+    """Every loaded module's globals are the same objects after a read (the old reader set one in rows)."""
+    import engine.dataset.rows  # noqa: F401 - the module whose global the old reader set
+    from engine.workspace.workspace import Workspace, init_workspace
+
+    init_workspace(tmp_path / "ws")
+    cfg_path = tmp_path / "ws" / "bpllm.toml"
+    cfg_path.write_text(cfg_path.read_text(encoding="utf-8").replace('"error"', '"warning"'), encoding="utf-8")
+    mods = {name: m for name, m in sys.modules.items()
+            if m is not None and (name.split(".")[0] in ("engine", "dsl", "bpllm_tui"))}
+    before = {name: dict(vars(m)) for name, m in mods.items()}
+    assert Workspace(tmp_path / "ws").config.dsl.unknown_nodes == "warning"
+    changed = [f"{name}.{k}" for name, m in mods.items() for k, v in vars(m).items()
+               if k in before[name] and before[name][k] is not v]
+    assert changed == []
 
 
 def test_keys_of_another_ml_module_pass_but_known_keys_are_checked():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dsl.config import Config
 from engine.runtime.context import StepContext
 from engine.runtime.events import EventWriter, Heartbeat
 from engine.workspace.history import History
@@ -30,7 +31,7 @@ def ctx(tmp_path: Path):
     plan = load_plan()
     events = EventWriter(run_dir, "r1")
     history = History(tmp_path / "ws" / "history.db")
-    c = StepContext(workspace=Workspace(tmp_path / "ws"), config={}, profile="tiny", run_id="r1", run_dir=run_dir,
+    c = StepContext(workspace=Workspace(tmp_path / "ws"), config=Config(), profile="tiny", run_id="r1", run_dir=run_dir,
                     events=events, heartbeat=Heartbeat(run_dir, "r1"), history=history, plan=plan, state={})
     yield c
     events.close()

@@ -34,11 +34,11 @@ def test_classify(exc: BaseException, cat: str, retry: bool) -> None:
 
 
 def test_oom_ladder_halves_in_order() -> None:
-    s = {"batch_size": 4, "grad_accum": 4, "max_seq_length": 2048, "lora_r": 64, "lora_alpha": 128}
+    s = {"batch_size": 4, "grad_accum": 4, "max_seq_len": 2048, "lora_r": 64, "lora_alpha": 128}
     assert oom_adjust(s) == {"batch_size": (4, 2), "grad_accum": (4, 8)}
     s.update(batch_size=1)
-    assert oom_adjust(s) == {"max_seq_length": (2048, 1024)}
-    s.update(max_seq_length=256)
+    assert oom_adjust(s) == {"max_seq_len": (2048, 1024)}
+    s.update(max_seq_len=256)
     assert oom_adjust(s) == {"lora_r": (64, 32), "lora_alpha": (128, 64)}
     s.update(lora_r=4)
     assert oom_adjust(s) == {}
@@ -47,7 +47,7 @@ def test_oom_ladder_halves_in_order() -> None:
 
 def test_config_defaults_and_errors(tmp_path: Path) -> None:
     cfg = validate({}, "x.toml")
-    assert cfg["run"]["profile"] == "tiny" and cfg["stall"]["training_kill_s"] == 10800.0
+    assert cfg.run.profile == "tiny" and cfg.stall.training_kill_s == 10800.0
     with pytest.raises(ConfigError) as e:
         validate({"run": {"profle": "tiny"}, "bogus": {}, "stall": {"kill_s": "soon"}}, "ws/bpllm.toml")
     msg = str(e.value)
@@ -125,26 +125,27 @@ def test_run_ids_sort_by_start_time_within_one_second():
 
 
 def test_workspace_unknown_nodes_policy_reaches_the_data_checks(tmp_path):
-    from engine.dataset.rows import check_row, set_unknown_nodes
+    """The policy is passed to the checks (cfg.dsl.unknown_nodes); reading the config sets nothing."""
+    from engine.dataset import rows
     from engine.workspace.workspace import Workspace, init_workspace
 
     row = {"instruction": "Make one.", "output": (
         "BLUEPRINT: BP_A\nPARENT: Actor\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"
         "NODE n2: MyStudioNode\nEXEC n1.Then -> n2.Execute\n")}
-    try:
-        set_unknown_nodes("error")
-        reason, _ = check_row(row)
-        assert reason and "MyStudioNode" in reason
-        ws_dir = tmp_path / "ws"
-        init_workspace(ws_dir)
-        config = ws_dir / "bpllm.toml"
-        text = config.read_text(encoding="utf-8")
-        assert 'unknown_nodes = "error"' in text
-        config.write_text(text.replace('unknown_nodes = "error"', 'unknown_nodes = "warning"'), encoding="utf-8")
-        assert Workspace(ws_dir).config["dsl"]["unknown_nodes"] == "warning"
-        assert check_row(row)[0] is None
-    finally:
-        set_unknown_nodes("error")
+    reason, _ = rows.check_row(row)
+    assert reason and "MyStudioNode" in reason
+    ws_dir = tmp_path / "ws"
+    init_workspace(ws_dir)
+    config = ws_dir / "bpllm.toml"
+    text = config.read_text(encoding="utf-8")
+    assert 'unknown_nodes = "error"' in text
+    config.write_text(text.replace('unknown_nodes = "error"', 'unknown_nodes = "warning"'), encoding="utf-8")
+    before = dict(vars(rows))
+    policy = Workspace(ws_dir).config.dsl.unknown_nodes
+    assert policy == "warning"
+    assert {k: v for k, v in vars(rows).items() if before.get(k) is not v} == {}, "reading config set a global"
+    assert rows.check_row(row)[0] is not None  # the default is untouched by the read
+    assert rows.check_row(row, policy)[0] is None
 
 
 def test_atomic_write_keeps_the_mode_a_plain_write_would_give(tmp_path: Path) -> None:

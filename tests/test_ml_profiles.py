@@ -31,15 +31,18 @@ class _Ctx:
     """The two StepContext members resolve_profile reads, plus what it logs to."""
 
     def __init__(self, profile, table, overrides=None, train=None):
+        from dsl.config import validate
+
         self.profile = profile
-        self.config = {"profiles": {profile: table}, "train": train or {}}
+        self.config = validate({"profiles": {profile: table}, "train": train or {}, "run": {"profile": profile}},
+                               "test")
         self.overrides = overrides or {}
         self.state = {}
         self.logs = []
 
     @property
     def profile_config(self):
-        return dict(self.config["profiles"].get(self.profile, {}))
+        return self.config.profile(self.profile)
 
     def log(self, message, level="info"):
         self.logs.append((level, message))
@@ -48,9 +51,9 @@ class _Ctx:
 def test_resolve_profile_from_toml_table_and_oom_overrides():
     from engine.ml.steps import resolve_profile
 
-    ctx = _Ctx("blueprintllm", {"base": "llama-70b-8bit", "model": "/models/llama70b", "max_seq_length": 1024,
+    ctx = _Ctx("blueprintllm", {"base": "llama-70b-8bit", "model": "/models/llama70b", "max_seq_len": 1024,
                                 "lora_r": 32, "max_grad_norm": 0.3, "load_in_4bit": False, "bogus": 1},
-               overrides={"batch_size": 1, "max_seq_length": 512})
+               overrides={"batch_size": 1, "max_seq_len": 512})
     p = resolve_profile(ctx)
     assert p.name == "llama-70b-8bit" and p.base == "/models/llama70b"
     assert p.lora_r == 32 and p.max_grad_norm == 0.3

@@ -283,7 +283,7 @@ def _fmt_duration(seconds: float | None) -> str:
 
 def _workspace_warnings(ws) -> list[str]:
     """What `bpllm status` warns about whatever the run: a workspace whose backups have no mirror."""
-    if not ws.config["backup"].get("mirror"):
+    if not ws.config.backup.mirror:
         return [f"no backup mirror: backups live on the workspace's own disk only; set [backup] mirror = "
                 f"\"/path/on/another/disk\" in {ws.config_path}"]
     return []
@@ -512,7 +512,7 @@ def cmd_gpus(args: argparse.Namespace) -> int:
     try:
         from engine.workspace.workspace import resolve_workspace
         ws = resolve_workspace(getattr(args, "workspace", None))
-        roles = ws.config["telemetry"].get("roles") or {}
+        roles = ws.config.telemetry.roles
     except Exception:  # noqa: BLE001 - gpus works outside a workspace too
         pass
     s = sample(roles=roles, cpu_interval=0.5)  # a real sample: psutil's first call in a process says 0.0

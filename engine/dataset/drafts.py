@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsl.config import Config
 from engine.atomic import atomic_write_json
 from engine.dataset.rows import Lesson, check_lesson, load_lesson
 from engine.workspace.safe_paths import UnsafePath, id_path, is_inside
@@ -46,13 +47,14 @@ def find_draft(workspace: Path, name: str) -> Path:
     raise DraftError(f"no draft {name!r} in {drafts}" + (f"; drafts: {', '.join(known)}" if known else "; there are no drafts"))
 
 
-def draft_problems(lesson: Lesson) -> list[str]:
+def draft_problems(lesson: Lesson, unknown_nodes: str = "error") -> list[str]:
     """Every error that would keep the draft out of training — step 8's own lesson check
-    (``engine.dataset.rows.check_lesson``), worded per prompt and line for the reviewer."""
+    (``engine.dataset.rows.check_lesson``, under the workspace's ``[dsl] unknown_nodes``), worded per
+    prompt and line for the reviewer."""
     if not lesson.prompts:
         return [f"{lesson.path}: the lesson has no prompts"]
     out = []
-    for problem in check_lesson(lesson)[1]:
+    for problem in check_lesson(lesson, unknown_nodes)[1]:
         pid = problem.row.get("id") if isinstance(problem.row, dict) else None
         errors = [d for d in problem.diagnostics if d.get("severity") == "error"]
         if pid and errors:
@@ -72,11 +74,11 @@ def accept_draft(workspace: Path, name: str) -> Path:
     """
     workspace = Path(workspace)
     path = find_draft(workspace, name)
-    _workspace_config(workspace)
+    unknown_nodes = _workspace_config(workspace).dsl.unknown_nodes
     lesson, load_problems = load_lesson(path)
     if lesson is None:
         raise DraftError(f"{load_problems[0]}; open it in the editor to fix it")
-    problems = draft_problems(lesson)
+    problems = draft_problems(lesson, unknown_nodes)
     if problems:
         shown = problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise DraftError("the draft has errors; fix them in the editor (bpllm-tui --lesson "
@@ -93,20 +95,20 @@ def accept_draft(workspace: Path, name: str) -> Path:
     return target
 
 
-def _workspace_config(workspace: Path) -> dict:
-    """The workspace's validated config (loading it also applies its ``[dsl] unknown_nodes`` policy to
-    the lesson check); empty when it does not load — `bpllm run` reports that, not this."""
+def _workspace_config(workspace: Path) -> Config:
+    """The workspace's validated config; the defaults when it does not load — `bpllm run` reports that,
+    not this."""
     from engine.workspace.workspace import Workspace
 
     try:
         return Workspace(workspace).config
     except Exception:  # noqa: BLE001
-        return {}
+        return Config()
 
 
 def what_happens_next(workspace: Path) -> str:
     """When the teaching loop trains on an accepted lesson, by the workspace's ``data.integrate``."""
-    policy = (_workspace_config(workspace).get("data") or {}).get("integrate", "examined")
+    policy = _workspace_config(workspace).data.integrate
     if policy == "all":
         return "the next cycle trains on it"
     if policy == "none":

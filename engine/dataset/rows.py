@@ -49,26 +49,15 @@ class DslCheck:
         return [d for d in self.diagnostics if d.get("severity") == "error"]
 
 
-_unknown_nodes = "error"
-
-
-def set_unknown_nodes(policy: str) -> None:
-    """The workspace's ``[dsl] unknown_nodes`` policy for every check below (one engine = one workspace)."""
-    global _unknown_nodes
-    policy = policy if policy in ("error", "warning") else "error"
-    if policy != _unknown_nodes:
-        _unknown_nodes = policy
-        check_dsl.cache_clear()
-
-
 @lru_cache(maxsize=65536)
-def check_dsl(text: str) -> DslCheck:
-    """Parse + validate + canonicalise one DSL text (cached: corpora repeat a lot)."""
+def check_dsl(text: str, unknown_nodes: str = "error") -> DslCheck:
+    """Parse + validate + canonicalise one DSL text (cached: corpora repeat a lot). ``unknown_nodes`` is the
+    workspace's ``[dsl] unknown_nodes`` policy (``cfg.dsl.unknown_nodes``), passed by the caller."""
     from dsl.validator import validate
     from dsl.formatter import format_dsl
 
     try:
-        diags = [d.to_dict() for d in validate(text, unknown_nodes=_unknown_nodes)]
+        diags = [d.to_dict() for d in validate(text, unknown_nodes=unknown_nodes)]
     except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the row
         diags = [{"line": 1, "column": 1, "severity": "error", "code": "validator-crash",
                   "message": f"validator raised {type(exc).__name__}: {exc}"}]
@@ -160,8 +149,8 @@ def too_long(*texts: str, what: str = "instruction + input + output") -> str | N
             f"longer than any profile's training sequence); shorten it or split it into several rows")
 
 
-def check_row(row: dict[str, Any]) -> tuple[str | None, DslCheck | None]:
-    """(reason, check): reason is None for a valid row."""
+def check_row(row: dict[str, Any], unknown_nodes: str = "error") -> tuple[str | None, DslCheck | None]:
+    """(reason, check): reason is None for a valid row (``unknown_nodes``: see check_dsl)."""
     ins, out = row.get("instruction"), row.get("output")
     if not isinstance(ins, str) or not ins.strip():
         return "missing or empty 'instruction' (a non-empty string is required)", None
@@ -172,7 +161,7 @@ def check_row(row: dict[str, Any]) -> tuple[str | None, DslCheck | None]:
     long = too_long(ins, row.get("input") or "", out)
     if long:  # before the DSL check: parsing megabytes is slow, and such a row cannot be trained anyway
         return long, None
-    chk = check_dsl(out)
+    chk = check_dsl(out, unknown_nodes)
     if not chk.ok:
         errs = chk.errors
         first = errs[0] if errs else {"line": 1, "message": "does not format"}
@@ -238,8 +227,8 @@ def _json_line(text: str, key: str) -> int | None:
     return text.count("\n", 0, at) + 1 if at >= 0 else None
 
 
-def check_lesson(lesson: Lesson) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Valid prompts (with canonical gold) and problems for the invalid ones."""
+def check_lesson(lesson: Lesson, unknown_nodes: str = "error") -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Valid prompts (with canonical gold) and problems for the invalid ones (``unknown_nodes``: see check_dsl)."""
     good: list[dict[str, Any]] = []
     problems: list[Problem] = []
     seen_ids: set[str] = set()
@@ -268,7 +257,7 @@ def check_lesson(lesson: Lesson) -> tuple[list[dict[str, Any]], list[Problem]]:
         if long:
             problems.append(Problem(where, None, f"prompt {pid}: {long}", row=p))
             continue
-        chk = check_dsl(gold)
+        chk = check_dsl(gold, unknown_nodes)
         if not chk.ok:
             first = chk.errors[0] if chk.errors else {"line": 1, "message": "does not format"}
             problems.append(Problem(where, None, f"prompt {pid}: invalid expected_dsl: line {first.get('line')}: "
@@ -378,7 +367,7 @@ def source_files(ws: Any) -> list[Path]:
 
 
 def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: float, min_val: int, seed: int,
-               progress: Any = None) -> MergeResult:
+               progress: Any = None, unknown_nodes: str = "error") -> MergeResult:
     problems: list[Problem] = []
     kept: list[dict[str, Any]] = []
     exact: dict[tuple[str, str], str] = {}
@@ -400,7 +389,7 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
                 s["invalid"] += 1
                 problems.append(Problem(rel, n, err or "malformed", kind="malformed"))
                 continue
-            reason, chk = check_row(row)
+            reason, chk = check_row(row, unknown_nodes)
             if reason is not None:
                 stats["invalid"] += 1
                 s["invalid"] += 1

@@ -197,7 +197,7 @@ def config_roles() -> dict[str, str]:
         from engine.workspace.workspace import resolve_workspace
 
         ws = resolve_workspace(os.environ.get("BPLLM_WORKSPACE"))
-        return dict(ws.config["telemetry"].get("roles") or {})
+        return dict(ws.config.telemetry.roles)
     except Exception:  # noqa: BLE001 - outside a workspace there are no roles
         return {}
 

@@ -69,35 +69,30 @@ def resolve_profile(ctx: StepContext):
     """Built-in profile named by ``--profile`` / ``[profiles.X] base = ...``, then bpllm.toml and OOM overrides."""
     from .profiles import PROFILES, get_profile
 
-    table = dict(ctx.profile_config)
-    name = ctx.profile if ctx.profile in PROFILES else str(table.pop("base", "tiny"))
-    if name not in PROFILES:  # [profiles.X] base = "/path/to/model": a real model on the 8b path
-        table["base"], name = name, "llama-8b-bf16"
-    profile = get_profile(name)
-    renames = {"model": "base", "max_seq_length": "max_seq_len", "lr": "learning_rate", "num_epochs": "epochs"}
+    table = ctx.profile_config
     values: dict[str, Any] = {}
+    name = ctx.profile if ctx.profile in PROFILES else (table.base or "tiny")
+    if ctx.profile in PROFILES and table.base is not None:
+        values["base"] = table.base
+    if name not in PROFILES:  # [profiles.X] base = "/path/to/model": a real model on the 8b path
+        values["base"], name = name, "llama-8b-bf16"
+    profile = get_profile(name)
     known = set(profile.to_dict())
-    ignored = []
-    for key, value in table.items():
-        key = renames.get(key, key)
-        if key == "tiny" and isinstance(value, dict):
-            values["tiny"] = {**profile.tiny, **value}
-        elif key in known:
-            values[key] = value
-        else:
-            ignored.append(key)
-    if ignored and not ml_state(ctx).get("warned_ignored"):
+    values.update(table.overrides())
+    if table.tiny is not None:
+        values["tiny"] = {**profile.tiny, **table.tiny}
+    if table.extra and not ml_state(ctx).get("warned_ignored"):
         ml_state(ctx)["warned_ignored"] = True
-        ctx.log(f"[profiles.{ctx.profile}] keys not used by the ML profile: {', '.join(sorted(ignored))} "
+        ctx.log(f"[profiles.{ctx.profile}] keys not used by the ML profile: {', '.join(sorted(table.extra))} "
                 f"(known: {', '.join(sorted(known))})", level="warning")
-    for key in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha"):
+    for key in ("batch_size", "grad_accum", "max_seq_len", "lora_r", "lora_alpha"):
         if key in ctx.overrides:
-            values[renames.get(key, key)] = ctx.overrides[key]
-    train_table = ctx.config.get("train") or {}
-    for key, value in train_table.items():
-        key = renames.get(key, key)
-        if key in known and key not in values:
-            values[key] = value
+            values[key] = ctx.overrides[key]
+    if "max_seq_length" in ctx.overrides and "max_seq_len" not in ctx.overrides:
+        values["max_seq_len"] = ctx.overrides["max_seq_length"]  # state.json of a run started before the rename
+    for key, value in ctx.config.train.overrides().items():
+        if key not in values:
+            values[key] = {**profile.tiny, **value} if key == "tiny" else value
     return profile.with_overrides(**values) if values else profile
 
 
@@ -282,7 +277,7 @@ def detect_device(ctx: StepContext) -> dict[str, Any]:
 
 def _gpu_roles(ctx: StepContext) -> dict[str, str]:
     """The config's GPU roles (nvidia-smi index -> role): placement keeps a display card free."""
-    return dict((ctx.config.get("telemetry") or {}).get("roles") or {})
+    return dict(ctx.config.telemetry.roles)
 
 
 def load_base_model(ctx: StepContext) -> dict[str, Any]:
@@ -318,7 +313,7 @@ def attach_adapter(ctx: StepContext) -> dict[str, Any]:
     from .train import attach_lora
 
     init = _warm_start_adapter(ctx, profile)
-    model = attach_lora(ctx.cache["ml.model"], profile, init, int((ctx.config.get("data") or {}).get("seed", 42)))
+    model = attach_lora(ctx.cache["ml.model"], profile, init, ctx.config.data.seed)
     ctx.cache["ml.model"] = model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -360,7 +355,7 @@ def _spec(ctx: StepContext, profile):
     return TrainSpec(
         base=base, profile=profile.to_dict(), train_rows=data["train"], validation_rows=data["validation"],
         system_prompt=_system_prompt(ctx), output_dir=str(vdir / "checkpoints"), adapter_dir=str(vdir / "adapter"),
-        version=version, seed=int((ctx.config.get("data") or {}).get("seed", 42)), init_adapter=init,
+        version=version, seed=ctx.config.data.seed, init_adapter=init,
         extra=_tracking(ctx, version, vdir),
     )
 
@@ -368,12 +363,12 @@ def _spec(ctx: StepContext, profile):
 def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
     """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
     TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
-    from engine.workspace.config import report_to_list
+    from dsl.config import report_to_list
 
-    report_to = report_to_list((ctx.config.get("train") or {}).get("report_to"))
+    report_to = report_to_list(ctx.config.train.report_to)
     if not report_to:
         return {}
-    label = str((ctx.config.get("workspace") or {}).get("name") or "")
+    label = ctx.config.workspace.name
     name = ctx.workspace.root.name if label in ("", "bpllm") else label  # the default label names nothing
     return {"report_to": report_to, "run_name": f"{name}/{version}", "logging_dir": str(vdir / "tensorboard")}
 
@@ -539,13 +534,13 @@ def _gen_config(ctx: StepContext, **changes: Any):
     from .generate import GenConfig
 
     profile = resolve_profile(ctx)
-    exam = ctx.config.get("exam") or {}
+    exam = ctx.config.exam  # an unset key: the profile's value
     values = dict(
-        max_new_tokens=int(exam.get("max_new_tokens", profile.exam_max_new_tokens)),
-        batch_size=int(exam.get("batch_size", profile.exam_batch_size)),
-        constrained=bool(exam.get("constrained", profile.constrained)),
-        time_budget_s=float(exam.get("time_budget_s", profile.exam_time_budget_s)),
-        constraint=str(exam.get("constraint", "catalog")),
+        max_new_tokens=profile.exam_max_new_tokens if exam.max_new_tokens is None else exam.max_new_tokens,
+        batch_size=profile.exam_batch_size if exam.batch_size is None else exam.batch_size,
+        constrained=profile.constrained if exam.constrained is None else exam.constrained,
+        time_budget_s=profile.exam_time_budget_s if exam.time_budget_s is None else exam.time_budget_s,
+        constraint=exam.constraint,
     )
     values.update(changes)
     return GenConfig(**values)
@@ -727,7 +722,7 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
         ctx.progress(n, total, f"{rec['lesson_id']} {rec['prompt_id']}", unit="prompt")
 
     outcome = run_exam(model, tokenizer, _system_prompt(ctx), prompts, exam_dir(ctx, version), version,
-                       _gen_config(ctx), unknown_nodes=ctx.config["dsl"]["unknown_nodes"],
+                       _gen_config(ctx), unknown_nodes=ctx.config.dsl.unknown_nodes,
                        on_record=on_record, should_stop=lambda: ctx.stop_requested)
     if outcome.stopped:
         ctx.check_stop()
@@ -834,10 +829,10 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
     table = node_mastery(recs, previous)
     ctx.history.set_mastery(version, table)
-    grading = ctx.config.get("grading") or {}
-    k = int(grading.get("weakest", 5))
+    grading = ctx.config.grading
+    k = grading.weakest
     # prefer node types seen in several prompts (one prompt is a noisy verdict); fall back when few are
-    weakest = weakest_nodes(table, k=k, min_n=int(grading.get("min_prompts", 2)))
+    weakest = weakest_nodes(table, k=k, min_n=grading.min_prompts)
     if len(weakest) < k:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
@@ -896,21 +891,20 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
     table, weakest, _prev = ctx.cache[_ck(ctx, "ml.mastery")]
     if not weakest:
         ctx.skip("every examined node type is mastered: no drill needed")
-    grading = ctx.config.get("grading") or {}
+    grading = ctx.config.grading
     ws = ctx.workspace
     existing = ml_state(ctx).get(f"draft:{ctx.cycle}")
     if existing and Path(existing).exists():
         return {"path": existing, "reused": True}
     lesson_id = next_draft_id(ws.lessons, ws.drafts)
-    share = float(grading.get("contrast_share", 0.4))
-    contrast = contrast_nodes(weakest, confusions(recs), per_node=int(grading.get("contrast_per_node", 3)),
-                              limit=int(grading.get("contrast_nodes", 10)),
-                              min_swaps=int(grading.get("contrast_min_swaps", 2))) \
+    share = grading.contrast_share
+    contrast = contrast_nodes(weakest, confusions(recs), per_node=grading.contrast_per_node,
+                              limit=grading.contrast_nodes, min_swaps=grading.contrast_min_swaps) \
         if share > 0 else []
-    lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 60)),
-                          seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table,
+    lesson = draft_lesson(weakest, lesson_id, n_prompts=grading.draft_prompts,
+                          seed=grading.seed + ctx.cycle, version=version, mastery=table,
                           contrast=contrast, contrast_share=share)
-    auto = bool(grading.get("auto_accept", False))
+    auto = grading.auto_accept
     if auto:
         lesson["status"] = "accepted"
     path = id_path(ws.lessons if auto else ws.drafts, lesson_id, what="lesson_id", suffix=".json")

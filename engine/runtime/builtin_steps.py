@@ -90,8 +90,8 @@ def translate_exports(ctx: StepContext) -> dict[str, Any]:
 
 
 def synthetic_data(ctx: StepContext) -> dict[str, Any]:
-    scfg = ctx.config["synthetic"]
-    if not scfg["enabled"]:
+    scfg = ctx.config.synthetic
+    if not scfg.enabled:
         ctx.skip("disabled in bpllm.toml (synthetic.enabled = false)")
     try:
         from engine.dataset import synthetic  # written by the ML helper (issue 4)
@@ -99,7 +99,7 @@ def synthetic_data(ctx: StepContext) -> dict[str, Any]:
         if exc.name in ("engine.dataset.synthetic",):
             ctx.skip("engine.dataset.synthetic is not installed (the synthetic generator comes with the ML steps)")
         raise
-    count, seed = int(scfg["count"]), int(scfg["seed"])
+    count, seed = scfg.count, scfg.seed
     try:
         rows = synthetic.generate(count=count, seed=seed)
     except TypeError:
@@ -117,7 +117,7 @@ def synthetic_data(ctx: StepContext) -> dict[str, Any]:
 
 def _integrated_ids(ctx: StepContext, lessons: list[Any]) -> list[str]:
     ids = set(ctx.history.integrated_lessons())
-    if ctx.config["data"]["integrate"] == "all":
+    if ctx.config.data.integrate == "all":
         ids |= {lesson.id for lesson in lessons if not lesson.holdout}
     return sorted(ids)
 
@@ -127,7 +127,7 @@ def _write_lesson_rows(ctx: StepContext, lesson_ids: list[str]) -> tuple[int, in
     ws = ctx.workspace
     lessons, _problems = load_lessons(ws.lesson_files())
     by_id = {lesson.id: lesson for lesson in lessons}
-    dcfg = ctx.config["data"]
+    dcfg = ctx.config.data
     rows: list[dict[str, Any]] = []
     n_prompts = 0
     for lid in lesson_ids:
@@ -136,9 +136,9 @@ def _write_lesson_rows(ctx: StepContext, lesson_ids: list[str]) -> tuple[int, in
             ctx.log(f"integrated lesson {lid} no longer exists in {ws.lessons}; its rows are dropped from "
                     f"training", "warning")
             continue
-        good, _bad = check_lesson(lesson)
+        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
         n_prompts += len(good)
-        rows += lesson_rows(lesson, good, int(dcfg["variations"]), int(dcfg["seed"]))
+        rows += lesson_rows(lesson, good, dcfg.variations, dcfg.seed)
     path = ws.generated / "lessons.jsonl"
     if rows:
         atomic_write_jsonl(path, rows)
@@ -156,7 +156,7 @@ def convert_lessons(ctx: StepContext) -> dict[str, Any]:
 
 def _merge(ctx: StepContext, step: str) -> dict[str, Any]:
     ws = ctx.workspace
-    dcfg = ctx.config["data"]
+    dcfg = ctx.config.data
     files = source_files(ws)
     total = sum(1 for f in files for line in open(f, "rb") if line.strip())
 
@@ -164,9 +164,9 @@ def _merge(ctx: StepContext, step: str) -> dict[str, Any]:
         ctx.check_stop()
         ctx.progress(n, total, unit="row")
 
-    result = merge_rows(files, root=ws.root, near_keep=int(dcfg["near_duplicate_keep"]),
-                        val_fraction=float(dcfg["validation_fraction"]), min_val=int(dcfg["min_validation"]),
-                        seed=int(dcfg["seed"]), progress=progress)
+    result = merge_rows(files, root=ws.root, near_keep=dcfg.near_duplicate_keep,
+                        val_fraction=dcfg.validation_fraction, min_val=dcfg.min_validation,
+                        seed=dcfg.seed, progress=progress, unknown_nodes=ctx.config.dsl.unknown_nodes)
     ctx.progress(total, total, unit="row")
     qfiles = write_quarantine(ws.quarantine, result.problems, prefix="merge-")
     write_split(ws, result)
@@ -205,7 +205,7 @@ def validate_dsl_files(ctx: StepContext) -> dict[str, Any]:
     n_valid = n_prompts = 0
     for i, lesson in enumerate(lessons, 1):
         ctx.check_stop()
-        good, bad = check_lesson(lesson)
+        good, bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
         n_prompts += len(lesson.prompts)
         n_valid += len(good)
         problems += bad
@@ -237,9 +237,9 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
         if not path.exists():
             continue
         for n, row, err in read_jsonl(path):
-            if row is None or check_row(row)[0] is not None:
+            if row is None or check_row(row, ctx.config.dsl.unknown_nodes)[0] is not None:
                 bad += 1
-                ctx.log(f"{path.name}:{n}: {err or check_row(row)[0]}", "error")
+                ctx.log(f"{path.name}:{n}: {err or check_row(row, ctx.config.dsl.unknown_nodes)[0]}", "error")
                 continue
             rows.append(row)
     if bad:
@@ -331,7 +331,7 @@ def load_lessons_step(ctx: StepContext) -> dict[str, Any]:
     for p in problems:
         ctx.log(f"lesson not loaded: {p}", "error" if p.kind == "malformed" else "warning")
     integrated = set(ctx.history.integrated_lessons())
-    policy = ctx.config["data"]["integrate"]
+    policy = ctx.config.data.integrate
     if policy == "none":
         candidates: set[str] = set()
     elif policy == "all":
@@ -360,16 +360,16 @@ def generate_variations(ctx: StepContext) -> dict[str, Any]:
     todo = cs["integrate"]
     lessons, _ = load_lessons(ctx.workspace.lesson_files())
     by_id = {lesson.id: lesson for lesson in lessons}
-    dcfg = ctx.config["data"]
+    dcfg = ctx.config.data
     rows = []
     for i, lid in enumerate(todo, 1):
         ctx.check_stop()
         lesson = by_id[lid]
-        good, _bad = check_lesson(lesson)
-        rows += lesson_rows(lesson, good, int(dcfg["variations"]), int(dcfg["seed"]))
+        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
+        rows += lesson_rows(lesson, good, dcfg.variations, dcfg.seed)
         ctx.progress(i, len(todo), lid, unit="lesson")
     atomic_write_jsonl(_integration_file(ctx), rows)
-    return {"rows": len(rows), "variations_per_prompt": int(dcfg["variations"])}
+    return {"rows": len(rows), "variations_per_prompt": dcfg.variations}
 
 
 def validate_entries(ctx: StepContext) -> dict[str, Any]:
@@ -378,7 +378,7 @@ def validate_entries(ctx: StepContext) -> dict[str, Any]:
         generate_variations(ctx)
     problems, ok = [], 0
     for n, row, err in read_jsonl(path):
-        reason = err if row is None else check_row(row)[0]
+        reason = err if row is None else check_row(row, ctx.config.dsl.unknown_nodes)[0]
         if reason:
             problems.append(Problem(str(path.name), n, reason, row=row))
         else:
@@ -401,8 +401,8 @@ def merge_into_dataset(ctx: StepContext) -> dict[str, Any]:
     ids = sorted(set(_integrated_ids(ctx, lessons)) | set(todo))
     prompts, rows = _write_lesson_rows(ctx, ids)
     for lid in todo:
-        good, _ = check_lesson(by_id[lid])
-        ctx.history.integrate_lesson(lid, ctx.run_id, len(good), len(good) * (1 + int(ctx.config["data"]["variations"])),
+        good, _ = check_lesson(by_id[lid], ctx.config.dsl.unknown_nodes)
+        ctx.history.integrate_lesson(lid, ctx.run_id, len(good), len(good) * (1 + ctx.config.data.variations),
                                      by_id[lid].digest())
     stats = _merge(ctx, "8.4") if source_files(ws) else {}
     return {"integrated": todo, "lessons_in_training": len(ids), "lesson_rows": rows} | \

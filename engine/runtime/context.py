@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.workspace.history import History
     from engine.runtime.plan import Plan, Step
     from engine.workspace.workspace import Workspace
+    from dsl.config import Config, ProfileSettings
 
 
 class StopRequested(Exception):
@@ -87,7 +88,7 @@ class StepContext:
     """What a step gets.  One context per run; ``step``/``attempt`` change per step."""
 
     workspace: "Workspace"
-    config: dict[str, Any]
+    config: "Config"
     profile: str
     run_id: str
     run_dir: Path
@@ -101,7 +102,7 @@ class StepContext:
     step: "Step | None" = None
     attempt: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)  # OOM halving etc.; persisted in state
-    # settings the ML code actually used (batch_size, grad_accum, max_seq_length, lora_r, lora_alpha):
+    # settings the ML code actually used (batch_size, grad_accum, max_seq_len, lora_r, lora_alpha):
     # the OOM policy halves from these when the profile table does not name them; persisted in state
     effective: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # in-memory, this process only
@@ -115,9 +116,9 @@ class StepContext:
 
     # --- settings ---------------------------------------------------------------
     @property
-    def profile_config(self) -> dict[str, Any]:
+    def profile_config(self) -> "ProfileSettings":
         """The ``[profiles.<profile>]`` table of bpllm.toml (may be empty; ML code merges defaults)."""
-        return dict(self.config.get("profiles", {}).get(self.profile, {}))
+        return self.config.profile(self.profile)
 
     def setting(self, key: str, default: Any = None) -> Any:
         """overrides (OOM retries) > [profiles.<profile>] > default."""

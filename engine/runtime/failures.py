@@ -99,7 +99,7 @@ def classify(exc: BaseException) -> Classified:
 
 
 # settings an OOM retry shrinks, in order, with their floors (grad_accum grows to keep the effective batch)
-OOM_LADDER = (("batch_size", 1), ("max_seq_length", 256), ("lora_r", 4))
+OOM_LADDER = (("batch_size", 1), ("max_seq_len", 256), ("lora_r", 4))
 
 
 def oom_adjust(settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -135,8 +135,8 @@ class Runner:
         except ConfigError as exc:
             self._print_err(str(exc))
             return EXIT_FAILED
-        profile = profile or cfg["run"]["profile"]
-        cycles = int(cycles or cfg["run"]["cycles"])
+        profile = profile or cfg.run.profile
+        cycles = cycles or cfg.run.cycles
         try:
             selected = self.plan.select(only, from_step)
         except ValueError as exc:
@@ -271,7 +271,7 @@ class Runner:
         self._prepare_console()
         self.events = EventWriter(run_dir, run_id, stdout=sys.stdout if self.events_stdout else None,
                                   listeners=[self._on_event])
-        self.heartbeat = Heartbeat(run_dir, run_id, interval=float(cfg["heartbeat"]["interval_s"]))
+        self.heartbeat = Heartbeat(run_dir, run_id, interval=cfg.heartbeat.interval_s)
         self.history = History(self.ws.history_path)
         self.timings = StepTimings(self.ws.timings_path)
         stop_file = run_dir / STOP_FILE
@@ -298,7 +298,7 @@ class Runner:
         plan_dicts.sort(key=lambda d: tuple(int(x) for x in d["id"].split(".")))
         self.events.emit("run", phase="resume" if resumed else "start", profile=state["profile"],
                          cycles=state["cycles"], only=state.get("only"), from_step=state.get("from_step"),
-                         config=cfg, workspace=str(self.ws.root), pid=os.getpid(), plan=plan_dicts,
+                         config=cfg.to_dict(), workspace=str(self.ws.root), pid=os.getpid(), plan=plan_dicts,
                          resume_from=first, engine_version=_engine_version())
         if lock.stale:
             self._log("warning", stale_message(lock.stale))
@@ -314,7 +314,7 @@ class Runner:
             self._log("warning", self.registry.ml_status)
         self.history.run_started(run_id, profile=state["profile"], cycles=int(state["cycles"]),
                                  only=state.get("only"), from_step=state.get("from_step"), pid=os.getpid(),
-                                 config=cfg)
+                                 config=cfg.to_dict())
         state["status"] = "running"
         state["pid"] = os.getpid()
         if state.get("failure"):  # resumed: the last attempt's failure is history, not this attempt's outcome
@@ -327,7 +327,7 @@ class Runner:
         telemetry = self._start_telemetry()
         status, code, message = "done", EXIT_DONE, None
         self._run_thread = threading.current_thread()
-        hours = float(cfg["backup"].get("watchdog_hours") or 0)
+        hours = cfg.backup.watchdog_hours
         self._next_watchdog_backup = t0 + hours * 3600 if hours > 0 else float("inf")
         try:
             if resumed:
@@ -469,7 +469,7 @@ class Runner:
             if need.id not in self.ran_in_process:
                 self._check_stop()
                 self._run_leaf(need, cycle, rerun=True)
-        max_attempts = int(self.cfg["retry"]["max_attempts"]) if reg.retry else 1
+        max_attempts = self.cfg.retry.max_attempts if reg.retry else 1
         attempt = int(self.state.setdefault("attempt_of", {}).get(key, 0)) + 1
         first_attempt = attempt
         while True:
@@ -553,7 +553,7 @@ class Runner:
             self.reserve.release()  # room for the error event and the state that follow
         if retry and info.category == "cuda_oom":
             current = {k: self.ctx.setting(k, self.ctx.effective.get(k))
-                       for k in ("batch_size", "grad_accum", "max_seq_length", "lora_r", "lora_alpha")}
+                       for k in ("batch_size", "grad_accum", "max_seq_len", "lora_r", "lora_alpha")}
             changes = oom_adjust(current)
             if not changes:
                 retry = False
@@ -571,8 +571,8 @@ class Runner:
             return False
         for k, (_old, new) in changes.items():
             self.ctx.overrides[k] = new
-        rc = self.cfg["retry"]
-        delay = backoff_delay(attempt, float(rc["backoff_s"]), float(rc["backoff_factor"]), float(rc["max_backoff_s"]))
+        rc = self.cfg.retry
+        delay = backoff_delay(attempt, rc.backoff_s, rc.backoff_factor, rc.max_backoff_s)
         self.state["attempt_of"][f"{cycle}:{step.id}"] = attempt
         self._save_state()
         self.events.emit("retry", step=step.id, attempt=attempt + 1, max_attempts=max_attempts, delay_s=delay,
@@ -647,7 +647,7 @@ class Runner:
         if (time.time() < self._next_watchdog_backup or self._backing_up
                 or threading.current_thread() is not self._run_thread):
             return
-        hours = float(self.cfg["backup"]["watchdog_hours"])
+        hours = self.cfg.backup.watchdog_hours
         self._next_watchdog_backup = time.time() + hours * 3600
         step = self._in_step.id if self._in_step else "between-steps"
         self._backup("watchdog", f"c{self.ctx.cycle}-{step}", f"the watchdog backup (every {hours:g} h)")
@@ -685,7 +685,7 @@ class Runner:
     def _watch(self) -> None:
         """Stop-file poller and stall watchdog (a daemon thread)."""
         stop_file = self.run_dir / STOP_FILE
-        st = self.cfg["stall"]
+        st = self.cfg.stall
         while not self._watch_stop.wait(0.2):
             if not self._stop.is_set() and stop_file.exists():
                 req = read_json_quiet(stop_file)
@@ -701,11 +701,11 @@ class Runner:
                 if signal.SIGUSR2 in self._old_handlers:
                     _thread.interrupt_main(signal.SIGUSR2)
                 continue
-            if step is None or not st["enabled"] or self._stall_abort is not None:
+            if step is None or not st.enabled or self._stall_abort is not None:
                 continue
             phase = str(self.heartbeat.data.get("phase") or step.phase)
-            kill = float(st.get(f"{phase}_kill_s") or st["kill_s"])
-            warn = min(float(st["warn_s"]), kill / 2)
+            kill = st.kill_after(phase)
+            warn = min(st.warn_s, kill / 2)
             progress_at = float(self.heartbeat.data.get("progress_at") or time.time())
             age = time.time() - progress_at
             if age >= kill:
@@ -720,14 +720,14 @@ class Runner:
                                    step=step.id, action="warn")
 
     def _start_telemetry(self) -> Any:
-        tcfg = self.cfg["telemetry"]
-        if not tcfg["enabled"]:
+        tcfg = self.cfg.telemetry
+        if not tcfg.enabled:
             return None
         try:
             from engine.runtime.telemetry import TelemetryThread
         except ImportError:
             return None
-        t = TelemetryThread(self.events, interval=float(tcfg["interval_s"]), roles=tcfg.get("roles") or {})
+        t = TelemetryThread(self.events, interval=tcfg.interval_s, roles=tcfg.roles)
         t.start()
         return t
 

@@ -176,7 +176,7 @@ def _write_meta(staging: Path, manifest: dict[str, Any], skipped: list[str], cle
 
 
 def _mirror_dir(ws: Any) -> Path | None:
-    mirror = ws.config["backup"].get("mirror")
+    mirror = ws.config.backup.mirror
     if not mirror:
         return None
     mdir = Path(mirror).expanduser()
@@ -210,8 +210,8 @@ def create_backup(ws: Any, tier: str, *, label: str | None = None, events: Any =
                   step: str | None = None) -> dict[str, Any]:
     if tier not in TIERS:
         raise BackupError(f"unknown backup tier {tier!r} (tiers: {', '.join(TIERS)})")
-    cfg = ws.config["backup"]
-    for rel in cfg["include"]:
+    cfg = ws.config.backup
+    for rel in cfg.include:
         problem = include_problem(ws.root, rel, through_links=False)
         if problem:
             raise BackupError(f"{ws.config_path}: backup.include: {problem}")
@@ -231,11 +231,11 @@ def create_backup(ws: Any, tier: str, *, label: str | None = None, events: Any =
     staging.mkdir()
     skipped: list[str] = []
     try:
-        for rel in cfg["include"]:
+        for rel in cfg.include:
             _copy_into(ws, rel, staging / "files", skipped)
         files = _manifest_for(staging / "files")
         manifest = {"name": name, "tier": tier, "created_at": time.time(), "label": label, "step": step,
-                    "workspace": str(ws.root), "include": list(cfg["include"]), "files": files,
+                    "workspace": str(ws.root), "include": list(cfg.include), "files": files,
                     "bytes": sum(f["size"] for f in files.values()), "skipped": skipped}
         manifest["meta"] = _write_meta(staging, manifest, skipped, cleaned)
         atomic_write_json(staging / MANIFEST, manifest)
@@ -285,7 +285,7 @@ def prune(ws: Any, tier: str) -> list[str]:
     key = KEEP_KEYS.get(tier)
     if key is None:
         return []  # milestones are kept
-    keep = int(ws.config["backup"][key])
+    keep = getattr(ws.config.backup, key)  # a BackupSection field (KEEP_KEYS)
     items = [b for b in list_backups(ws) if b["tier"] == tier]
     items.sort(key=lambda b: b["created_at"])
     doomed = items[:-keep] if keep > 0 else items

@@ -24,7 +24,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from engine.workspace.config import CONFIG_FILE, ConfigError, load_config
+from engine.workspace.config import CONFIG_FILE, Config, ConfigError, load_config
 
 STARTER_DIR = Path(__file__).resolve().parents[2] / "data" / "starter"
 ENV_VAR = "BPLLM_WORKSPACE"
@@ -37,7 +37,7 @@ class WorkspaceError(RuntimeError):
 class Workspace:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
-        self._config: dict[str, Any] | None = None
+        self._config: Config | None = None
 
     # paths -----------------------------------------------------------------
     @property
@@ -62,11 +62,11 @@ class Workspace:
 
     @property
     def exports(self) -> Path:
-        return self.root / str(self.config["data"]["exports_dir"])
+        return self.root / self.config.data.exports_dir
 
     @property
     def system_prompt_path(self) -> Path:
-        return self.root / str(self.config["data"]["system_prompt"])
+        return self.root / self.config.data.system_prompt
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
@@ -76,15 +76,14 @@ class Workspace:
 
     # config ----------------------------------------------------------------
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> Config:
+        """bpllm.toml, read and checked once (ConfigError names the file and the key); reading sets nothing
+        elsewhere: callers pass its values on (``cfg.dsl.unknown_nodes`` to the data checks)."""
         if self._config is None:
             self._config = load_config(self.config_path)
-            from engine.dataset.rows import set_unknown_nodes
-
-            set_unknown_nodes(self._config.get("dsl", {}).get("unknown_nodes", "error"))
         return self._config
 
-    def reload_config(self) -> dict[str, Any]:
+    def reload_config(self) -> Config:
         self._config = None
         return self.config
 
