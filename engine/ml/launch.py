@@ -186,7 +186,7 @@ def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
         return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
                       progress=hooks.progress, should_stop=hooks.should_stop, cpu=bool(profile.accelerate_cpu))
     except TooManyRanks as exc:
-        from engine.runtime.failures import ConfigProblem
+        from dsl.config import ConfigError
 
-        raise ConfigProblem(str(exc), hint="[profiles.<name>] num_processes = <GPUs> or accelerate_cpu = true "
+        raise ConfigError(str(exc), hint="[profiles.<name>] num_processes = <GPUs> or accelerate_cpu = true "
                                            "in bpllm.toml") from exc

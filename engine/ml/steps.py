@@ -294,9 +294,9 @@ def load_base_model(ctx: StepContext) -> dict[str, Any]:
     try:
         model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
-        from engine.runtime.failures import ConfigProblem
+        from dsl.config import ConfigError
 
-        raise ConfigProblem(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
+        raise ConfigError(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
     ctx.cache.pop("ml.trainer", None)
     params = sum(p.numel() for p in model.parameters())

@@ -13,6 +13,8 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsl.config import ConfigError
+
 
 class EngineError(RuntimeError):
     """An error a step raises on purpose, with its category and a hint for the user."""
@@ -26,10 +28,6 @@ class EngineError(RuntimeError):
 
 class DataError(EngineError):
     category = "data"
-
-
-class ConfigProblem(EngineError):
-    category = "config"
 
 
 class CorruptCheckpoint(EngineError):
@@ -75,6 +73,8 @@ def classify(exc: BaseException) -> Classified:
 
     if isinstance(exc, EngineError):
         return out(exc.category, exc.category == "timeout")
+    if isinstance(exc, ConfigError):  # a setting a step cannot work with: fix bpllm.toml, then resume
+        return Classified("config", False, exc.message, exc.hint or None, name, trace)
     if name == "OutOfMemoryError" or any(s in low for s in _OOM):
         return out("cuda_oom", True, "halving batch size, then sequence length, then LoRA rank")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "no space left on device" in low:
