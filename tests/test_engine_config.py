@@ -269,3 +269,28 @@ def test_run_refuses_an_unknown_profile_name(tmp_path):
                        env=_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "--profile tinny" in r.stderr and "did you mean 'tiny'" in r.stderr
+
+
+def test_validate_reads_the_workspace_policy_through_the_one_loader_and_dsl_imports_no_engine(tmp_path):
+    """`bpllm validate` honours [dsl] unknown_nodes via dsl.config (dsl/ may not import engine/)."""
+    import ast
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "bpllm.toml").write_text('[dsl]\nunknown_nodes = "warning"\n', encoding="utf-8")
+    dsl = tmp_path / "x.dsl"
+    dsl.write_text("BLUEPRINT: BP_X\nPARENT: Actor\n\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"
+                   "NODE n2: MyStudioNode\nEXEC n1.Then -> n2.Execute\n", encoding="utf-8")
+    argv = [sys.executable, "-m", "engine.cli", "validate", str(dsl)]
+    r = subprocess.run(argv, cwd=ws, env=_env() | {"BPLLM_WORKSPACE": str(ws)}, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "1 warning(s)" in r.stderr, (r.stdout, r.stderr)  # the unknown node
+    (ws / "bpllm.toml").write_text('[dsl]\nunknown_nodes = "error"\n', encoding="utf-8")
+    r = subprocess.run(argv, cwd=ws, env=_env() | {"BPLLM_WORKSPACE": str(ws)}, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    for path in (ROOT / "dsl").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not [n for n in names if n.split(".")[0] in ("engine", "bpllm_tui")], f"{path} imports {names}"
