@@ -508,10 +508,10 @@ class _Reader:
                     self.problem(dotted(key), f"{dotted(key)} and {dotted(new)} are the same setting",
                                  f"keep only {new}")
                     continue
-                line = self.line(dotted(key))
-                warnings.warn(ConfigDeprecationWarning(
-                    f"{self.source}{f':{line}' if line else ''}: {dotted(key)} is the old spelling of {new}; "
-                    f"rename it to {new} (read as {new} for now)"), stacklevel=4)
+                # shown as "bpllm.toml:LINE: ConfigDeprecationWarning: ..." (the file's own place, not ours)
+                warnings.warn_explicit(ConfigDeprecationWarning(
+                    f"{dotted(key)} is the old spelling of {new}; rename it to {new} (read as {new} for now)"),
+                    ConfigDeprecationWarning, self.source, self.line(dotted(key)) or 0, module="bpllm.config")
                 key = new
             spec = known.get(key)
             if spec is None:

@@ -188,7 +188,7 @@ def test_old_spelling_is_read_with_a_warning_naming_file_line_key_and_new_spelli
     with pytest.warns(ConfigDeprecationWarning) as caught:
         cfg = load_config(path)
     assert cfg.profiles["tiny"].max_seq_len == 1024 and cfg.profiles["tiny"].learning_rate == 0.001
-    messages = [str(w.message) for w in caught]
+    messages = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught]  # as Python shows a warning
     assert messages == [
         f"{path}:2: profiles.tiny.max_seq_length is the old spelling of max_seq_len; rename it to max_seq_len "
         "(read as max_seq_len for now)",
