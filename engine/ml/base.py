@@ -21,11 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from dsl.errors import BpllmError, StopRequested
+
 BASE_FORMAT = 2  # bump when the tokenizer, template or pretraining recipe changes
-
-
-class StopRequested(Exception):
-    """Raised inside the ML core when the runtime asked to stop at a safe boundary."""
 
 
 def corpus_key(documents: Sequence[str], settings: dict[str, Any]) -> str:
@@ -356,5 +354,5 @@ def profile_of(config: dict):
         return None
 
 
-class BaseUnavailable(RuntimeError):
+class BaseUnavailable(BpllmError, RuntimeError):
     """The profile's base weights cannot be loaded here (offline, missing path)."""

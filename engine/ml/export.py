@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dsl.errors import BpllmError
 
-class ExportError(Exception):
+
+class ExportError(BpllmError):
     """An export that cannot be done; the message says what to do."""
 
 

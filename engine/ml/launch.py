@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
 from .train import TrainingStopped, TrainSpec, last_checkpoint
 
 
 
-class TooManyRanks(RuntimeError):
+class TooManyRanks(BpllmError, RuntimeError):
     """More accelerate ranks than visible GPUs on a GPU machine (each rank needs a card of its own)."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dsl.errors import StopRequested
+
 from .profiles import Profile
 
 TRAIN_RESULT = "train_result.json"
@@ -58,7 +60,7 @@ class TrainSpec:
         return cls(**json.loads(text))
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(StopRequested):
     """Training ended early on a stop request; a checkpoint was saved (``checkpoint``)."""
 
     def __init__(self, checkpoint: str | None):

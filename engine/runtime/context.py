@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from dsl.errors import StopRequested
+
 if TYPE_CHECKING:  # pragma: no cover
     from engine.runtime.events import EventWriter, Heartbeat
     from engine.workspace.history import History
     from engine.runtime.plan import Plan, Step
     from engine.workspace.workspace import Workspace
-
-
-class StopRequested(Exception):
-    """Raised by ``ctx.check_stop()`` at a safe boundary after a graceful stop request."""
 
 
 class StepSkipped(Exception):

@@ -790,10 +790,10 @@ class Runner:
 
 
 def _is_stop(exc: BaseException | None) -> bool:
-    """A StopRequested, or any exception of that name (an ML library's own) anywhere in the chain."""
+    """A StopRequested (the runtime's, the ML core's, TrainingStopped: one family) anywhere in the chain."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, StopRequested) or type(exc).__name__ == "StopRequested":
+        if isinstance(exc, StopRequested):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1

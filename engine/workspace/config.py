@@ -20,10 +20,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+from dsl.errors import BpllmError
+
 CONFIG_FILE = "bpllm.toml"
 
 
-class ConfigError(ValueError):
+class ConfigError(BpllmError, ValueError):
     """A config problem; the message names the file, the key and what to do."""
 
 

@@ -24,14 +24,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
 from engine.workspace.config import CONFIG_FILE, ConfigError, load_config
 
 STARTER_DIR = Path(__file__).resolve().parents[2] / "data" / "starter"
 ENV_VAR = "BPLLM_WORKSPACE"
 
 
-class WorkspaceError(RuntimeError):
-    pass
+class WorkspaceError(BpllmError, RuntimeError):
+    """No workspace where one was named (or one that cannot be created there)."""
 
 
 class Workspace:
