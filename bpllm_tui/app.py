@@ -29,7 +29,7 @@ from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
 from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, effective_key, known_ids
 from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
-                                EngineProcess, GpuSample)
+                                EngineProcess, FollowerFailed, GpuSample)
 from bpllm_tui.screens.dashboard import DashboardScreen
 from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
@@ -265,6 +265,13 @@ class BpllmApp(App[int]):
             self.notify(message.note, title="Engine is gone", severity="error", timeout=10)
         if self._quit_when_engine_exits and message.process in ("exited", "dead"):
             self.exit(0)
+
+    def on_follower_failed(self, message: FollowerFailed) -> None:
+        """A follower thread died: say so (log and notification) instead of showing a dashboard that froze."""
+        text = (f"the {message.what} stopped: {message.error}; the dashboard no longer updates from the engine "
+                "(its run goes on): restart bpllm-tui to follow it again")
+        self.state.add_log(text, "error", "tui")
+        self.notify(text, title="Lost track of the engine", severity="error", timeout=15)
 
     def on_command_finished(self, message: CommandFinished) -> None:
         level = "info" if message.code == 0 else "error"

@@ -51,6 +51,16 @@ class EngineProcess(Message):
         self.note = note
 
 
+class FollowerFailed(Message):
+    """A thread that follows the engine (its events, heartbeat, output) died of an unexpected error: the
+    dashboard would otherwise stop changing without a word."""
+
+    def __init__(self, what: str, error: str) -> None:
+        super().__init__()
+        self.what = what  # "events follower", "stdout reader", ...
+        self.error = error  # "IsADirectoryError: [Errno 21] ... events.jsonl"
+
+
 class CommandFinished(Message):
     """A short `bpllm` command (stop, init) the client ran on our behalf finished."""
 

@@ -374,8 +374,10 @@ class Runner:
                 stop_file.unlink()
             try:
                 self.history.run_ended(run_id, status, code, message)
-            except Exception:  # noqa: BLE001 - history.db is a copy; events.jsonl and state.json are the record
-                pass
+            except Exception as exc:  # noqa: BLE001 - history.db is a copy; events.jsonl and state.json are the record
+                note = f"history.db did not record the run's end ({type(exc).__name__}: {exc}); " \
+                       "events.jsonl and state.json hold it"
+                self._final_write(lambda: self._log("warning", note))
             self._final_write(lambda: self.events.emit("run", phase="end", status=status, exit_code=code,
                                                        duration=round(time.time() - t0, 3), message=message))
             self.heartbeat.stop(status=status, phase="exited", step=None, seq=self.events.seq)
@@ -584,8 +586,8 @@ class Runner:
             try:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - a cache not emptied only makes the retry likelier to OOM
+                self._log("warning", f"could not empty the CUDA cache before the retry ({type(exc).__name__}: {exc})")
         end = time.time() + delay
         while time.time() < end:  # an interruptible backoff
             self._check_stop()
@@ -823,7 +825,7 @@ def _engine_version() -> str:
     try:
         from importlib.metadata import version
         return version("bpllm")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a source checkout that was never installed has no metadata: its version
         return "0.1.0"
 
 
