@@ -56,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from engine.dataset.synthetic import coverage_report, generate
+    from engine.dataset.synthetic import coverage_report, generate as synthetic_rows
 
     focus = [f.strip() for f in args.focus.split(",") if f.strip()] or None
-    rows = generate(args.count, seed=args.seed, focus_nodes=focus)
+    rows = synthetic_rows(args.count, seed=args.seed, focus_nodes=focus)
     if args.report:
         rep = coverage_report(rows)
         print(f"{rep['rows']} rows, {rep['node_types_covered']}/{rep['node_types_total']} node types covered, "

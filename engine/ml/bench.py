@@ -36,13 +36,13 @@ def _system_prompt(ws_root: Path | None) -> str:
 def _bench_base(quick: bool) -> Path:
     """The tiny profile's base (default settings, synthetic corpus only), built once into the cache."""
     from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
+    from engine.dataset.synthetic import generate as synthetic_rows
 
     from engine.ml.base import build_documents, corpus_key, ensure_tiny_base
     from engine.ml.profiles import TINY_BASE_DEFAULTS
 
     settings = dict(TINY_BASE_DEFAULTS)
-    rows = generate(settings["synthetic_examples"], seed=settings["synthetic_seed"])
+    rows = synthetic_rows(settings["synthetic_examples"], seed=settings["synthetic_seed"])
     system = _system_prompt(None)
     key = corpus_key(build_documents(rows, system, default_catalog()), settings)
     if not (CACHE / f"tiny-{key}" / "base.json").exists():
@@ -82,9 +82,9 @@ def _prompts(ws_root: Path | None, n: int) -> list[str]:
             except (ValueError, KeyError):
                 continue
     if len(instructions) < n:
-        from engine.dataset.synthetic import generate
+        from engine.dataset.synthetic import generate as synthetic_rows
 
-        instructions += [r["instruction"] for r in generate(n, seed=4242)]
+        instructions += [r["instruction"] for r in synthetic_rows(n, seed=4242)]
     return instructions[:n]
 
 
@@ -195,9 +195,9 @@ def _gold_prompts(ws_root: Path | None, n: int) -> list[tuple[str, str]]:
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"  skipped {path}: {exc}")
     if len(pairs) < n:
-        from engine.dataset.synthetic import generate
+        from engine.dataset.synthetic import generate as synthetic_rows
 
-        pairs += [(r["instruction"], r["output"]) for r in generate(n - len(pairs), seed=4243)]
+        pairs += [(r["instruction"], r["output"]) for r in synthetic_rows(n - len(pairs), seed=4243)]
     return pairs[:n]
 
 
@@ -253,12 +253,12 @@ def bench_train(args: argparse.Namespace) -> int:
     from engine.runtime.events import EventWriter
     from engine.ml.profiles import get_profile
     from engine.ml.train import Hooks, TrainSpec, build_trainer
-    from engine.dataset.synthetic import generate
+    from engine.dataset.synthetic import generate as synthetic_rows
 
     quick = bool(getattr(args, "quick", False))
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
     base = _bench_base(quick)
-    rows = generate(160, seed=77)
+    rows = synthetic_rows(160, seed=77)
     steps = 8 if quick else 16
     rounds = 2 if quick else 3
     profile = get_profile("tiny", max_steps=steps, save_steps=10_000, logging_steps=1, eval_steps=0)

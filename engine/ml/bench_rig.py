@@ -135,9 +135,9 @@ def build_model(shape: dict[str, int], placement, tokenizer, workdir: Path):
 
 
 def _rows(n: int, seed: int = 4242) -> list[dict[str, Any]]:
-    from engine.dataset.synthetic import generate
+    from engine.dataset.synthetic import generate as synthetic_rows
 
-    return generate(n, seed=seed)
+    return synthetic_rows(n, seed=seed)
 
 
 def measure_decode(model, tokenizer, prompts: list[str], max_new: int, single_n: int) -> dict[str, Any]:

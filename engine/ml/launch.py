@@ -179,9 +179,7 @@ def _relay(path: Path, offset: int, emit, progress, stopped: dict[str, Any] | No
 
 
 def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
-    from .steps import _hooks
-
-    hooks = _hooks(ctx)
+    hooks = step_hooks(ctx)
     work = ctx.run_dir / "ml" / f"train-cycle{ctx.cycle}"
     try:
         return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,

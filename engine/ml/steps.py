@@ -172,16 +172,6 @@ def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
     return ctx.resource(_ck(ctx, "ml.data"), read)
 
 
-def _hooks(ctx: StepContext):
-    from .train import Hooks
-
-    return Hooks(
-        emit=lambda type, **p: ctx.emit(type, **p),
-        progress=lambda n, total, message=None: ctx.progress(n, total, message, unit="step"),
-        should_stop=lambda: ctx.stop_requested,
-    )
-
-
 BASE_LOG_EVERY_S = 15.0  # a log line while the base pretrains (its loss is a train event every 10 steps)
 
 
@@ -211,7 +201,7 @@ def _base_progress(ctx: StepContext):
 def tiny_base(ctx: StepContext, profile) -> Path:
     """The workspace's pinned tiny base, built (and pinned) on first use."""
     from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
+    from engine.dataset.synthetic import generate as synthetic_rows
 
     from .base import BASE_FORMAT, ensure_tiny_base
 
@@ -225,17 +215,17 @@ def tiny_base(ctx: StepContext, profile) -> Path:
             path = root / path
         if (path / "base.json").exists() and pinned.get("settings") == settings and pinned.get("format") == BASE_FORMAT:
             return path
-    rows = generate(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
+    rows = synthetic_rows(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
     data = _data(ctx)
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
             "(cached for later cycles)")
-    from .base import StopRequested as BaseStop
+    from dsl.errors import StopRequested
 
     try:
         path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
                                 on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
-    except BaseStop:
+    except StopRequested:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
         raise
     atomic_write_json(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
@@ -385,7 +375,7 @@ def configure_trainer(ctx: StepContext) -> dict[str, Any]:
         return {"launcher": "accelerate", "num_processes": profile.num_processes}
     from .train import build_trainer
 
-    trainer, callback = build_trainer(spec, _hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
+    trainer, callback = build_trainer(spec, step_hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
     ctx.cache["ml.trainer"] = (trainer, callback, json.dumps(profile.to_dict(), sort_keys=True))
     args = trainer.args
     return {"epochs": args.num_train_epochs, "batch_size": args.per_device_train_batch_size,
@@ -425,11 +415,11 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
             cached = ctx.cache.get("ml.trainer")
             key = json.dumps(profile.to_dict(), sort_keys=True)
             if cached is None or cached[2] != key:  # settings changed (OOM retry halved batch/seq/rank)
-                for sid in ("3.4", "3.5", "3.6"):
-                    globals()[_STEP_FNS[sid]](ctx)
+                for rebuild in REBUILD_TRAINER:  # steps 3.4-3.6 again, with the new settings
+                    rebuild(ctx)
                 cached = ctx.cache["ml.trainer"]
             trainer, callback = cached[0], cached[1]
-            summary = train_adapter(spec, _hooks(ctx), trainer, callback)
+            summary = train_adapter(spec, step_hooks(ctx), trainer, callback)
     except TrainingStopped as stop:
         ctx.step_state["checkpoint"] = stop.checkpoint
         ctx.save_state()
@@ -466,7 +456,8 @@ def _release_training(ctx: StepContext, profile, version: str) -> None:
         pass
 
 
-_STEP_FNS = {"3.4": "load_base_model", "3.5": "attach_adapter", "3.6": "configure_trainer"}
+# what an OOM retry of 4.3 re-runs in-process when the settings changed (steps 3.4, 3.5, 3.6)
+REBUILD_TRAINER = (load_base_model, attach_adapter, configure_trainer)
 
 
 def save_weights(ctx: StepContext) -> dict[str, Any]:
