@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dsl.errors import BpllmError
-from .train import TrainingStopped, TrainSpec, last_checkpoint
+from engine.runtime.failures import ConfigProblem
 
+from .hooks import step_hooks
+from .train import TrainingStopped, TrainSpec, last_checkpoint
 
 
 class TooManyRanks(BpllmError, RuntimeError):
@@ -185,7 +187,5 @@ def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
         return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
                       progress=hooks.progress, should_stop=hooks.should_stop, cpu=bool(profile.accelerate_cpu))
     except TooManyRanks as exc:
-        from engine.runtime.failures import ConfigProblem
-
         raise ConfigProblem(str(exc), hint="[profiles.<name>] num_processes = <GPUs> or accelerate_cpu = true "
                                            "in bpllm.toml") from exc

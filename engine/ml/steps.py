@@ -14,9 +14,47 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.catalog import default_catalog
+from dsl.errors import StopRequested
+from dsl.parser import parse
 from engine.atomic import atomic_write_json, read_json
+from engine.dataset.synthetic import generate as synthetic_rows
 from engine.runtime.context import StepContext, StepRegistry
+from engine.runtime.failures import ConfigProblem, CorruptCheckpoint, DataError
+from engine.runtime.reader import describe_skipped, read_events
+from engine.workspace.config import report_to_list
 from engine.workspace.safe_paths import id_path
+
+from .base import BASE_FORMAT, BaseUnavailable, ensure_tiny_base, render_example
+from .exam import exam_prompts, load_lessons, run_exam, summarize, version_records
+from .generate import GenConfig, generate
+from .grading import (
+    MASTERED,
+    confusions,
+    contrast_nodes,
+    draft_lesson,
+    next_draft_id,
+    node_mastery,
+    paired_node_changes,
+    report,
+    weakest_nodes,
+)
+from .grading import classify_errors as classify
+from .health import data_alerts, health_report_doc, mastery_alerts, stagnation_alerts, training_alerts
+from .hooks import step_hooks
+from .launch import run_accelerate
+from .profiles import PROFILES, get_profile
+from .train import (
+    TRAIN_RESULT,
+    TrainingStopped,
+    TrainSpec,
+    attach_lora,
+    build_trainer,
+    device_info,
+    last_checkpoint,
+    load_model_for_training,
+    train_adapter,
+)
 
 STATE = "ml"
 
@@ -67,8 +105,6 @@ def ml_state(ctx: StepContext) -> dict[str, Any]:
 
 def resolve_profile(ctx: StepContext):
     """Built-in profile named by ``--profile`` / ``[profiles.X] base = ...``, then bpllm.toml and OOM overrides."""
-    from .profiles import PROFILES, get_profile
-
     table = dict(ctx.profile_config)
     name = ctx.profile if ctx.profile in PROFILES else str(table.pop("base", "tiny"))
     if name not in PROFILES:  # [profiles.X] base = "/path/to/model": a real model on the 8b path
@@ -137,7 +173,6 @@ def _system_prompt(ctx: StepContext) -> str:
         for path in (ctx.workspace.datasets / "system_prompt.txt", ctx.workspace.system_prompt_path):
             if path.exists():
                 return path.read_text(encoding="utf-8").strip()
-        from engine.runtime.failures import DataError
 
         raise DataError(f"no system prompt: {ctx.workspace.system_prompt_path} is missing",
                         hint="restore it or run `bpllm init` again")
@@ -154,8 +189,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                from engine.runtime.failures import DataError
-
                 raise DataError(f"{path}:{i}: not JSON ({exc.msg})", hint="re-run step 1.5 to rebuild it") from exc
     return rows
 
@@ -164,8 +197,6 @@ def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
     def read() -> dict[str, list[dict[str, Any]]]:
         ws = ctx.workspace
         if not ws.train_path.exists():
-            from engine.runtime.failures import DataError
-
             raise DataError(f"{ws.train_path} does not exist", hint="run steps 1-2 first (`bpllm run --only 1,2`)")
         return {"train": _read_jsonl(ws.train_path), "validation": _read_jsonl(ws.validation_path)}
 
@@ -200,11 +231,6 @@ def _base_progress(ctx: StepContext):
 
 def tiny_base(ctx: StepContext, profile) -> Path:
     """The workspace's pinned tiny base, built (and pinned) on first use."""
-    from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate as synthetic_rows
-
-    from .base import BASE_FORMAT, ensure_tiny_base
-
     root = ctx.workspace.models / "base"
     pin = root / "PINNED.json"
     settings = dict(profile.tiny)
@@ -220,7 +246,6 @@ def tiny_base(ctx: StepContext, profile) -> Path:
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
             "(cached for later cycles)")
-    from dsl.errors import StopRequested
 
     try:
         path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
@@ -251,15 +276,11 @@ def load_system_prompt(ctx: StepContext) -> dict[str, Any]:
 def load_dataset(ctx: StepContext) -> dict[str, Any]:
     data = _data(ctx)
     if not data["train"]:
-        from engine.runtime.failures import DataError
-
         raise DataError(f"{ctx.workspace.train_path} has no rows", hint="add lessons or datasets, then re-run step 1")
     return {"train": len(data["train"]), "validation": len(data["validation"])}
 
 
 def detect_device(ctx: StepContext) -> dict[str, Any]:
-    from .train import device_info
-
     info = device_info()
     profile = resolve_profile(ctx)
     info["profile"] = profile.name
@@ -276,21 +297,16 @@ def _gpu_roles(ctx: StepContext) -> dict[str, str]:
 
 
 def load_base_model(ctx: StepContext) -> dict[str, Any]:
-    from .base import BaseUnavailable
-
     profile = resolve_profile(ctx)
     ctx.phase("loading")
     base = _base_ref(ctx, profile)
     ml_state(ctx)[f"base:{ctx.cycle}"] = base
     if profile.launcher == "accelerate":
         return {"base": base, "launcher": "accelerate", "loaded": False}
-    from .train import load_model_for_training
 
     try:
         model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
-        from engine.runtime.failures import ConfigProblem
-
         raise ConfigProblem(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
     ctx.cache.pop("ml.trainer", None)
@@ -305,7 +321,6 @@ def attach_adapter(ctx: StepContext) -> dict[str, Any]:
     profile = resolve_profile(ctx)
     if profile.launcher == "accelerate":
         return {"launcher": "accelerate", "lora_r": profile.lora_r}
-    from .train import attach_lora
 
     init = _warm_start_adapter(ctx, profile)
     model = attach_lora(ctx.cache["ml.model"], profile, init, int((ctx.config.get("data") or {}).get("seed", 42)))
@@ -337,8 +352,6 @@ def _warm_start_adapter(ctx: StepContext, profile) -> str | None:
 
 
 def _spec(ctx: StepContext, profile):
-    from .train import TrainSpec
-
     version = version_of(ctx)
     vdir = version_dir(ctx, version)
     data = _data(ctx)
@@ -358,8 +371,6 @@ def _spec(ctx: StepContext, profile):
 def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
     """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
     TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
-    from engine.workspace.config import report_to_list
-
     report_to = report_to_list((ctx.config.get("train") or {}).get("report_to"))
     if not report_to:
         return {}
@@ -373,7 +384,6 @@ def configure_trainer(ctx: StepContext) -> dict[str, Any]:
     spec = _spec(ctx, profile)
     if profile.launcher == "accelerate":
         return {"launcher": "accelerate", "num_processes": profile.num_processes}
-    from .train import build_trainer
 
     trainer, callback = build_trainer(spec, step_hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
     ctx.cache["ml.trainer"] = (trainer, callback, json.dumps(profile.to_dict(), sort_keys=True))
@@ -389,15 +399,12 @@ def initialize_training(ctx: StepContext) -> dict[str, Any]:
     version = version_of(ctx)
     vdir = version_dir(ctx, version)
     (vdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    from .train import last_checkpoint
 
     ckpt = last_checkpoint(vdir / "checkpoints")
     return {"version": version, "path": str(vdir), "resume_from": ckpt}
 
 
 def training_loop(ctx: StepContext) -> dict[str, Any]:
-    from .train import TrainingStopped, last_checkpoint, train_adapter
-
     profile = resolve_profile(ctx)
     ctx.phase("training")
     spec = _spec(ctx, profile)
@@ -408,8 +415,6 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
         ctx.log(f"resuming training from {spec.resume_from}")
     try:
         if profile.launcher == "accelerate":
-            from .launch import run_accelerate
-
             summary = run_accelerate(ctx, spec, profile)
         else:
             cached = ctx.cache.get("ml.trainer")
@@ -464,8 +469,6 @@ def save_weights(ctx: StepContext) -> dict[str, Any]:
     adapter = version_dir(ctx) / "adapter"
     files = {p.name: p.stat().st_size for p in adapter.glob("*") if p.is_file()} if adapter.is_dir() else {}
     if "adapter_config.json" not in files:
-        from engine.runtime.failures import CorruptCheckpoint
-
         raise CorruptCheckpoint(f"{adapter} has no adapter_config.json", hint="re-run step 4.3 (`bpllm run --from 4.3`)")
     ctx.artifact("adapter", adapter, f"LoRA adapter {version_of(ctx)}", version=version_of(ctx))
     return {"path": str(adapter), "files": len(files), "bytes": sum(files.values())}
@@ -490,8 +493,6 @@ def save_training_config(ctx: StepContext) -> dict[str, Any]:
 
 
 def _read_train_result(ctx: StepContext, version: str) -> dict[str, Any]:
-    from .train import TRAIN_RESULT
-
     p = version_dir(ctx, version) / "adapter" / TRAIN_RESULT
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
 
@@ -511,8 +512,6 @@ def _exam_model(ctx: StepContext, version: str):
     profile = resolve_profile(ctx)
     from peft import PeftModel
 
-    from .train import load_model_for_training
-
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
     model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False),
                                                _gpu_roles(ctx))
@@ -527,8 +526,6 @@ def _exam_model(ctx: StepContext, version: str):
 
 
 def _gen_config(ctx: StepContext, **changes: Any):
-    from .generate import GenConfig
-
     profile = resolve_profile(ctx)
     exam = ctx.config.get("exam") or {}
     values = dict(
@@ -543,11 +540,6 @@ def _gen_config(ctx: StepContext, **changes: Any):
 
 
 def verify_output(ctx: StepContext) -> dict[str, Any]:
-    from dsl.parser import parse
-
-    from .base import render_example
-    from .generate import generate
-
     version = version_of(ctx)
     if not (version_dir(ctx, version) / "adapter" / "adapter_config.json").exists():
         ctx.skip(f"no trained adapter for {version} to verify (run step 4 first)")
@@ -563,8 +555,6 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
 def _events(ctx: StepContext, types: tuple[str, ...]) -> list[dict[str, Any]]:
     """This run's events of ``types``; unreadable lines (not UTF-8, not JSON, off the schema) are skipped
     and reported in one warning naming file and line."""
-    from engine.runtime.reader import describe_skipped, read_events
-
     batch = read_events(ctx.run_dir)
     skipped = describe_skipped(batch.malformed)
     if skipped:
@@ -605,8 +595,6 @@ def _emit_alerts(ctx: StepContext, alerts: list[dict[str, Any]], version: str,
 
 
 def health_checks(ctx: StepContext) -> dict[str, Any]:
-    from .health import data_alerts, training_alerts
-
     version = version_of(ctx)
     train, evals = _train_events(ctx, version)
     alerts = training_alerts(train, evals) + data_alerts(_data(ctx)["train"], epochs=resolve_profile(ctx).epochs)
@@ -628,8 +616,6 @@ def health_report(ctx: StepContext) -> dict[str, Any]:
 def _write_health_report(ctx: StepContext, version: str, alerts: list[dict[str, Any]], replace: bool = False) -> Path:
     """The version's health report: 5.4 writes the training alerts; the exam's alerts (node regression,
     stagnation: steps 7.3 / 7.4) join it by key, so the one file holds every alert of the version."""
-    from .health import health_report_doc
-
     path = version_dir(ctx, version) / "health_report.json"
     previous = None if replace else read_json(path)
     atomic_write_json(path, health_report_doc(version, alerts, previous))
@@ -663,8 +649,6 @@ def archive_logs(ctx: StepContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- 6.x
 def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
-    from .exam import exam_prompts, load_lessons
-
     ws = ctx.workspace
     lessons = [l for l in load_lessons(ws.lesson_files()) if l.get("status") != "draft"]
     if not lessons:
@@ -702,8 +686,6 @@ def load_exam_model(ctx: StepContext) -> dict[str, Any]:
 
 
 def run_prompts(ctx: StepContext) -> dict[str, Any]:
-    from .exam import run_exam
-
     version = _exam_version(ctx)
     model, tokenizer = _exam_model(ctx, version)
     prompts = ctx.cache.get(_ck(ctx, "ml.exam_prompts")) or []
@@ -731,8 +713,6 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
 
 
 def _exam_records(ctx: StepContext, version: str | None = None) -> list[dict[str, Any]]:
-    from .exam import version_records
-
     version = version or ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
     return version_records(exam_dir(ctx, version)) if version else []
 
@@ -752,7 +732,6 @@ def validate_responses(ctx: StepContext) -> dict[str, Any]:
 
 
 def compare_and_score(ctx: StepContext) -> dict[str, Any]:
-    from .exam import summarize
     version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
     recs = _exam_records(ctx, version)
     by_lesson: dict[str, list[dict[str, Any]]] = {}
@@ -808,8 +787,6 @@ def _grade_records(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
 
 
 def classify_errors(ctx: StepContext) -> dict[str, Any]:
-    from .grading import classify_errors as classify
-
     version, recs = _grade_records(ctx)
     tax = classify(recs)
     ctx.cache[_ck(ctx, "ml.taxonomy")] = tax
@@ -817,9 +794,6 @@ def classify_errors(ctx: StepContext) -> dict[str, Any]:
 
 
 def score_mastery(ctx: StepContext) -> dict[str, Any]:
-    from .grading import node_mastery, paired_node_changes, weakest_nodes
-    from .health import mastery_alerts
-
     version, recs = _grade_records(ctx)
     prev = _previous_version(ctx, version)
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
@@ -843,8 +817,6 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
 
 def _mastered_before(ctx: StepContext, version: str) -> dict[str, str]:
     """Node -> the last version examined before ``version`` that mastered it (for the forgetting rule)."""
-    from .grading import MASTERED
-
     examined = [row["version"] for row in ctx.history.query(
         "SELECT version, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
     earlier = examined[: examined.index(version)] if version in examined else examined
@@ -857,9 +829,6 @@ def _mastered_before(ctx: StepContext, version: str) -> dict[str, str]:
 
 
 def grading_report(ctx: StepContext) -> dict[str, Any]:
-    from .grading import report
-    from .health import stagnation_alerts
-
     version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)
@@ -879,8 +848,6 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
 
 
 def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
-    from .grading import confusions, contrast_nodes, draft_lesson, next_draft_id
-
     version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)

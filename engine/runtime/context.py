@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from dsl.errors import StopRequested
+from engine.workspace.backup import create_backup
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.runtime.events import EventWriter, Heartbeat
-    from engine.workspace.history import History
     from engine.runtime.plan import Plan, Step
+    from engine.workspace.history import History
     from engine.workspace.workspace import Workspace
 
 
@@ -227,6 +228,5 @@ class StepContext:
 
     def backup(self, tier: str, label: str | None = None) -> dict[str, Any]:
         """Take a verified backup of the workspace (tiers: milestone, pre_train, scheduled)."""
-        from engine.workspace.backup import create_backup
         return create_backup(self.workspace, tier, label=label or (self.step.id if self.step else None),
                              events=self.events, step=self.step.id if self.step else None)

@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.atomic import atomic_write_json, clean_temp_files, read_json
-from engine.workspace.config import ConfigError
+from engine.runtime import builtin_steps as steps_builtin
 from engine.runtime.context import StepContext, StepRegistry, StepSkipped, StopRequested
 from engine.runtime.diskspace import DiskReserve, disk_full_message, free_space, is_disk_full, remove_stale_reserves
 from engine.runtime.events import STOP_FILE, EventWriter, Heartbeat
 from engine.runtime.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
+from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
+from engine.workspace.backup import BackupError, clean_partials, create_backup
+from engine.workspace.config import ConfigError
 from engine.workspace.history import History
 from engine.workspace.lock import LockBusy, WorkspaceLock, stale_message
 from engine.workspace.safe_paths import id_problem
-from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
 from engine.workspace.workspace import Workspace
 
 EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 2
@@ -71,8 +73,6 @@ def new_run_id() -> str:
 
 def build_registry(plan: Plan) -> StepRegistry:
     """The engine's own steps, then whatever engine.ml.steps registers (if installed)."""
-    from engine.runtime import builtin_steps as steps_builtin
-
     reg = StepRegistry(plan)
     steps_builtin.register_steps(reg)
     name = os.environ.get(ENV_ML_MODULE) or ML_MODULE
@@ -631,8 +631,6 @@ class Runner:
 
     def _backup(self, tier: str, label: str, what: str) -> None:
         """Take a backup for the run itself; a failure is reported and the run goes on."""
-        from engine.workspace.backup import BackupError, create_backup
-
         self._backing_up = True
         try:
             create_backup(self.ws, tier, label=label, events=self.events,
@@ -805,8 +803,6 @@ def _is_stop(exc: BaseException | None) -> bool:
 def _clean_partial_backups(ws: Workspace) -> list[str] | str:
     """Remove what failed backups left (``.partial`` folders) at engine start, holding the lock;
     what was removed, or why that failed (a warning either way)."""
-    from engine.workspace.backup import clean_partials
-
     try:
         return clean_partials(ws)
     except OSError as exc:
