@@ -13,10 +13,6 @@ import statistics
 import time
 from pathlib import Path
 
-from dsl import parser
-from dsl.scorer import score
-from dsl.validator import validate
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "blueprintllm"
 
@@ -60,6 +56,10 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def bench_dsl(args: argparse.Namespace) -> int:
+    from dsl import parser
+    from dsl.scorer import score
+    from dsl.validator import validate
+
     text = build_long_text(200)
     n_lines = text.count("\n") + 1
     validate(text)  # warm imports and the catalog
