@@ -18,6 +18,7 @@ from dsl.catalog import default_catalog
 from dsl.errors import StopRequested
 from dsl.parser import parse
 from engine.atomic import atomic_write_json, read_json
+from engine.dataset.leakage import seen_map
 from engine.dataset.synthetic import generate as synthetic_rows
 from engine.runtime.context import StepContext, StepRegistry
 from engine.runtime.failures import ConfigProblem, CorruptCheckpoint, DataError
@@ -654,8 +655,6 @@ def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
     if not lessons:
         ctx.skip(f"no lessons in {ws.lessons}")
     try:
-        from engine.dataset.leakage import seen_map
-
         seen = seen_map(ws)
     except Exception as exc:  # noqa: BLE001 - leakage is a report; the exam still runs without it
         ctx.log(f"leakage check unavailable ({type(exc).__name__}: {exc}); seen/unseen left unknown", level="warning")

@@ -30,6 +30,7 @@ from engine.runtime.diskspace import DiskReserve, disk_full_message, free_space,
 from engine.runtime.events import STOP_FILE, EventWriter, Heartbeat
 from engine.runtime.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
 from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
+from engine.runtime.telemetry import TelemetryThread
 from engine.workspace.backup import BackupError, clean_partials, create_backup
 from engine.workspace.config import ConfigError
 from engine.workspace.history import History
@@ -722,10 +723,6 @@ class Runner:
     def _start_telemetry(self) -> Any:
         tcfg = self.cfg["telemetry"]
         if not tcfg["enabled"]:
-            return None
-        try:
-            from engine.runtime.telemetry import TelemetryThread
-        except ImportError:
             return None
         t = TelemetryThread(self.events, interval=float(tcfg["interval_s"]), roles=tcfg.get("roles") or {})
         t.start()
