@@ -200,7 +200,7 @@ def _complete_statement(prefix: str) -> Tree | None:
         return None
     try:
         tree = _lark().parse(prefix, start="line")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a probe: "no statement here" is the answer, the caller reports the junk
         return None
     return tree.children[0] if tree.children else None
 

@@ -495,7 +495,7 @@ class Runner:
                     self._in_step = None
             except StepSkipped as s:
                 return self._skip(step, cycle, s.reason, duration=round(time.time() - t0, 3))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - classified, retried or recorded as the step's failure
                 if not _is_stop(exc):
                     info = classify(exc)
                     del exc
