@@ -24,6 +24,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
@@ -268,10 +269,17 @@ class BpllmApp(App[int]):
 
     def on_follower_failed(self, message: FollowerFailed) -> None:
         """A follower thread died: say so (log and notification) instead of showing a dashboard that froze."""
-        text = (f"the {message.what} stopped: {message.error}; the dashboard no longer updates from the engine "
-                "(its run goes on): restart bpllm-tui to follow it again")
+        text = f"the {message.what} stopped: {message.error}" + (f"; {message.consequence}" if message.consequence else "")
         self.state.add_log(text, "error", "tui")
-        self.notify(text, title="Lost track of the engine", severity="error", timeout=15)
+        title = "Lost track of the engine" if message.consequence else "A background task failed"
+        self.notify(text, title=title, severity="error", timeout=15)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A background worker that died of an error (``exit_on_error=False``) is said, not lost."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.post_message(FollowerFailed(f"{event.worker.name or 'background'} worker",
+                                             f"{type(error).__name__}: {error}", consequence=""))
 
     def on_command_finished(self, message: CommandFinished) -> None:
         level = "info" if message.code == 0 else "error"

@@ -189,3 +189,23 @@ async def test_a_failing_follower_is_shown_not_frozen(tmp_path):
         note = next(n.message for n in app._notifications if n.title == "Lost track of the engine")
         assert "events follower stopped: IsADirectoryError" in note
         assert any("events follower stopped" in r.text and r.level == "error" for r in app.state.log)
+
+
+@aio
+async def test_a_failing_background_worker_is_shown(tmp_path):
+    """A thread worker started with exit_on_error=False that raises is said, not silently lost."""
+    ws = tmp_path / "ws"
+    (ws / "lessons").mkdir(parents=True)
+    app = BpllmApp(ws, config=TuiConfig(), attach=False)
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error", str(ws / "lessons" / "x.json"))
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.run_worker(broken, name="lesson-scan", thread=True, exit_on_error=False)
+
+        def shown() -> bool:
+            return any(n.title == "A background task failed" for n in app._notifications)
+
+        assert await wait_for(pilot, shown, timeout=15), [r.text for r in app.state.log]
+        assert any("lesson-scan worker stopped: OSError" in r.text for r in app.state.log)
