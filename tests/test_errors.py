@@ -108,7 +108,7 @@ def test_mastery_on_missing_and_never_run_workspaces_is_one_line(tmp_path):
     fresh = bpllm("mastery", "-w", str(tmp_path / "ws"))
     assert fresh.returncode == 1, fresh.stderr
     assert "Traceback" not in fresh.stderr
-    assert fresh.stderr.strip() == "bpllm mastery: no mastery recorded yet (run steps 6-7 (`bpllm run`) first)"
+    assert fresh.stderr.strip() == "bpllm mastery: no mastery recorded yet (`bpllm run` records it at steps 6-7)"
 
 
 def test_score_of_a_missing_file_is_reported_by_main(tmp_path):

@@ -292,7 +292,7 @@ def cmd_mastery(args: argparse.Namespace) -> int:
     ws = _workspace(args.workspace)
     if args.compare:
         return cmd_compare(ws, args)
-    no_mastery = BpllmError("no mastery recorded yet", "run steps 6-7 (`bpllm run`) first")
+    no_mastery = BpllmError("no mastery recorded yet", "`bpllm run` records it at steps 6-7")
     if not ws.history_path.exists():  # a workspace that never ran: no history.db to open read-only
         raise no_mastery
     hist = History(ws.history_path, readonly=True)
