@@ -24,12 +24,13 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from bpllm_tui.client import EngineClient, find_attach_target
 from bpllm_tui.config import TuiConfig, load_config, workspace_config_problem
 from bpllm_tui.keys import APP_KEYS, KeySpec, bindings, effective_key, known_ids
 from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
-                                EngineProcess, GpuSample)
+                                EngineProcess, FollowerFailed, GpuSample)
 from bpllm_tui.screens.dashboard import DashboardScreen
 from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
@@ -265,6 +266,20 @@ class BpllmApp(App[int]):
             self.notify(message.note, title="Engine is gone", severity="error", timeout=10)
         if self._quit_when_engine_exits and message.process in ("exited", "dead"):
             self.exit(0)
+
+    def on_follower_failed(self, message: FollowerFailed) -> None:
+        """A follower thread died: say so (log and notification) instead of showing a dashboard that froze."""
+        text = f"the {message.what} stopped: {message.error}" + (f"; {message.consequence}" if message.consequence else "")
+        self.state.add_log(text, "error", "tui")
+        title = "Lost track of the engine" if message.consequence else "A background task failed"
+        self.notify(text, title=title, severity="error", timeout=15)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A background worker that died of an error (``exit_on_error=False``) is said, not lost."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.post_message(FollowerFailed(f"{event.worker.name or 'background'} worker",
+                                             f"{type(error).__name__}: {error}", consequence=""))
 
     def on_command_finished(self, message: CommandFinished) -> None:
         level = "info" if message.code == 0 else "error"

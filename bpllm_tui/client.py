@@ -31,7 +31,8 @@ from typing import Any, Callable
 from engine.runtime.events import EVENTS_FILE, HEARTBEAT_FILE, pid_alive, read_heartbeat
 from engine.runtime.reader import EventTail
 
-from bpllm_tui.messages import CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput, EngineProcess
+from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
+                                EngineProcess, FollowerFailed)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ".lock"
@@ -154,6 +155,17 @@ class EngineClient:
         self.follow(None, live=True)
 
     def _drain(self, name: str, stream: Any) -> None:
+        """Read one pipe of the child; an unexpected error is posted as a FollowerFailed."""
+        self._reporting_failure(f"{name} reader", self._drain_pipe, name, stream)
+
+    def _reporting_failure(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run a follower thread's body; if it dies, tell the app (a silent dead thread freezes the dashboard)."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - reported: the app shows it and the thread ends
+            self.post(FollowerFailed(what, f"{type(exc).__name__}: {exc}"))
+
+    def _drain_pipe(self, name: str, stream: Any) -> None:
         """Read one pipe of the child (select + os.read, so detach() can take the pipe over cleanly)."""
         fd = stream.fileno()
         pending = b""
@@ -195,7 +207,8 @@ class EngineClient:
             except (OSError, subprocess.TimeoutExpired) as exc:
                 self.post(CommandFinished(name, 1, str(exc)))
 
-        threading.Thread(target=worker, daemon=True, name=f"bpllm-tui-{name}").start()
+        threading.Thread(target=self._reporting_failure, args=(f"bpllm {name}", worker), daemon=True,
+                         name=f"bpllm-tui-{name}").start()
 
     def request_stop(self) -> None:
         """Graceful stop through ``bpllm stop`` (the engine stops at its next safe boundary)."""
@@ -248,6 +261,9 @@ class EngineClient:
             self.post(EngineOutput(lines))
 
     def _follow_loop(self, run_dir: Path | None, live: bool, stop: threading.Event) -> None:
+        self._reporting_failure("events follower", self._follow, run_dir, live, stop)
+
+    def _follow(self, run_dir: Path | None, live: bool, stop: threading.Event) -> None:
         tail: EventTail | None = None
         hb_mtime = 0.0
         replay = True

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
 from engine.atomic import atomic_write_json
 
 PROMPT_KEYS = ("id", "category", "instruction", "expected_dsl")
 
 
-class LessonError(ValueError):
+class LessonError(BpllmError, ValueError):
     """A lesson file that cannot be opened, with the file and the fix in the message."""
 
 

@@ -51,6 +51,20 @@ class EngineProcess(Message):
         self.note = note
 
 
+class FollowerFailed(Message):
+    """A thread that follows the engine (its events, heartbeat, output) died of an unexpected error: the
+    dashboard would otherwise stop changing without a word."""
+
+    FOLLOW_LOST = ("the dashboard no longer updates from the engine (its run goes on): "
+                   "restart bpllm-tui to follow it again")
+
+    def __init__(self, what: str, error: str, consequence: str = FOLLOW_LOST) -> None:
+        super().__init__()
+        self.what = what  # "events follower", "stdout reader", ...
+        self.error = error  # "IsADirectoryError: [Errno 21] ... events.jsonl"
+        self.consequence = consequence  # what no longer happens; "" for a one-off task
+
+
 class CommandFinished(Message):
     """A short `bpllm` command (stop, init) the client ran on our behalf finished."""
 

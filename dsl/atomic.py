@@ -106,6 +106,6 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy / torch scalars
         try:
             return obj.item()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not a scalar after all (a multi-element tensor): written as str below
             pass
     return str(obj)

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from .ast import Diagnostic
 from .atomic import atomic_write_text
+from .errors import BpllmError
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class DslItem:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class InputError(Exception):
+class InputError(BpllmError):
     """A file that cannot be read at all; the message names file, line and fix."""
 
 
@@ -134,15 +135,10 @@ def _workspace_unknown_nodes(default: str = "error") -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .catalog import default_catalog, load_catalog_file
-    from .config import ConfigError
     from .validator import validate
 
     catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
-    try:
-        unknown = args.unknown_nodes or _workspace_unknown_nodes()
-    except ConfigError as exc:
-        print(f"bpllm validate: {exc}", file=sys.stderr)
-        return 1
+    unknown = args.unknown_nodes or _workspace_unknown_nodes()  # ConfigError: engine.cli.main reports it
     report: dict[str, Any] = {"files": []}
     any_error = False
     totals = {"items": 0, "invalid": 0, "errors": 0, "warnings": 0}
@@ -207,11 +203,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if args.exam:
         path = Path(args.exam)
-        try:
-            text = _read_text(path)
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        text = _read_text(path)  # InputError: engine.cli.main reports it
         records = []
         missing: list[dict[str, Any]] = []  # rows with no answer: reported, never averaged in as 0
         problems = 0
@@ -250,11 +242,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(args.files) != 2:
         print("error: bpllm score needs EXPECTED.dsl ACTUAL.dsl (or --exam FILE.jsonl)", file=sys.stderr)
         return 1
-    try:
-        expected, actual = (_read_text(Path(p)) for p in args.files)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    expected, actual = (_read_text(Path(p)) for p in args.files)  # InputError: engine.cli.main reports it
     result = score(expected, actual)
     if args.json:
         json.dump(_score_fields(result), sys.stdout)

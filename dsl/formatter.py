@@ -11,11 +11,12 @@ import re
 
 from .ast import Document, Value, quote
 from .catalog import Catalog, default_catalog
+from .errors import BpllmError
 from .graph import GEdge, Graph, build_graph, wl_signatures
 from .parser import parse
 
 
-class FormatError(ValueError):
+class FormatError(BpllmError, ValueError):
     """The text has syntax errors; formatting it would lose what did not parse."""
 
 

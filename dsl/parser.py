@@ -18,6 +18,7 @@ error — goes through Lark exactly as before.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 from functools import lru_cache
 from pathlib import Path
@@ -199,7 +200,7 @@ def _complete_statement(prefix: str) -> Tree | None:
         return None
     try:
         tree = _lark().parse(prefix, start="line")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a probe: "no statement here" is the answer, the caller reports the junk
         return None
     return tree.children[0] if tree.children else None
 
@@ -751,7 +752,8 @@ class _FastPath:
 
 _fast: _FastPath | None = None
 _fast_enabled = True  # set_fast_path(False) forces the pure-Lark path
-_fast_failed = False  # the loaded Lark object has a layout the fast path does not know
+_fast_failed: str | None = None  # why the loaded Lark object's layout defeats the fast path (said once)
+_log = logging.getLogger(__name__)
 
 
 def _fast_path() -> _FastPath | None:
@@ -761,9 +763,16 @@ def _fast_path() -> _FastPath | None:
     if _fast is None:
         try:
             _fast = _FastPath(_lark())
-        except Exception:  # noqa: BLE001 - parse with Lark alone
-            _fast_failed = True
+        except Exception as exc:  # noqa: BLE001 - parse with Lark alone (slower, same results), and say so once
+            _fast_failed = f"{type(exc).__name__}: {exc}"
+            _log.warning("dsl parser: the table-replay fast path is off for this process (%s); parsing with "
+                         "Lark alone, which is slower but gives the same results", _fast_failed)
     return _fast
+
+
+def fast_path_problem() -> str | None:
+    """Why the fast path could not be built in this process (None: it was built, or not tried yet)."""
+    return _fast_failed
 
 
 def set_fast_path(enabled: bool) -> bool:

@@ -630,7 +630,7 @@ class EditorScreen(Screen):
             return None
         try:
             text = export_t3d(self.dsl.text)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - reported: the notification names the error
             self.notify(f"{type(exc).__name__}: {exc}", title="Export failed", severity="error", timeout=10)
             return None
         prompt_id = str(self.lesson.prompts[self.index].get("id") or "prompt")

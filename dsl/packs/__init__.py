@@ -21,6 +21,8 @@ from importlib import metadata
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from dsl.errors import BpllmError
+
 if TYPE_CHECKING:
     from dsl.ast import Diagnostic
 
@@ -34,7 +36,7 @@ BUILTIN: dict[str, str] = {
 }
 
 
-class UnknownLanguage(LookupError):
+class UnknownLanguage(BpllmError, LookupError):
     """A language name no installed pack provides."""
 
 

@@ -172,7 +172,7 @@ def escape(text: str) -> str:
 
 
 class _ValueError(Exception):
-    pass
+    """Internal: a T3D value that does not parse; caught here and turned into a ParseIssue."""
 
 
 def _skip_ws(s: str, i: int) -> int:

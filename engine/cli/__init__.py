@@ -3,12 +3,19 @@
 Each subcommand lives in its own module exposing ``register(subparsers)``; the
 table below names them so ``bpllm --help`` stays fast (modules import lazily only
 what their own command needs: ``bpllm validate`` never loads torch).
+
+Errors are reported here, once: a command raises a :class:`~dsl.errors.BpllmError` and ``main``
+prints ``bpllm <command>: message (hint)`` on stderr and exits 1, without a traceback. Anything
+else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from dsl.errors import BpllmError, StopRequested
+from engine.runtime.streams import guard_std_streams
 
 # module path -> subcommands it registers. Add a module here, never edit others.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,8 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.runtime.streams import guard_std_streams
-
     guard_std_streams()  # `bpllm run | head`, or a TUI that quit, must not kill a run
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except StopRequested as exc:  # a graceful stop, as `bpllm run` reports it: exit 2, resumable
+        print(f"bpllm {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BpllmError as exc:  # a user error: one line, no traceback
+        print(f"bpllm {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from dsl.errors import BpllmError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write synthetic instruction/DSL rows covering the node catalog")
@@ -54,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from engine.dataset.synthetic import coverage_report, generate
+    from engine.dataset.synthetic import coverage_report, generate as synthetic_rows
 
     focus = [f.strip() for f in args.focus.split(",") if f.strip()] or None
-    rows = generate(args.count, seed=args.seed, focus_nodes=focus)
+    rows = synthetic_rows(args.count, seed=args.seed, focus_nodes=focus)
     if args.report:
         rep = coverage_report(rows)
         print(f"{rep['rows']} rows, {rep['node_types_covered']}/{rep['node_types_total']} node types covered, "
@@ -92,30 +94,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workspace(arg: str | None, command: str):
-    """The workspace, or None after one line saying why not (a missing or broken workspace is not a traceback)."""
-    from engine.workspace.config import ConfigError
-    from engine.workspace.workspace import WorkspaceError, resolve_workspace
+def _workspace(arg: str | None):
+    """The workspace, its config validated (a missing or broken one: a BpllmError engine.cli.main reports)."""
+    from engine.workspace.workspace import resolve_workspace
 
-    try:
-        ws = resolve_workspace(arg)
-        ws.config  # noqa: B018 - validate now, as every engine command does
-        return ws
-    except (WorkspaceError, ConfigError) as exc:
-        print(f"bpllm {command}: {exc}", file=sys.stderr)
-        return None
+    ws = resolve_workspace(arg)
+    ws.config  # noqa: B018 - validate now, as every engine command does
+    return ws
 
 
-def _version_or_latest(ws, version: str | None, command: str) -> str | None:
-    """The version asked for, else the newest trained one; None (said on stderr) when there is none."""
+def _version_or_latest(ws, version: str | None) -> str:
+    """The version asked for, else the newest trained one."""
     from engine.ml.exam import trained_versions
 
     if version:
         return version
     versions = trained_versions(ws.models)
     if not versions:
-        print(f"bpllm {command}: no trained version in {ws.models}; run `bpllm run` first", file=sys.stderr)
-        return None
+        raise BpllmError(f"no trained version in {ws.models}", "run `bpllm run` first")
     return versions[-1]
 
 
@@ -123,10 +119,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from engine.ml.base import load_version, profile_of, render_example
     from engine.ml.generate import GenConfig, generate
 
-    ws = _workspace(args.workspace, "generate")
-    version = ws and _version_or_latest(ws, args.version, "generate")
-    if version is None:
-        return 1
+    ws = _workspace(args.workspace)
+    version = _version_or_latest(ws, args.version)
     cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
     model, tok = load_version(cfg["base"], ws.models / version / "adapter", profile_of(cfg))
     system = (ws.models / version / "system_prompt.txt")
@@ -139,18 +133,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_export_merged(args: argparse.Namespace) -> int:
-    ws = _workspace(args.workspace, "export-merged")
-    version = ws and _version_or_latest(ws, args.version, "export-merged")
-    if version is None:
-        return 1
-    from engine.ml.export import ExportError, export_merged
+    ws = _workspace(args.workspace)
+    version = _version_or_latest(ws, args.version)
+    from engine.ml.export import export_merged
 
-    try:
-        info = export_merged(ws.models, version, Path(args.out), force=args.force,
-                             log=lambda m: print(f"  {m}", file=sys.stderr))
-    except ExportError as exc:
-        print(f"bpllm export-merged: {exc}", file=sys.stderr)
-        return 1
+    info = export_merged(ws.models, version, Path(args.out), force=args.force,
+                         log=lambda m: print(f"  {m}", file=sys.stderr))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -301,19 +289,19 @@ def _print_group(g: dict, focus: list[str], contrast: list[str]) -> None:
 def cmd_mastery(args: argparse.Namespace) -> int:
     from engine.workspace.history import History
 
-    ws = _workspace(args.workspace, "mastery")
-    if ws is None:
-        return 1
+    ws = _workspace(args.workspace)
     if args.compare:
         return cmd_compare(ws, args)
+    no_mastery = BpllmError("no mastery recorded yet", "`bpllm run` records it at steps 6-7")
+    if not ws.history_path.exists():  # a workspace that never ran: no history.db to open read-only
+        raise no_mastery
     hist = History(ws.history_path, readonly=True)
     version = args.version
     if version is None:
         rows = hist.query("SELECT version, MAX(created_at) AS t FROM mastery GROUP BY version ORDER BY t DESC LIMIT 1")
         version = rows[0]["version"] if rows else None
     if version is None:
-        print("no mastery recorded yet (run steps 6-7)", file=sys.stderr)
-        return 1
+        raise no_mastery
     table = hist.mastery(version)
     if args.json:
         print(json.dumps({"version": version, "nodes": table}, indent=2))

@@ -110,17 +110,12 @@ def _err(msg: str) -> int:
     return 1
 
 
-def _workspace(args: argparse.Namespace):  # -> Workspace | None (prints the error)
-    from engine.workspace.config import ConfigError
-    from engine.workspace.workspace import WorkspaceError, resolve_workspace
+def _workspace(args: argparse.Namespace):  # -> Workspace; WorkspaceError/ConfigError reach engine.cli.main
+    from engine.workspace.workspace import resolve_workspace
 
-    try:
-        ws = resolve_workspace(getattr(args, "workspace", None))
-        _ = ws.config  # validate now: every command reports a bad config the same way
-        return ws
-    except (WorkspaceError, ConfigError) as exc:
-        print(f"bpllm {args.command}: {exc}", file=sys.stderr)
-        return None
+    ws = resolve_workspace(getattr(args, "workspace", None))
+    _ = ws.config  # validate now: every command reports a bad config the same way
+    return ws
 
 
 def _dump(obj: Any) -> None:
@@ -135,13 +130,12 @@ def _fmt_time(ts: float | None) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
-    from engine.workspace.config import ConfigError
-    from engine.workspace.workspace import WorkspaceError, init_workspace
+    from engine.workspace.workspace import init_workspace
 
     target = args.dir or args.workspace or os.environ.get("BPLLM_WORKSPACE") or os.getcwd()
     try:
         ws, notes = init_workspace(target, pipeline_config=args.pipeline_config, force=args.force)
-    except (WorkspaceError, ConfigError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:  # --pipeline-config names no file (WorkspaceError, ConfigError: main)
         return _err(f"bpllm init: {exc}")
     print(f"workspace ready: {ws.root}")
     for n in notes:
@@ -159,8 +153,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{'' if s.is_group else '  '}{s.id:<4} {s.name:<28} {s.phase:<9} {s.owner}")
         return 0
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.runtime.orchestrator import Runner
 
     if args.cycles is not None and args.cycles < 1:
@@ -177,8 +169,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.runtime.orchestrator import Runner
 
     return Runner(ws, events_stdout=args.events_stdout, quiet=args.quiet).resume(args.run)
@@ -192,8 +182,6 @@ def _active_run(ws) -> dict[str, Any] | None:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.runtime.events import pid_alive, write_stop_request
 
     active = _active_run(ws)
@@ -291,8 +279,6 @@ def _workspace_warnings(ws) -> list[str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     st = _status_obj(ws, args.run)
     warnings = _workspace_warnings(ws)
     if args.json:
@@ -326,8 +312,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     rows = [r for r in (_status_obj(ws, rid) for rid in reversed(ws.run_ids())) if r]
     out = [{k: r.get(k) for k in ("run_id", "status", "exit_code", "profile", "cycle", "cycles", "started_at",
                                    "ended_at", "active", "duration_s", "versions", "stops", "resumes")}
@@ -350,8 +334,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_leakage(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.dataset.leakage import leakage_report
 
     rep = leakage_report(ws)
@@ -373,8 +355,6 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.dataset.importer import import_blueprintllm
 
     try:
@@ -400,27 +380,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _locked(ws, what: str):
-    from engine.workspace.lock import LockBusy, WorkspaceLock
-    lock = WorkspaceLock(ws.lock_path)
-    try:
-        return lock.acquire(f"({what})", command=what)
-    except LockBusy as exc:
-        print(f"bpllm {what}: {exc}", file=sys.stderr)
-        return None
+    """The workspace lock for a command that changes files; LockBusy reaches engine.cli.main."""
+    from engine.workspace.lock import WorkspaceLock
+    return WorkspaceLock(ws.lock_path).acquire(f"({what})", command=what)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
-    from engine.workspace.backup import BackupError, create_backup
+    from engine.workspace.backup import create_backup
 
     lock = _locked(ws, "backup")
-    if lock is None:
-        return 1
     try:
         info = create_backup(ws, args.tier, label=args.label)
-    except (BackupError, OSError) as exc:
+    except OSError as exc:  # BackupError: engine.cli.main reports it
         return _err(f"bpllm backup: {exc}")
     finally:
         lock.release()
@@ -442,8 +414,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_backups(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
     from engine.workspace.backup import list_backups, verify_backup
 
     items = list_backups(ws)
@@ -472,14 +442,9 @@ def cmd_backups(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws is None:
-        return 1
-    from engine.workspace.backup import BackupError, find_backup, restore_backup, verify_backup
+    from engine.workspace.backup import find_backup, restore_backup, verify_backup
 
-    try:
-        b = find_backup(ws, args.name)
-    except BackupError as exc:
-        return _err(f"bpllm restore: {exc}")
+    b = find_backup(ws, args.name)
     problems = verify_backup(Path(b["path"]), ws.root)
     if problems:
         return _err(f"bpllm restore: backup {args.name} failed verification; nothing was restored:\n  - "
@@ -493,11 +458,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print("not restored")
             return 1
     lock = _locked(ws, "restore")
-    if lock is None:
-        return 1
     try:
         info = restore_backup(ws, args.name)
-    except (BackupError, OSError) as exc:
+    except OSError as exc:  # BackupError: engine.cli.main reports it
         return _err(f"bpllm restore: {exc}")
     finally:
         lock.release()

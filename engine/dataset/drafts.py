@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 from dsl.config import Config
+from dsl.errors import BpllmError
 from engine.atomic import atomic_write_json
 from engine.dataset.rows import Lesson, check_lesson, load_lesson
 from engine.workspace.safe_paths import UnsafePath, id_path, is_inside
+from engine.workspace.workspace import Workspace, resolve_workspace
 
 
-class DraftError(ValueError):
+class DraftError(BpllmError, ValueError):
     """A draft that cannot be accepted, with what to do about it."""
 
 
@@ -74,7 +75,7 @@ def accept_draft(workspace: Path, name: str) -> Path:
     """
     workspace = Path(workspace)
     path = find_draft(workspace, name)
-    unknown_nodes = _workspace_config(workspace).dsl.unknown_nodes
+    unknown_nodes = _workspace_config(workspace)[0].dsl.unknown_nodes  # a bad config: what_happens_next says so
     lesson, load_problems = load_lesson(path)
     if lesson is None:
         raise DraftError(f"{load_problems[0]}; open it in the editor to fix it")
@@ -95,25 +96,25 @@ def accept_draft(workspace: Path, name: str) -> Path:
     return target
 
 
-def _workspace_config(workspace: Path) -> Config:
-    """The workspace's validated config; the defaults when it does not load — `bpllm run` reports that,
-    not this."""
-    from engine.workspace.workspace import Workspace
-
+def _workspace_config(workspace: Path) -> tuple[Config, str | None]:
+    """The workspace's validated config and None; when it does not load, the defaults and why (the user is
+    told the defaults apply)."""
     try:
-        return Workspace(workspace).config
-    except Exception:  # noqa: BLE001
-        return Config()
+        return Workspace(workspace).config, None
+    except (BpllmError, OSError) as exc:
+        return Config(), str(exc)
 
 
 def what_happens_next(workspace: Path) -> str:
     """When the teaching loop trains on an accepted lesson, by the workspace's ``data.integrate``."""
-    policy = _workspace_config(workspace).data.integrate
+    config, problem = _workspace_config(workspace)
+    policy = config.data.integrate
     if policy == "all":
         return "the next cycle trains on it"
     if policy == "none":
         return "data.integrate = \"none\": it is not trained on until that changes"
-    return "the next cycle examines it, then integrates it; the cycle after trains on it"
+    default = "the next cycle examines it, then integrates it; the cycle after trains on it"
+    return default if problem is None else f"{default}, by default: the config does not load ({problem})"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,12 +126,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_accept(args: argparse.Namespace) -> int:
-    from engine.workspace.workspace import WorkspaceError, resolve_workspace
-
-    try:
-        target = accept_draft(resolve_workspace(args.workspace).root, args.draft)
-    except (DraftError, WorkspaceError) as exc:
-        print(f"bpllm accept: {exc}", file=sys.stderr)
-        return 1
+    target = accept_draft(resolve_workspace(args.workspace).root, args.draft)  # errors: engine.cli.main
     print(f"accepted: {target} ({what_happens_next(target.parents[1])})")
     return 0

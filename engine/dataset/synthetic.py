@@ -139,7 +139,7 @@ class _Graph:
 
 
 class _Skip(Exception):
-    """This template cannot host this focus node."""
+    """Internal: this template cannot host this focus node (caught by the generator, never escapes)."""
 
 
 def _fmt_float(x: float) -> str:

@@ -21,11 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from dsl.errors import BpllmError, StopRequested
+from engine.dataset.rows import MAX_ROW_CHARS
+
+from .placement import load_kwargs, place_for
+from .profiles import Profile, get_profile
+from .tokenizer import add_node_tokens, load_tokenizer, train_tokenizer
+
 BASE_FORMAT = 2  # bump when the tokenizer, template or pretraining recipe changes
-
-
-class StopRequested(Exception):
-    """Raised inside the ML core when the runtime asked to stop at a safe boundary."""
 
 
 def corpus_key(documents: Sequence[str], settings: dict[str, Any]) -> str:
@@ -73,8 +76,6 @@ def tokenizer_texts(rows: Iterable[dict], system: str, vocab_words: Sequence[str
     one text's length (80 k characters 4.4 s, 320 k 94.7 s) and runs in Rust, where neither a stop nor the
     stall watchdog can interrupt it. Intake (step 1.5) already quarantines longer rows; this bounds the
     base build whatever rows it is given."""
-    from engine.dataset.rows import MAX_ROW_CHARS
-
     # the system prompt opens every example: repeat it so BPE packs it into a few tokens
     texts = [system] * 64 + [" ".join(vocab_words)] * 4
     for row in rows:
@@ -119,8 +120,6 @@ def ensure_tiny_base(
 
 def tiny_tokenizer(rows: Sequence[dict], system: str, catalog, settings: dict[str, Any]):
     """The tiny profile's tokenizer for this corpus (seconds to train; `bench rig` uses it without a base)."""
-    from .tokenizer import add_node_tokens, train_tokenizer
-
     tokenizer = train_tokenizer(tokenizer_texts(rows, system, catalog_vocabulary(catalog)),
                                 int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
                                 isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
@@ -288,15 +287,11 @@ def load_base(path: str | Path, load_in_8bit: bool = False, dtype=None, load_in_
     without one the model loads on the CPU as before (tests, the tiny base's own pretraining)."""
     from transformers import AutoModelForCausalLM
 
-    from .tokenizer import load_tokenizer
-
     quiet_transformers()
 
     path_str = str(path)
     kwargs: dict[str, Any] = {}
     if placement is not None:
-        from .placement import load_kwargs
-
         kwargs = load_kwargs(placement)
     elif load_in_8bit or load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -329,9 +324,6 @@ def load_version(base: str | Path, adapter_dir: str | Path, profile=None):
     per token) unless the base is quantized (a LoRA cannot be merged into 8-bit/4-bit weights)."""
     from peft import PeftModel
 
-    from .placement import place_for
-    from .profiles import get_profile
-
     profile = profile or get_profile("tiny")
     placement = place_for(profile, str(base))
     model, tokenizer = load_base(base, placement=placement)
@@ -345,8 +337,6 @@ def load_version(base: str | Path, adapter_dir: str | Path, profile=None):
 
 def profile_of(config: dict):
     """The Profile a version was trained with (its training_config.json ``profile``), or None."""
-    from .profiles import Profile
-
     values = config.get("profile") if isinstance(config, dict) else None
     if not isinstance(values, dict):
         return None
@@ -356,5 +346,5 @@ def profile_of(config: dict):
         return None
 
 
-class BaseUnavailable(RuntimeError):
+class BaseUnavailable(BpllmError, RuntimeError):
     """The profile's base weights cannot be loaded here (offline, missing path)."""

@@ -22,6 +22,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.catalog import default_catalog
+from dsl.parser import parse
+from dsl.scorer import score
+from dsl.validator import validate
+from engine.dataset.synthetic import generate as synthetic_rows
+from engine.ml.base import (
+    build_documents,
+    corpus_key,
+    ensure_tiny_base,
+    load_base,
+    load_version,
+    profile_of,
+    render_example,
+)
+from engine.ml.exam import trained_versions
+from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
+from engine.ml.placement import place_for
+from engine.ml.profiles import TINY_BASE_DEFAULTS, get_profile
+from engine.ml.train import Hooks, TrainSpec, build_trainer
+from engine.runtime.events import EventWriter
+
 CACHE = Path(os.environ.get("BPLLM_CACHE", Path.home() / ".cache" / "bpllm")) / "bench"
 
 
@@ -35,14 +56,8 @@ def _system_prompt(ws_root: Path | None) -> str:
 
 def _bench_base(quick: bool) -> Path:
     """The tiny profile's base (default settings, synthetic corpus only), built once into the cache."""
-    from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
-
-    from engine.ml.base import build_documents, corpus_key, ensure_tiny_base
-    from engine.ml.profiles import TINY_BASE_DEFAULTS
-
     settings = dict(TINY_BASE_DEFAULTS)
-    rows = generate(settings["synthetic_examples"], seed=settings["synthetic_seed"])
+    rows = synthetic_rows(settings["synthetic_examples"], seed=settings["synthetic_seed"])
     system = _system_prompt(None)
     key = corpus_key(build_documents(rows, system, default_catalog()), settings)
     if not (CACHE / f"tiny-{key}" / "base.json").exists():
@@ -52,11 +67,6 @@ def _bench_base(quick: bool) -> Path:
 
 def _load_model(args: argparse.Namespace):
     """(model, tokenizer, label, workspace root or None)."""
-    from engine.ml.base import load_base, load_version, profile_of
-    from engine.ml.placement import place_for
-    from engine.ml.profiles import get_profile
-    from engine.ml.exam import trained_versions
-
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
     if ws_root is not None:
         versions = trained_versions(ws_root / "models")
@@ -82,17 +92,12 @@ def _prompts(ws_root: Path | None, n: int) -> list[str]:
             except (ValueError, KeyError):
                 continue
     if len(instructions) < n:
-        from engine.dataset.synthetic import generate
-
-        instructions += [r["instruction"] for r in generate(n, seed=4242)]
+        instructions += [r["instruction"] for r in synthetic_rows(n, seed=4242)]
     return instructions[:n]
 
 
 def bench_exam(args: argparse.Namespace) -> int:
     import torch
-
-    from engine.ml.base import render_example
-    from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size
 
     quick = bool(getattr(args, "quick", False))
     model, tok, label, ws_root = _load_model(args)
@@ -103,9 +108,6 @@ def bench_exam(args: argparse.Namespace) -> int:
     constraints = {level: GrammarConstraint(tok, _vocab_size(model, tok), level=level) for level in ("syntax", "catalog")}
     print(f"bench exam — {label}, {len(prompts)} prompts, greedy, max {max_new} new tokens, "
           f"{torch.get_num_threads()} torch threads")
-    from dsl.parser import parse
-    from dsl.validator import validate
-    from engine.ml.generate import generate
 
     # warm up kernels and the grammar once, outside the timings
     generate(model, tok, prompts[:2], GenConfig(max_new_tokens=8, batch_size=2), constraints["catalog"])
@@ -195,21 +197,13 @@ def _gold_prompts(ws_root: Path | None, n: int) -> list[tuple[str, str]]:
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"  skipped {path}: {exc}")
     if len(pairs) < n:
-        from engine.dataset.synthetic import generate
-
-        pairs += [(r["instruction"], r["output"]) for r in generate(n - len(pairs), seed=4243)]
+        pairs += [(r["instruction"], r["output"]) for r in synthetic_rows(n - len(pairs), seed=4243)]
     return pairs[:n]
 
 
 def bench_validity(args: argparse.Namespace) -> int:
     """What each level of constraint guarantees, on one model and the same prompts."""
     from collections import Counter
-
-    from dsl.parser import parse
-    from dsl.scorer import score
-    from dsl.validator import validate
-    from engine.ml.base import render_example
-    from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
 
     quick = bool(getattr(args, "quick", False))
     model, tok, label, ws_root = _load_model(args)
@@ -250,15 +244,10 @@ def bench_validity(args: argparse.Namespace) -> int:
 
 
 def bench_train(args: argparse.Namespace) -> int:
-    from engine.runtime.events import EventWriter
-    from engine.ml.profiles import get_profile
-    from engine.ml.train import Hooks, TrainSpec, build_trainer
-    from engine.dataset.synthetic import generate
-
     quick = bool(getattr(args, "quick", False))
     ws_root = Path(args.workspace).resolve() if getattr(args, "workspace", None) else None
     base = _bench_base(quick)
-    rows = generate(160, seed=77)
+    rows = synthetic_rows(160, seed=77)
     steps = 8 if quick else 16
     rounds = 2 if quick else 3
     profile = get_profile("tiny", max_steps=steps, save_steps=10_000, logging_steps=1, eval_steps=0)

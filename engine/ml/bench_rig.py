@@ -25,6 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.catalog import default_catalog
+from engine.dataset.synthetic import generate as synthetic_rows
+from engine.ml.base import load_base, quiet_transformers, render_example, tiny_tokenizer
+from engine.ml.bench import _system_prompt
+from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
+from engine.ml.placement import config_params, config_roles, device_facts, input_device, plan_placement
+from engine.ml.profiles import PROFILES, TINY_BASE_DEFAULTS, get_profile
+from engine.ml.train import Hooks, TrainSpec, build_trainer, peak_memory
+
 # the real shapes (Llama 3.1) each profile trains; tiny's comes from TINY_BASE_DEFAULTS
 SHAPES: dict[str, dict[str, int]] = {
     "llama-8b-bf16": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -75,7 +84,6 @@ def _peak(device) -> int | None:
 
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    from engine.ml.train import peak_memory
 
     return peak_memory().get("peak_memory_bytes")
 
@@ -113,7 +121,6 @@ def build_model(shape: dict[str, int], placement, tokenizer, workdir: Path):
     dtype = getattr(torch, placement.dtype)
     torch.manual_seed(0)
     if placement.quantization:  # save bf16/fp32 random weights, then load them the way the engine does
-        from engine.ml.base import load_base
 
         model = LlamaForCausalLM(cfg).to(dtype)
         model.save_pretrained(workdir / "base")
@@ -135,15 +142,10 @@ def build_model(shape: dict[str, int], placement, tokenizer, workdir: Path):
 
 
 def _rows(n: int, seed: int = 4242) -> list[dict[str, Any]]:
-    from engine.dataset.synthetic import generate
-
-    return generate(n, seed=seed)
+    return synthetic_rows(n, seed=seed)
 
 
 def measure_decode(model, tokenizer, prompts: list[str], max_new: int, single_n: int) -> dict[str, Any]:
-
-    from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
-    from engine.ml.placement import input_device
 
     device = input_device(model)
     # "constrained" is the grammar (syntax level); the catalog level is measured beside it (issue 16)
@@ -211,8 +213,6 @@ def hf_generate_ms_per_step(model, tokenizer, prompts: list[str], max_new: int) 
     """Plain ``model.generate()`` greedy, the same batch, exactly ``max_new`` new tokens: ms per step."""
     import torch
 
-    from engine.ml.placement import input_device
-
     device = input_device(model)
     old = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -235,8 +235,6 @@ def bare_forward_ms(model, batch: int, steps: int, prompt_len: int = 64) -> floa
     import torch
     from transformers import DynamicCache
 
-    from engine.ml.placement import input_device
-
     device = input_device(model)
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (batch, prompt_len), device=device)
@@ -257,9 +255,6 @@ def measure_train(model, tokenizer, profile, rows: list[dict[str, Any]], workdir
                   steps: int) -> dict[str, Any]:
     """The engine's LoRA training (tokens/s after ``warmup`` steps, peak memory) next to a bare peft loop."""
     from transformers import TrainerCallback
-
-    from engine.ml.placement import input_device
-    from engine.ml.train import Hooks, TrainSpec, build_trainer
 
     device = input_device(model)
     # a log line reads the loss back from the device: every 5th step, as a real run's profile does
@@ -312,8 +307,6 @@ def bare_peft_loop(model, profile, batch: int, seq_len: int, warmup: int, steps:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from engine.ml.placement import input_device
-
     device = input_device(model)
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     targets = [t for t in profile.target_modules if t in names] or "all-linear"
@@ -359,13 +352,6 @@ def run_rig(profile_name: str = "llama-8b-bf16", small: bool = False) -> dict[st
     """Everything ``bench rig`` reports, as one JSON-ready dict."""
     import torch
 
-    from dsl.catalog import default_catalog
-    from engine.ml.bench import _system_prompt
-    from engine.ml.base import render_example, tiny_tokenizer
-    from engine.ml.placement import device_facts, plan_placement
-    from engine.ml.placement import config_roles
-    from engine.ml.profiles import TINY_BASE_DEFAULTS, get_profile
-
     t_start = time.perf_counter()
     profile = get_profile(profile_name)
     settings = dict(TINY_BASE_DEFAULTS)
@@ -373,8 +359,6 @@ def run_rig(profile_name: str = "llama-8b-bf16", small: bool = False) -> dict[st
     tokenizer = tiny_tokenizer(_rows(400, seed=settings["synthetic_seed"]), system, default_catalog(), settings)
     shape = profile_shape(profile, small, len(tokenizer))
     from transformers import LlamaConfig
-
-    from engine.ml.placement import config_params
 
     n_params = config_params(LlamaConfig(**shape, tie_word_embeddings=False))
     facts = device_facts(config_roles())
@@ -494,9 +478,6 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def bench_rig(args: argparse.Namespace) -> int:
-    from engine.ml.base import quiet_transformers
-    from engine.ml.profiles import PROFILES
-
     name = getattr(args, "profile", None) or "llama-8b-bf16"
     if name not in PROFILES:
         print(f"bench rig: unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dsl.constraint import CatalogRules, rules_for
+from dsl.parser import parse
+from dsl.scorer import score
+from dsl.validator import validate
 from engine.workspace.safe_paths import UnsafePath, id_path, id_problem
 
-from .generate import GenConfig, GenResult, GrammarConstraint, generate
+from .base import render_example
+from .generate import GenConfig, GenResult, GrammarConstraint, _vocab_size, generate
 
 
 @dataclass
@@ -106,10 +111,6 @@ def trained_versions(models_dir: str | Path) -> list[str]:
 
 def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=None) -> dict[str, Any]:
     """One exam record in the reference format plus structural scores and diagnostics."""
-    from dsl.parser import parse
-    from dsl.scorer import score
-    from dsl.validator import validate
-
     actual = result.text.strip()
     doc = parse(actual)
     diags = validate(doc, catalog)
@@ -179,8 +180,6 @@ def run_exam(
     should_stop: Callable[[], bool] | None = None,
 ) -> ExamOutcome:
     """Examine ``prompts``; records already in ``out_dir`` (an earlier, stopped attempt) are kept and skipped."""
-    from .base import render_example
-
     config = config or GenConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,12 +198,8 @@ def run_exam(
     finished = len(prompts) - len(todo)
     outcome.records.extend(done[(p.lesson_id, p.prompt_id)] for p in prompts if (p.lesson_id, p.prompt_id) in done)
     if config.constrained and constraint is None and todo:
-        from .generate import _vocab_size
-
         rules = None
         if config.constraint == "catalog":
-            from dsl.constraint import CatalogRules, rules_for
-
             rules = rules_for(None, unknown_nodes) if catalog is None else CatalogRules(catalog, unknown_nodes)
         constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint, rules=rules)
     rendered = [render_example(tokenizer, system_prompt, p.instruction) for p in todo]

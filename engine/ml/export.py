@@ -22,8 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dsl.errors import BpllmError
 
-class ExportError(Exception):
+from .base import BaseUnavailable, load_base
+
+
+class ExportError(BpllmError):
     """An export that cannot be done; the message says what to do."""
 
 
@@ -65,8 +69,6 @@ def export_merged(models_dir: Path, version: str, out: Path, *, force: bool = Fa
     import torch
     from peft import PeftModel
     from transformers import GenerationConfig
-
-    from .base import BaseUnavailable, load_base
 
     vdir = models_dir / version
     adapter = vdir / "adapter"

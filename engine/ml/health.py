@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from typing import Any, Sequence
 
+from engine.dataset.rows import lesson_share
+
 MEMORISATION_LOSS = 0.05
 OVERFIT_RATIO = 0.5
 PLATEAU_REL = 0.01
@@ -100,8 +102,6 @@ def data_alerts(rows: Sequence[dict[str, Any]], epochs: float | None = None) -> 
 def lesson_share_alert(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """"Lesson data > 40 % of total": all lesson rows together (two lessons at 25 % each are 50 %),
     counting imported rows by their provenance (the reference marks them ``source = "lesson:…"``)."""
-    from engine.dataset.rows import lesson_share
-
     share, per = lesson_share(list(rows))
     if share <= LESSON_SHARE:
         return None

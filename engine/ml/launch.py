@@ -19,11 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
+from dsl.config import ConfigError
+
+from .hooks import step_hooks
 from .train import TrainingStopped, TrainSpec, last_checkpoint
 
 
-
-class TooManyRanks(RuntimeError):
+class TooManyRanks(BpllmError, RuntimeError):
     """More accelerate ranks than visible GPUs on a GPU machine (each rank needs a card of its own)."""
 
 
@@ -178,15 +181,11 @@ def _relay(path: Path, offset: int, emit, progress, stopped: dict[str, Any] | No
 
 
 def run_accelerate(ctx, spec: TrainSpec, profile) -> dict[str, Any]:
-    from .steps import _hooks
-
-    hooks = _hooks(ctx)
+    hooks = step_hooks(ctx)
     work = ctx.run_dir / "ml" / f"train-cycle{ctx.cycle}"
     try:
         return launch(spec, work, profile.num_processes, profile.accelerate_config, emit=hooks.emit,
                       progress=hooks.progress, should_stop=hooks.should_stop, cpu=bool(profile.accelerate_cpu))
     except TooManyRanks as exc:
-        from dsl.config import ConfigError
-
         raise ConfigError(str(exc), hint="[profiles.<name>] num_processes = <GPUs> or accelerate_cpu = true "
                                            "in bpllm.toml") from exc

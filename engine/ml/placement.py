@@ -20,6 +20,9 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
+from engine.runtime.telemetry import sample_gpus
+from engine.workspace.workspace import resolve_workspace
+
 # roles (engine/workspace/config.py [telemetry] roles, `bpllm gpus`) whose card the engine never loads onto
 EXCLUDED_ROLES = frozenset({"display", "reserved", "off", "none"})
 # a card is filled to this share of its free memory at most (the CUDA context, fragmentation)
@@ -119,8 +122,6 @@ def nvml_roles_by_torch_index(roles: dict[str, str] | None) -> dict[int, str]:
     if not roles:
         return {}
     try:
-        from engine.runtime.telemetry import sample_gpus
-
         ok, devices, _reason = sample_gpus({})
     except Exception:  # noqa: BLE001 - no NVML: roles cannot be matched; report nothing rather than guess
         return {}
@@ -194,8 +195,6 @@ def place_for(profile, path: str | None = None, roles: dict[str, str] | None = N
 def config_roles() -> dict[str, str]:
     """The workspace config's GPU roles, when there is a workspace here (else none)."""
     try:
-        from engine.workspace.workspace import resolve_workspace
-
         ws = resolve_workspace(os.environ.get("BPLLM_WORKSPACE"))
         return dict(ws.config.telemetry.roles)
     except Exception:  # noqa: BLE001 - outside a workspace there are no roles

@@ -14,9 +14,49 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.catalog import default_catalog
+from dsl.errors import StopRequested
+from dsl.parser import parse
 from engine.atomic import atomic_write_json, read_json
+from engine.dataset.leakage import seen_map
+from engine.dataset.synthetic import generate as synthetic_rows
 from engine.runtime.context import StepContext, StepRegistry
+from dsl.config import ConfigError
+from engine.runtime.failures import CorruptCheckpoint, DataError
+from engine.runtime.reader import describe_skipped, read_events
+from engine.workspace.config import report_to_list
 from engine.workspace.safe_paths import id_path
+
+from .base import BASE_FORMAT, BaseUnavailable, ensure_tiny_base, render_example
+from .exam import exam_prompts, load_lessons, run_exam, summarize, version_records
+from .generate import GenConfig, generate
+from .grading import (
+    MASTERED,
+    confusions,
+    contrast_nodes,
+    draft_lesson,
+    next_draft_id,
+    node_mastery,
+    paired_node_changes,
+    report,
+    weakest_nodes,
+)
+from .grading import classify_errors as classify
+from .health import data_alerts, health_report_doc, mastery_alerts, stagnation_alerts, training_alerts
+from .hooks import step_hooks
+from .launch import run_accelerate
+from .profiles import PROFILES, get_profile
+from .train import (
+    TRAIN_RESULT,
+    TrainingStopped,
+    TrainSpec,
+    attach_lora,
+    build_trainer,
+    device_info,
+    last_checkpoint,
+    load_model_for_training,
+    train_adapter,
+)
 
 STATE = "ml"
 
@@ -67,7 +107,7 @@ def ml_state(ctx: StepContext) -> dict[str, Any]:
 
 def resolve_profile(ctx: StepContext):
     """Built-in profile named by ``--profile`` / ``[profiles.X] base = ...``, then bpllm.toml and OOM overrides."""
-    from .profiles import PROFILES, get_profile
+
 
     table = ctx.profile_config
     values: dict[str, Any] = {}
@@ -132,7 +172,6 @@ def _system_prompt(ctx: StepContext) -> str:
         for path in (ctx.workspace.datasets / "system_prompt.txt", ctx.workspace.system_prompt_path):
             if path.exists():
                 return path.read_text(encoding="utf-8").strip()
-        from engine.runtime.failures import DataError
 
         raise DataError(f"no system prompt: {ctx.workspace.system_prompt_path} is missing",
                         hint="restore it or run `bpllm init` again")
@@ -149,8 +188,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                from engine.runtime.failures import DataError
-
                 raise DataError(f"{path}:{i}: not JSON ({exc.msg})", hint="re-run step 1.5 to rebuild it") from exc
     return rows
 
@@ -159,22 +196,10 @@ def _data(ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
     def read() -> dict[str, list[dict[str, Any]]]:
         ws = ctx.workspace
         if not ws.train_path.exists():
-            from engine.runtime.failures import DataError
-
             raise DataError(f"{ws.train_path} does not exist", hint="run steps 1-2 first (`bpllm run --only 1,2`)")
         return {"train": _read_jsonl(ws.train_path), "validation": _read_jsonl(ws.validation_path)}
 
     return ctx.resource(_ck(ctx, "ml.data"), read)
-
-
-def _hooks(ctx: StepContext):
-    from .train import Hooks
-
-    return Hooks(
-        emit=lambda type, **p: ctx.emit(type, **p),
-        progress=lambda n, total, message=None: ctx.progress(n, total, message, unit="step"),
-        should_stop=lambda: ctx.stop_requested,
-    )
 
 
 BASE_LOG_EVERY_S = 15.0  # a log line while the base pretrains (its loss is a train event every 10 steps)
@@ -205,11 +230,6 @@ def _base_progress(ctx: StepContext):
 
 def tiny_base(ctx: StepContext, profile) -> Path:
     """The workspace's pinned tiny base, built (and pinned) on first use."""
-    from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
-
-    from .base import BASE_FORMAT, ensure_tiny_base
-
     root = ctx.workspace.models / "base"
     pin = root / "PINNED.json"
     settings = dict(profile.tiny)
@@ -220,17 +240,16 @@ def tiny_base(ctx: StepContext, profile) -> Path:
             path = root / path
         if (path / "base.json").exists() and pinned.get("settings") == settings and pinned.get("format") == BASE_FORMAT:
             return path
-    rows = generate(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
+    rows = synthetic_rows(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
     data = _data(ctx)
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
             "(cached for later cycles)")
-    from .base import StopRequested as BaseStop
 
     try:
         path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
                                 on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
-    except BaseStop:
+    except StopRequested:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
         raise
     atomic_write_json(pin, {"path": path.name, "settings": settings, "format": BASE_FORMAT, "created": time.time()})
@@ -256,15 +275,11 @@ def load_system_prompt(ctx: StepContext) -> dict[str, Any]:
 def load_dataset(ctx: StepContext) -> dict[str, Any]:
     data = _data(ctx)
     if not data["train"]:
-        from engine.runtime.failures import DataError
-
         raise DataError(f"{ctx.workspace.train_path} has no rows", hint="add lessons or datasets, then re-run step 1")
     return {"train": len(data["train"]), "validation": len(data["validation"])}
 
 
 def detect_device(ctx: StepContext) -> dict[str, Any]:
-    from .train import device_info
-
     info = device_info()
     profile = resolve_profile(ctx)
     info["profile"] = profile.name
@@ -281,20 +296,17 @@ def _gpu_roles(ctx: StepContext) -> dict[str, str]:
 
 
 def load_base_model(ctx: StepContext) -> dict[str, Any]:
-    from .base import BaseUnavailable
-
     profile = resolve_profile(ctx)
     ctx.phase("loading")
     base = _base_ref(ctx, profile)
     ml_state(ctx)[f"base:{ctx.cycle}"] = base
     if profile.launcher == "accelerate":
         return {"base": base, "launcher": "accelerate", "loaded": False}
-    from .train import load_model_for_training
 
     try:
         model, tokenizer = load_model_for_training(base, profile, _gpu_roles(ctx))
     except BaseUnavailable as exc:
-        from dsl.config import ConfigError
+
 
         raise ConfigError(str(exc), hint="set [profiles.<name>] model = \"/path/to/weights\" in bpllm.toml") from exc
     ctx.cache["ml.model"], ctx.cache["ml.tokenizer"] = model, tokenizer
@@ -310,7 +322,6 @@ def attach_adapter(ctx: StepContext) -> dict[str, Any]:
     profile = resolve_profile(ctx)
     if profile.launcher == "accelerate":
         return {"launcher": "accelerate", "lora_r": profile.lora_r}
-    from .train import attach_lora
 
     init = _warm_start_adapter(ctx, profile)
     model = attach_lora(ctx.cache["ml.model"], profile, init, ctx.config.data.seed)
@@ -342,8 +353,6 @@ def _warm_start_adapter(ctx: StepContext, profile) -> str | None:
 
 
 def _spec(ctx: StepContext, profile):
-    from .train import TrainSpec
-
     version = version_of(ctx)
     vdir = version_dir(ctx, version)
     data = _data(ctx)
@@ -363,7 +372,7 @@ def _spec(ctx: StepContext, profile):
 def _tracking(ctx: StepContext, version: str, vdir: Path) -> dict[str, Any]:
     """``[train] report_to`` for trl (validated with the config), the run named workspace/version, and
     TensorBoard's event files in the version's folder (``models/vN/tensorboard``)."""
-    from dsl.config import report_to_list
+
 
     report_to = report_to_list(ctx.config.train.report_to)
     if not report_to:
@@ -378,9 +387,8 @@ def configure_trainer(ctx: StepContext) -> dict[str, Any]:
     spec = _spec(ctx, profile)
     if profile.launcher == "accelerate":
         return {"launcher": "accelerate", "num_processes": profile.num_processes}
-    from .train import build_trainer
 
-    trainer, callback = build_trainer(spec, _hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
+    trainer, callback = build_trainer(spec, step_hooks(ctx), ctx.cache["ml.model"], ctx.cache["ml.tokenizer"])
     ctx.cache["ml.trainer"] = (trainer, callback, json.dumps(profile.to_dict(), sort_keys=True))
     args = trainer.args
     return {"epochs": args.num_train_epochs, "batch_size": args.per_device_train_batch_size,
@@ -394,15 +402,12 @@ def initialize_training(ctx: StepContext) -> dict[str, Any]:
     version = version_of(ctx)
     vdir = version_dir(ctx, version)
     (vdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    from .train import last_checkpoint
 
     ckpt = last_checkpoint(vdir / "checkpoints")
     return {"version": version, "path": str(vdir), "resume_from": ckpt}
 
 
 def training_loop(ctx: StepContext) -> dict[str, Any]:
-    from .train import TrainingStopped, last_checkpoint, train_adapter
-
     profile = resolve_profile(ctx)
     ctx.phase("training")
     spec = _spec(ctx, profile)
@@ -413,18 +418,16 @@ def training_loop(ctx: StepContext) -> dict[str, Any]:
         ctx.log(f"resuming training from {spec.resume_from}")
     try:
         if profile.launcher == "accelerate":
-            from .launch import run_accelerate
-
             summary = run_accelerate(ctx, spec, profile)
         else:
             cached = ctx.cache.get("ml.trainer")
             key = json.dumps(profile.to_dict(), sort_keys=True)
             if cached is None or cached[2] != key:  # settings changed (OOM retry halved batch/seq/rank)
-                for sid in ("3.4", "3.5", "3.6"):
-                    globals()[_STEP_FNS[sid]](ctx)
+                for rebuild in REBUILD_TRAINER:  # steps 3.4-3.6 again, with the new settings
+                    rebuild(ctx)
                 cached = ctx.cache["ml.trainer"]
             trainer, callback = cached[0], cached[1]
-            summary = train_adapter(spec, _hooks(ctx), trainer, callback)
+            summary = train_adapter(spec, step_hooks(ctx), trainer, callback)
     except TrainingStopped as stop:
         ctx.step_state["checkpoint"] = stop.checkpoint
         ctx.save_state()
@@ -461,15 +464,14 @@ def _release_training(ctx: StepContext, profile, version: str) -> None:
         pass
 
 
-_STEP_FNS = {"3.4": "load_base_model", "3.5": "attach_adapter", "3.6": "configure_trainer"}
+# what an OOM retry of 4.3 re-runs in-process when the settings changed (steps 3.4, 3.5, 3.6)
+REBUILD_TRAINER = (load_base_model, attach_adapter, configure_trainer)
 
 
 def save_weights(ctx: StepContext) -> dict[str, Any]:
     adapter = version_dir(ctx) / "adapter"
     files = {p.name: p.stat().st_size for p in adapter.glob("*") if p.is_file()} if adapter.is_dir() else {}
     if "adapter_config.json" not in files:
-        from engine.runtime.failures import CorruptCheckpoint
-
         raise CorruptCheckpoint(f"{adapter} has no adapter_config.json", hint="re-run step 4.3 (`bpllm run --from 4.3`)")
     ctx.artifact("adapter", adapter, f"LoRA adapter {version_of(ctx)}", version=version_of(ctx))
     return {"path": str(adapter), "files": len(files), "bytes": sum(files.values())}
@@ -494,8 +496,6 @@ def save_training_config(ctx: StepContext) -> dict[str, Any]:
 
 
 def _read_train_result(ctx: StepContext, version: str) -> dict[str, Any]:
-    from .train import TRAIN_RESULT
-
     p = version_dir(ctx, version) / "adapter" / TRAIN_RESULT
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
 
@@ -515,8 +515,6 @@ def _exam_model(ctx: StepContext, version: str):
     profile = resolve_profile(ctx)
     from peft import PeftModel
 
-    from .train import load_model_for_training
-
     base = ml_state(ctx).get(f"base:{ctx.cycle}") or _base_ref(ctx, profile)
     model, tokenizer = load_model_for_training(base, profile.with_overrides(gradient_checkpointing=False),
                                                _gpu_roles(ctx))
@@ -531,8 +529,6 @@ def _exam_model(ctx: StepContext, version: str):
 
 
 def _gen_config(ctx: StepContext, **changes: Any):
-    from .generate import GenConfig
-
     profile = resolve_profile(ctx)
     exam = ctx.config.exam  # an unset key: the profile's value
     values = dict(
@@ -547,11 +543,6 @@ def _gen_config(ctx: StepContext, **changes: Any):
 
 
 def verify_output(ctx: StepContext) -> dict[str, Any]:
-    from dsl.parser import parse
-
-    from .base import render_example
-    from .generate import generate
-
     version = version_of(ctx)
     if not (version_dir(ctx, version) / "adapter" / "adapter_config.json").exists():
         ctx.skip(f"no trained adapter for {version} to verify (run step 4 first)")
@@ -567,8 +558,6 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
 def _events(ctx: StepContext, types: tuple[str, ...]) -> list[dict[str, Any]]:
     """This run's events of ``types``; unreadable lines (not UTF-8, not JSON, off the schema) are skipped
     and reported in one warning naming file and line."""
-    from engine.runtime.reader import describe_skipped, read_events
-
     batch = read_events(ctx.run_dir)
     skipped = describe_skipped(batch.malformed)
     if skipped:
@@ -609,8 +598,6 @@ def _emit_alerts(ctx: StepContext, alerts: list[dict[str, Any]], version: str,
 
 
 def health_checks(ctx: StepContext) -> dict[str, Any]:
-    from .health import data_alerts, training_alerts
-
     version = version_of(ctx)
     train, evals = _train_events(ctx, version)
     alerts = training_alerts(train, evals) + data_alerts(_data(ctx)["train"], epochs=resolve_profile(ctx).epochs)
@@ -632,8 +619,6 @@ def health_report(ctx: StepContext) -> dict[str, Any]:
 def _write_health_report(ctx: StepContext, version: str, alerts: list[dict[str, Any]], replace: bool = False) -> Path:
     """The version's health report: 5.4 writes the training alerts; the exam's alerts (node regression,
     stagnation: steps 7.3 / 7.4) join it by key, so the one file holds every alert of the version."""
-    from .health import health_report_doc
-
     path = version_dir(ctx, version) / "health_report.json"
     previous = None if replace else read_json(path)
     atomic_write_json(path, health_report_doc(version, alerts, previous))
@@ -667,15 +652,11 @@ def archive_logs(ctx: StepContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- 6.x
 def load_exam_lessons(ctx: StepContext) -> dict[str, Any]:
-    from .exam import exam_prompts, load_lessons
-
     ws = ctx.workspace
     lessons = [l for l in load_lessons(ws.lesson_files()) if l.get("status") != "draft"]
     if not lessons:
         ctx.skip(f"no lessons in {ws.lessons}")
     try:
-        from engine.dataset.leakage import seen_map
-
         seen = seen_map(ws)
     except Exception as exc:  # noqa: BLE001 - leakage is a report; the exam still runs without it
         ctx.log(f"leakage check unavailable ({type(exc).__name__}: {exc}); seen/unseen left unknown", level="warning")
@@ -706,8 +687,6 @@ def load_exam_model(ctx: StepContext) -> dict[str, Any]:
 
 
 def run_prompts(ctx: StepContext) -> dict[str, Any]:
-    from .exam import run_exam
-
     version = _exam_version(ctx)
     model, tokenizer = _exam_model(ctx, version)
     prompts = ctx.cache.get(_ck(ctx, "ml.exam_prompts")) or []
@@ -735,8 +714,6 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
 
 
 def _exam_records(ctx: StepContext, version: str | None = None) -> list[dict[str, Any]]:
-    from .exam import version_records
-
     version = version or ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
     return version_records(exam_dir(ctx, version)) if version else []
 
@@ -756,7 +733,6 @@ def validate_responses(ctx: StepContext) -> dict[str, Any]:
 
 
 def compare_and_score(ctx: StepContext) -> dict[str, Any]:
-    from .exam import summarize
     version = ml_state(ctx).get(f"exam_version:{ctx.cycle}") or latest_adapter_version(ctx)
     recs = _exam_records(ctx, version)
     by_lesson: dict[str, list[dict[str, Any]]] = {}
@@ -812,8 +788,6 @@ def _grade_records(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
 
 
 def classify_errors(ctx: StepContext) -> dict[str, Any]:
-    from .grading import classify_errors as classify
-
     version, recs = _grade_records(ctx)
     tax = classify(recs)
     ctx.cache[_ck(ctx, "ml.taxonomy")] = tax
@@ -821,9 +795,6 @@ def classify_errors(ctx: StepContext) -> dict[str, Any]:
 
 
 def score_mastery(ctx: StepContext) -> dict[str, Any]:
-    from .grading import node_mastery, paired_node_changes, weakest_nodes
-    from .health import mastery_alerts
-
     version, recs = _grade_records(ctx)
     prev = _previous_version(ctx, version)
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
@@ -847,8 +818,6 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
 
 def _mastered_before(ctx: StepContext, version: str) -> dict[str, str]:
     """Node -> the last version examined before ``version`` that mastered it (for the forgetting rule)."""
-    from .grading import MASTERED
-
     examined = [row["version"] for row in ctx.history.query(
         "SELECT version, MIN(created_at) AS t FROM exam_results GROUP BY version ORDER BY t")]
     earlier = examined[: examined.index(version)] if version in examined else examined
@@ -861,9 +830,6 @@ def _mastered_before(ctx: StepContext, version: str) -> dict[str, str]:
 
 
 def grading_report(ctx: StepContext) -> dict[str, Any]:
-    from .grading import report
-    from .health import stagnation_alerts
-
     version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)
@@ -883,8 +849,6 @@ def grading_report(ctx: StepContext) -> dict[str, Any]:
 
 
 def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
-    from .grading import confusions, contrast_nodes, draft_lesson, next_draft_id
-
     version, recs = _grade_records(ctx)
     if _ck(ctx, "ml.mastery") not in ctx.cache:
         score_mastery(ctx)

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dsl.catalog import default_catalog
+from engine.dataset.synthetic import generate
+
+from .base import ensure_tiny_base
+
 TEST_BASE_SETTINGS = {
     "vocab_size": 1024,
     "max_token_length": 16,
@@ -23,11 +28,6 @@ TEST_BASE_SETTINGS = {
 
 def test_base(cache_dir: str | Path) -> Path:
     """Build (once per cache dir) and return a very small pretrained tiny base."""
-    from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
-
-    from .base import ensure_tiny_base
-
     starter = Path(__file__).resolve().parents[2] / "data" / "starter" / "system_prompt.txt"
     system = starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
     rows = generate(TEST_BASE_SETTINGS["synthetic_examples"], seed=TEST_BASE_SETTINGS["synthetic_seed"])

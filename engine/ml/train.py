@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dsl.errors import StopRequested
+from engine.runtime.failures import CorruptCheckpoint
+
+from .base import load_base, quiet_transformers
+from .placement import place_for
 from .profiles import Profile
 
 TRAIN_RESULT = "train_result.json"
@@ -58,7 +63,7 @@ class TrainSpec:
         return cls(**json.loads(text))
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(StopRequested):
     """Training ended early on a stop request; a checkpoint was saved (``checkpoint``)."""
 
     def __init__(self, checkpoint: str | None):
@@ -92,9 +97,6 @@ def device_info() -> dict[str, Any]:
 def load_model_for_training(base: str, profile: Profile, roles: dict[str, str] | None = None):
     """Base model + tokenizer where engine.ml.placement puts it (the GPU in the profile's dtype, 8-bit/4-bit
     when the profile says so, then prepared for k-bit training); CPU and fp32 without a GPU."""
-    from .base import load_base
-    from .placement import place_for
-
     placement = place_for(profile, base, roles)  # roles: the run's [telemetry] roles (None: the workspace's)
     model, tokenizer = load_base(base, placement=placement)
     model.bpllm_placement = placement
@@ -109,9 +111,8 @@ def load_model_for_training(base: str, profile: Profile, roles: dict[str, str] |
 
 def attach_lora(model, profile: Profile, init_adapter: str | None = None, seed: int = 42):
     """A fresh LoRA from the profile, or (warm start) the given adapter, trainable."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
     import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     torch.manual_seed(seed)  # LoRA's A matrices: the same run twice trains the same adapter
     if init_adapter:
@@ -370,7 +371,6 @@ def build_trainer(spec: TrainSpec, hooks: Hooks | None = None, model=None, token
     if eval_ds is None:
         args.eval_strategy = "no"
     callback = make_callback(hooks or Hooks(), spec.version) if with_callback else None
-    from .base import quiet_transformers
 
     quiet_transformers()
     trainer_class, extra = SFTTrainer, {}
@@ -496,8 +496,6 @@ def train_adapter(spec: TrainSpec, hooks: Hooks | None = None, trainer=None, cal
         trainer, callback = build_trainer(spec, hooks)
     resume = spec.resume_from or last_checkpoint(spec.output_dir)
     if resume and not Path(resume, "trainer_state.json").exists():
-        from engine.runtime.failures import CorruptCheckpoint
-
         raise CorruptCheckpoint(f"checkpoint {resume} has no trainer_state.json",
                                 hint=f"delete {resume} to restart training from the previous checkpoint")
     t0 = time.perf_counter()

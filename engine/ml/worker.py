@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+from .train import Hooks, TrainingStopped, TrainSpec, train_adapter
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec_path, events_path, stop_path = (Path(a) for a in argv[:3])
-    from .train import Hooks, TrainingStopped, TrainSpec, train_adapter
 
     spec = TrainSpec.from_json(spec_path.read_text(encoding="utf-8"))
     rank = int(os.environ.get("RANK", "0"))

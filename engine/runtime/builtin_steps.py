@@ -12,10 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
+from engine.dataset.rows import (
+    Problem,
+    check_lesson,
+    check_row,
+    data_hash,
+    lesson_rows,
+    load_lessons,
+    merge_rows,
+    read_jsonl,
+    source_files,
+    write_quarantine,
+    write_split,
+)
+from engine.ml.health import lesson_share_alert
 from engine.runtime.context import StepContext, StepRegistry
-from engine.dataset.rows import (Problem, check_lesson, check_row, data_hash, lesson_rows, load_lessons, merge_rows,
-                         read_jsonl, source_files, write_quarantine, write_split)
 from engine.runtime.failures import DataError
+from engine.runtime.reader import describe_skipped, read_events
 
 ML_STEPS_HINT = "the ML steps (engine/ml/steps.py)"
 
@@ -255,7 +268,6 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
         ctx.health("duplicates", "warning", f"{dup_share:.0%} of the source rows were duplicates "
                                             f"(removed; listed in datasets/quarantine/merge-duplicates.jsonl)",
                    value=round(dup_share, 4), threshold=0.05, key="data.duplicates")
-    from engine.ml.health import lesson_share_alert  # stdlib only: the reference's rules in one place
 
     alert = lesson_share_alert(rows)
     if alert:
@@ -421,8 +433,6 @@ def _dash_dir(ctx: StepContext) -> Path:
 
 
 def collect_metrics(ctx: StepContext) -> dict[str, Any]:
-    from engine.runtime.reader import describe_skipped, read_events
-
     ws = ctx.workspace
     batch = read_events(ctx.run_dir)
     if batch.malformed:

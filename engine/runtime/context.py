@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from dsl.errors import StopRequested
+from engine.workspace.backup import create_backup
+
 if TYPE_CHECKING:  # pragma: no cover
     from engine.runtime.events import EventWriter, Heartbeat
-    from engine.workspace.history import History
     from engine.runtime.plan import Plan, Step
+    from engine.workspace.history import History
     from engine.workspace.workspace import Workspace
     from dsl.config import Config, ProfileSettings
-
-
-class StopRequested(Exception):
-    """Raised by ``ctx.check_stop()`` at a safe boundary after a graceful stop request."""
 
 
 class StepSkipped(Exception):
@@ -230,6 +229,5 @@ class StepContext:
 
     def backup(self, tier: str, label: str | None = None) -> dict[str, Any]:
         """Take a verified backup of the workspace (tiers: milestone, pre_train, scheduled)."""
-        from engine.workspace.backup import create_backup
         return create_backup(self.workspace, tier, label=label or (self.step.id if self.step else None),
                              events=self.events, step=self.step.id if self.step else None)

@@ -15,15 +15,17 @@ from typing import Any
 
 from dsl.config import ConfigError
 
+from dsl.errors import BpllmError
 
-class EngineError(RuntimeError):
-    """An error a step raises on purpose, with its category and a hint for the user."""
+
+class EngineError(BpllmError, RuntimeError):
+    """An error a step raises on purpose, with its category (what the retry policy and the events
+    report) and a hint for the user."""
 
     category = "unknown"
 
     def __init__(self, message: str, *, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
+        super().__init__(message, hint or "")
 
 
 class DataError(EngineError):
@@ -69,7 +71,8 @@ def classify(exc: BaseException) -> Classified:
     name = type(exc).__name__
 
     def out(cat: str, retry: bool, hint: str | None = None) -> Classified:
-        return Classified(cat, retry, str(exc) or name, hint or getattr(exc, "hint", None), name, trace)
+        message = exc.message if isinstance(exc, BpllmError) else str(exc)  # the hint goes in its own field
+        return Classified(cat, retry, message or name, hint or getattr(exc, "hint", None) or None, name, trace)
 
     if isinstance(exc, EngineError):
         return out(exc.category, exc.category == "timeout")

@@ -24,15 +24,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.atomic import atomic_write_json, clean_temp_files, read_json
-from engine.workspace.config import ConfigError
+from engine.runtime import builtin_steps as steps_builtin
 from engine.runtime.context import StepContext, StepRegistry, StepSkipped, StopRequested
 from engine.runtime.diskspace import DiskReserve, disk_full_message, free_space, is_disk_full, remove_stale_reserves
 from engine.runtime.events import STOP_FILE, EventWriter, Heartbeat
 from engine.runtime.failures import Classified, StallTimeout, backoff_delay, classify, oom_adjust
+from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
+from engine.runtime.telemetry import TelemetryThread
+from engine.workspace.backup import BackupError, clean_partials, create_backup
+from engine.workspace.config import ConfigError
 from engine.workspace.history import History
 from engine.workspace.lock import LockBusy, WorkspaceLock, stale_message
 from engine.workspace.safe_paths import id_problem
-from engine.runtime.plan import Plan, Step, StepTimings, console_line_for_event, load_plan
 from engine.workspace.workspace import Workspace
 
 EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 2
@@ -71,8 +74,6 @@ def new_run_id() -> str:
 
 def build_registry(plan: Plan) -> StepRegistry:
     """The engine's own steps, then whatever engine.ml.steps registers (if installed)."""
-    from engine.runtime import builtin_steps as steps_builtin
-
     reg = StepRegistry(plan)
     steps_builtin.register_steps(reg)
     name = os.environ.get(ENV_ML_MODULE) or ML_MODULE
@@ -374,8 +375,10 @@ class Runner:
                 stop_file.unlink()
             try:
                 self.history.run_ended(run_id, status, code, message)
-            except Exception:  # noqa: BLE001 - history.db is a copy; events.jsonl and state.json are the record
-                pass
+            except Exception as exc:  # noqa: BLE001 - history.db is a copy; events.jsonl and state.json are the record
+                note = f"history.db did not record the run's end ({type(exc).__name__}: {exc}); " \
+                       "events.jsonl and state.json hold it"
+                self._final_write(lambda: self._log("warning", note))
             self._final_write(lambda: self.events.emit("run", phase="end", status=status, exit_code=code,
                                                        duration=round(time.time() - t0, 3), message=message))
             self.heartbeat.stop(status=status, phase="exited", step=None, seq=self.events.seq)
@@ -492,7 +495,7 @@ class Runner:
                     self._in_step = None
             except StepSkipped as s:
                 return self._skip(step, cycle, s.reason, duration=round(time.time() - t0, 3))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - classified, retried or recorded as the step's failure
                 if not _is_stop(exc):
                     info = classify(exc)
                     del exc
@@ -584,8 +587,8 @@ class Runner:
             try:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - a cache not emptied only makes the retry likelier to OOM
+                self._log("warning", f"could not empty the CUDA cache before the retry ({type(exc).__name__}: {exc})")
         end = time.time() + delay
         while time.time() < end:  # an interruptible backoff
             self._check_stop()
@@ -629,8 +632,6 @@ class Runner:
 
     def _backup(self, tier: str, label: str, what: str) -> None:
         """Take a backup for the run itself; a failure is reported and the run goes on."""
-        from engine.workspace.backup import BackupError, create_backup
-
         self._backing_up = True
         try:
             create_backup(self.ws, tier, label=label, events=self.events,
@@ -723,10 +724,6 @@ class Runner:
         tcfg = self.cfg.telemetry
         if not tcfg.enabled:
             return None
-        try:
-            from engine.runtime.telemetry import TelemetryThread
-        except ImportError:
-            return None
         t = TelemetryThread(self.events, interval=tcfg.interval_s, roles=tcfg.roles)
         t.start()
         return t
@@ -790,10 +787,10 @@ class Runner:
 
 
 def _is_stop(exc: BaseException | None) -> bool:
-    """A StopRequested, or any exception of that name (an ML library's own) anywhere in the chain."""
+    """A StopRequested (the runtime's, the ML core's, TrainingStopped: one family) anywhere in the chain."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, StopRequested) or type(exc).__name__ == "StopRequested":
+        if isinstance(exc, StopRequested):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1
@@ -803,8 +800,6 @@ def _is_stop(exc: BaseException | None) -> bool:
 def _clean_partial_backups(ws: Workspace) -> list[str] | str:
     """Remove what failed backups left (``.partial`` folders) at engine start, holding the lock;
     what was removed, or why that failed (a warning either way)."""
-    from engine.workspace.backup import clean_partials
-
     try:
         return clean_partials(ws)
     except OSError as exc:
@@ -823,7 +818,7 @@ def _engine_version() -> str:
     try:
         from importlib.metadata import version
         return version("bpllm")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a source checkout that was never installed has no metadata: its version
         return "0.1.0"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.runtime.events import EVENTS_FILE, HEARTBEAT_FILE, pid_alive, read_heartbeat, validate_event
+from engine.workspace.lock import lock_holder
 
 # a line longer than this without a newline is reported as malformed and skipped
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -333,8 +334,6 @@ def find_run(workspace_root: str | Path, run_id: str | None = None) -> tuple[Pat
     """(run directory, lock holder) of a workspace: the given run, else the active one (its engine holds
     ``runs/.lock``), else the latest.  The holder dict (pid, run_id, command, started_at) is None when no
     engine is running -- how a client tells "attach to a live engine" from "show a finished run"."""
-    from engine.workspace.lock import lock_holder
-
     runs = Path(workspace_root) / "runs"
     holder = lock_holder(runs / ".lock")
     if holder is not None and not holder.get("run_id"):

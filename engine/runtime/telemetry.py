@@ -125,7 +125,7 @@ def _proc_name(pid: int) -> str | None:
     try:
         import psutil
         return psutil.Process(pid).name()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a name is a nicety: no psutil, or the process already exited
         return None
 
 
@@ -212,7 +212,7 @@ def sample(roles: dict[str, str] | None = None, cpu_interval: float | None = Non
         out["cpu_percent"] = psutil.cpu_percent(interval=cpu_interval)
         out["ram_used"] = int(vm.total - vm.available)
         out["ram_total"] = int(vm.total)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no psutil: no CPU/RAM figures (the event's fields stay absent)
         pass
     try:
         out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
@@ -244,7 +244,9 @@ class TelemetryThread:
             t0 = time.time()
             try:
                 self.events.emit("gpu", **sample(self.roles))
-            except Exception:  # noqa: BLE001 - e.g. events file closed during shutdown
+            except Exception as exc:  # noqa: BLE001 - telemetry never breaks a run: it stops, and says so
+                if not self._stop.is_set():  # the events file closed during shutdown is no news
+                    print(f"bpllm: GPU telemetry stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
                 return
             self._stop.wait(max(0.05, self.interval - (time.time() - t0)))
 

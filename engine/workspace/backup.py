@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
 from engine.atomic import atomic_write_json, atomic_write_text, read_json
 from engine.workspace.safe_paths import is_inside, relpath_problem
 
@@ -40,8 +41,8 @@ KEEP_KEYS = {"pre_train": "keep_pre_train", "scheduled": "keep_scheduled", "watc
 PARTIAL = ".partial"
 
 
-class BackupError(RuntimeError):
-    pass
+class BackupError(BpllmError, RuntimeError):
+    """A backup that cannot be taken, found or restored; the message says which and why."""
 
 
 def sha256_file(path: Path) -> str:

@@ -20,10 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.errors import BpllmError
 from engine.runtime.events import pid_alive
 
 
-class LockBusy(RuntimeError):
+class LockBusy(BpllmError, RuntimeError):
+    """Another live process holds the workspace; the message names it."""
+
     def __init__(self, message: str, holder: dict[str, Any]):
         super().__init__(message)
         self.holder = holder

@@ -12,11 +12,13 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from dsl.errors import BpllmError
+
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 ID_RULE = "letters, digits, '_', '-' and '.', not starting with '.' or '-', at most 128 characters"
 
 
-class UnsafePath(ValueError):
+class UnsafePath(BpllmError, ValueError):
     """An id or path that would leave its root; the message names it and the fix."""
 
 

@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.workspace.config import CONFIG_FILE, Config, ConfigError, load_config
+from dsl.errors import BpllmError
+
 
 STARTER_DIR = Path(__file__).resolve().parents[2] / "data" / "starter"
 ENV_VAR = "BPLLM_WORKSPACE"
 
 
-class WorkspaceError(RuntimeError):
-    pass
+class WorkspaceError(BpllmError, RuntimeError):
+    """No workspace where one was named (or one that cannot be created there)."""
 
 
 class Workspace:
