@@ -27,7 +27,8 @@ def corpus_files(corpus: Path, sub: str, pattern: str, *, expected: int | None =
     over them can never pass vacuously; ``expected`` pins the count the tests were written against."""
     folder = corpus / sub
     if not folder.is_dir():
-        pytest.skip(f"corpus folder {folder} not found ({CORPUS_MISSING})")
+        pytest.skip(f"corpus folder {folder} not found (the reference corpus is absent or incomplete; "
+                    f"expected ../shared/corpus/blueprintllm beside the repo)")
     files = sorted(folder.rglob(pattern) if recursive else folder.glob(pattern))
     assert files, f"no {pattern} files in {folder}: the corpus is incomplete"
     if expected is not None:
