@@ -35,6 +35,7 @@ from bpllm_tui.screens.dashboard import DashboardScreen
 from bpllm_tui.screens.dialogs import confirm_stop, quit_while_running
 from bpllm_tui.screens.help import HelpScreen
 from bpllm_tui.state import RunState
+from engine.resources import resource
 
 IDLE_GC_S = 15.0
 GPU_PROBE_S = 10.0  # the TUI's own NVML reading while no engine samples
@@ -45,7 +46,7 @@ class BpllmApp(App[int]):
     """The bpllm control room."""
 
     TITLE = "bpllm"
-    CSS_PATH = "../styles/app.tcss"
+    CSS_PATH = resource("styles", "app.tcss")
     DEFAULT_MODE = "dashboard"
     BINDINGS = bindings(APP_KEYS)
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from engine.resources import child_pythonpath
+from engine.workspace.workspace import STARTER_DIR
 
 _FIRST_PAINT = r"""
 import time, sys
@@ -50,7 +51,8 @@ asyncio.run(main())
 
 def _first_paint(mode: str, workspace: Path) -> float:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _FIRST_PAINT, mode, str(workspace)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", _FIRST_PAINT, mode, str(workspace)], cwd=workspace,
+                         env=child_pythonpath(dict(os.environ)),
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     if out.returncode != 0 or "PAINT" not in out.stdout:
@@ -106,7 +108,7 @@ async def _burst(workspace: Path, n: int) -> dict[str, Any]:
         writer_proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "import sys; from bpllm_tui.bench import _write_burst; from pathlib import Path; "
             "_write_burst(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))", str(run_dir), run_id, str(n),
-            cwd=str(ROOT), stdin=asyncio.subprocess.DEVNULL)
+            cwd=str(run_dir), env=child_pythonpath(dict(os.environ)), stdin=asyncio.subprocess.DEVNULL)
         await writer_proc.wait()
         written = time.perf_counter() - start
         target = n + 2
@@ -176,7 +178,7 @@ def bench_tui(args: Any) -> int:
         (ws / "runs").mkdir(parents=True)
         lessons = ws / "lessons"
         lessons.mkdir()
-        starter = ROOT / "data" / "starter" / "lessons"
+        starter = STARTER_DIR / "lessons"
         for src in sorted(starter.glob("*.json"))[:1]:
             (lessons / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
 

@@ -28,13 +28,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.resources import child_pythonpath
 from engine.runtime.events import EVENTS_FILE, HEARTBEAT_FILE, pid_alive, read_heartbeat
 from engine.runtime.reader import EventTail
 
 from bpllm_tui.messages import (CommandFinished, EngineAttached, EngineEvents, EngineHeartbeat, EngineOutput,
                                 EngineProcess, FollowerFailed)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ".lock"
 BATCH = 500  # events per message: keeps each handler well under a frame
 # console lines the engine also writes as events (shown from the events instead)
@@ -64,8 +64,7 @@ def engine_command(*args: str) -> list[str]:
 
 
 def engine_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env = child_pythonpath(dict(os.environ))  # the engine child imports this same code (checkout or install)
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("TEXTUAL", None)
     return env

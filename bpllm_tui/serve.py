@@ -23,6 +23,7 @@ The page is textual-serve's own with its web fonts served from textual-serve's s
 from __future__ import annotations
 
 import hmac
+import importlib.resources
 import ipaddress
 import secrets
 import shlex
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+# package data of bpllm_tui (pyproject: package-data); a regular package, so files() is a real folder
+TEMPLATES = Path(str(importlib.resources.files("bpllm_tui").joinpath("templates")))
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 

@@ -10,12 +10,14 @@ of events costs one repaint (``versions`` tells each widget whether its area cha
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from engine.resources import resource
 from engine.runtime.reader import RunState as EngineRunState
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -475,10 +477,7 @@ def _run_line(e: dict[str, Any]) -> tuple[str, str] | None:
 
 def load_plan() -> list[dict[str, Any]]:
     """The canonical step plan shipped as data (shown before any run exists)."""
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "data" / "step_plan.json"
+    path = resource("data", "step_plan.json")
     try:
         steps = json.loads(path.read_text(encoding="utf-8")).get("steps", [])
     except (OSError, ValueError, AttributeError):

@@ -21,6 +21,21 @@ def corpus() -> Path:
     return CORPUS
 
 
+def corpus_files(corpus: Path, sub: str, pattern: str, *, expected: int | None = None,
+                 recursive: bool = False) -> list[Path]:
+    """Files of one corpus folder: skip when the folder is absent, fail when it holds none, so a loop
+    over them can never pass vacuously; ``expected`` pins the count the tests were written against."""
+    folder = corpus / sub
+    if not folder.is_dir():
+        pytest.skip(f"corpus folder {folder} not found (the reference corpus is absent or incomplete; "
+                    f"expected ../shared/corpus/blueprintllm beside the repo)")
+    files = sorted(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    assert files, f"no {pattern} files in {folder}: the corpus is incomplete"
+    if expected is not None:
+        assert len(files) == expected, f"expected {expected} {pattern} files in {folder}, found {len(files)}"
+    return files
+
+
 def load_lessons(root: Path) -> dict[str, dict]:
     """lesson file path (relative) -> lesson JSON, for lessons/*.json and lessons/holdout/*.json."""
     out = {}

@@ -77,6 +77,7 @@ def test_exam_gold_has_zero_errors():
 @pytest.mark.parametrize("name", CURATED_DATASETS)
 def test_curated_dataset_rows_have_zero_errors(name: str):
     rows = jsonl(CORPUS / "datasets" / name)
+    assert rows, f"{name} holds no rows"
     assert_all_valid([(f"{name}:{i}", r["output"]) for i, r in enumerate(rows, 1)])
 
 
@@ -153,4 +154,5 @@ def test_formatted_gold_still_validates():
     for path in sorted((CORPUS / "lessons").rglob("*.json")):
         for p in json.loads(path.read_text(encoding="utf-8"))["prompts"]:
             items.append((f"{path.name}:{p['id']} (formatted)", format_dsl(p["expected_dsl"])))
+    assert len(items) > 280, f"only {len(items)} lesson gold texts found"
     assert_all_valid(items)

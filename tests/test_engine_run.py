@@ -202,15 +202,22 @@ def test_stop_then_resume(ws: Path) -> None:
 
 
 def _all_state_parses(ws: Path) -> None:
+    parsed = 0
     for p in ws.rglob("*"):
         if not p.is_file() or "backups" in p.parts:
             continue
         assert not p.name.endswith(".tmp"), f"temp file left behind: {p}"
         if p.suffix == ".json":
             json.loads(p.read_text(encoding="utf-8"))
+            parsed += 1
         elif p.suffix == ".jsonl":
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                json.loads(line), f"{p}:{n}"
+                try:
+                    json.loads(line)
+                except ValueError as exc:
+                    raise AssertionError(f"{p}:{n} is not JSON (half-written?): {exc}") from None
+            parsed += 1
+    assert parsed, f"no state files at all under {ws}"
 
 
 def test_kill9_then_resume_nothing_half_written(ws: Path) -> None:

@@ -34,7 +34,9 @@ def _imports(package: str) -> set[tuple[str, str]]:
     ],
 )
 def test_no_forbidden_imports_in_source(package, forbidden):
-    bad = sorted((f, m) for f, m in _imports(package) if m in forbidden)
+    found = _imports(package)
+    assert found, f"no imports found under {package}/: the scan read nothing"
+    bad = sorted((f, m) for f, m in found if m in forbidden)
     assert not bad, f"{package}/ must not import {sorted(forbidden)}: {bad}"
 
 

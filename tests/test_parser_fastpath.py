@@ -8,7 +8,6 @@ and on every gold/exam/dataset text of the reference corpus when it is present.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,9 +15,29 @@ from hypothesis import strategies as st
 
 from dsl import parser
 from dsl.parser import parse, set_fast_path
+from engine.workspace.workspace import STARTER_DIR
 from tests.conftest import CORPUS, CORPUS_MISSING
 
-REPO = Path(__file__).resolve().parent.parent
+FAST_HITS: list[str] = []  # lines the fast path built (it declines some, which then go through Lark)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_path_built():
+    """Every comparison here is vacuous unless the fast path exists: both sides would be Lark's."""
+    set_fast_path(True)
+    fast = parser._fast_path()
+    assert fast is not None, "the parser's fast path failed to build (dsl/parser.py _FastPath): nothing to compare"
+    real = fast.statement
+
+    def counted(number: int, raw: str):
+        stmt = real(number, raw)
+        if stmt is not None:
+            FAST_HITS.append(raw)
+        return stmt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast, "statement", counted)
+        yield fast
 
 
 def both(text: str):
@@ -28,6 +47,7 @@ def both(text: str):
         pure = parse(text)
     finally:
         set_fast_path(True)
+    assert parser._fast_path() is not None, "the fast path is off or failed: the comparison would be Lark vs Lark"
     first = parse(text)
     set_fast_path(True)  # forget memoised lines, keep learnt shapes: now every line is a shape hit
     again = parse(text)
@@ -145,7 +165,7 @@ def test_valid_lines_skip_lark(monkeypatch):
 
 def _starter_texts() -> list[str]:
     out = []
-    for path in sorted((REPO / "data" / "starter").rglob("*.json")):
+    for path in sorted(STARTER_DIR.rglob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -157,9 +177,13 @@ def _starter_texts() -> list[str]:
 
 def test_fast_path_matches_lark_on_starter_data():
     texts = _starter_texts()
-    assert texts, "no starter lesson texts found under data/starter"
+    assert texts, f"no starter lesson texts found under {STARTER_DIR}"
+    parser.clear_cache()
+    FAST_HITS.clear()
     for text in texts:
         assert_same(text)
+    lines = {line for text in texts for line in parser.normalise(text).split("\n") if line.strip()}
+    assert lines <= set(FAST_HITS), f"valid gold lines the fast path did not build: {sorted(lines - set(FAST_HITS))[:3]}"
 
 
 def _corpus_texts() -> list[str]:
@@ -188,7 +212,9 @@ def test_fast_path_matches_lark_on_every_corpus_text():
     finally:
         set_fast_path(True)
     parser.clear_cache()  # learn every shape from scratch while reading
+    FAST_HITS.clear()
     fast = [parse(t) for t in texts]
+    assert len(FAST_HITS) > 1000, f"the fast path built only {len(FAST_HITS)} lines of {len(texts)} texts"
     set_fast_path(True)
     again = [parse(t) for t in texts]
     bad = [i for i, (p, f, a) in enumerate(zip(pure, fast, again)) if not (p == f == a)]

@@ -15,7 +15,7 @@ from bpllm_tui.config import TuiConfig
 from bpllm_tui.widgets.log_view import LogView
 from bpllm_tui.widgets.mastery_table import MasteryTable
 from bpllm_tui.widgets.step_tree import StepTree
-from tests.tui_helpers import write_run
+from tests.tui_helpers import wait_for, write_run
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tui" / "run" / "events.jsonl"
 RUN_ID = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[0])["run_id"]
@@ -56,17 +56,14 @@ async def settle(app, pilot) -> None:
         return (log.settled and app.screen._seen == app.state.versions
                 and not table._require_update_dimensions and not table._new_rows)
 
-    while not done():
-        await pilot.pause(0.05)
+    await wait_for(pilot, done, timeout=30, what="the dashboard to paint everything it was given")
     await pilot.pause(0.2)
-    while not done():
-        await pilot.pause(0.05)
+    await wait_for(pilot, done, timeout=30, what="the dashboard to settle again")
 
 
 async def follow_fixture(app, pilot, ws: Path) -> None:
     app.client.follow(ws / "runs" / RUN_ID, live=False)
-    while app.state.status != "done":
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: app.state.status == "done", timeout=30, what="the recorded run to be folded")
     await settle(app, pilot)
 
 
@@ -85,8 +82,7 @@ def test_dashboard_training_with_loss_and_mastery(snap_compare, tmp_path):
 
     async def before(pilot):
         app.client.follow(run_dir, live=False)
-        while app.state.status != "done":
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: app.state.status == "done", timeout=30, what="the written run to be folded")
         await settle(app, pilot)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=before)
@@ -118,8 +114,7 @@ def test_editor_with_errors(snap_compare, tmp_path):
 async def open_editor_still(app, pilot) -> None:
     """Open the editor on its first prompt, cursor at line 7 col 14, nothing blinking (stable snapshots)."""
     await pilot.press("e")
-    while getattr(app.screen, "lesson", None) is None:
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: getattr(app.screen, "lesson", None) is not None, what="the editor to open a lesson")
     editor = app.screen
     editor.dsl.cursor_blink = False
     for field in editor.query("Input"):
@@ -141,8 +136,8 @@ def test_review_structural_diff(snap_compare, tmp_path):
 
     async def before(pilot):
         await pilot.press("v")
-        while getattr(app.screen, "current", None) is None:
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: getattr(app.screen, "current", None) is not None,
+                       what="the review screen to show an answer")
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(160, 40), run_before=before)
@@ -179,8 +174,8 @@ def test_review_narrow_terminal_comparing_versions(snap_compare, tmp_path):
 
     async def before(pilot):
         await pilot.press("v")
-        while getattr(app.screen, "current", None) is None:
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: getattr(app.screen, "current", None) is not None,
+                       what="the review screen to show an answer")
         await pilot.press("p")
         await pilot.pause(0.3)
 

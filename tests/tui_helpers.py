@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
 from pathlib import Path
@@ -11,14 +12,21 @@ from engine.runtime.events import EventWriter, Heartbeat
 RUN_ID = "20260301-002143-4a5a"
 
 
-async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
-    """Pump the app until ``predicate()`` is true; False on timeout (the test then asserts)."""
+async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05, what: str = "") -> bool:
+    """Pump the app until ``predicate()`` is true; fail the test on timeout (a wait never hangs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         await pilot.pause(step)
-    return predicate()
+    if predicate():
+        return True
+    if not what:
+        try:
+            what = inspect.getsource(predicate).strip()
+        except (OSError, TypeError):
+            what = repr(predicate)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
 
 
 def write_run(workspace: Path, *, finished: bool = True, run_id: str = RUN_ID, pid: int | None = None,

@@ -12,7 +12,7 @@ exam ``expected_dsl``, ``lesson_data.jsonl``, ``lesson_02_data.jsonl``,
 ``synthetic_train.jsonl``, ``validation.jsonl`` and the rows of ``train.jsonl``
 that did not come from the broken clipboard translator.
 
-Usage::
+Usage (with bpllm importable: ``make setup``, or ``PYTHONPATH=.`` in a checkout)::
 
     python tools/derive_catalog.py                  # draft JSON on stdout
     python tools/derive_catalog.py --summary        # human-readable usage table
@@ -28,8 +28,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterator
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = (REPO / ".." / "shared" / "corpus" / "blueprintllm").resolve()
+from dsl.catalog import load_catalog_file
+from engine.resources import checkout_root
+
+# the reference corpus sits beside the checkout (../shared/corpus/blueprintllm)
+DEFAULT_CORPUS = ((checkout_root() or Path.cwd()).parent / "shared" / "corpus" / "blueprintllm").resolve()
 
 CURATED_DATASETS = ("lesson_data.jsonl", "lesson_02_data.jsonl", "synthetic_train.jsonl", "validation.jsonl")
 
@@ -211,9 +214,6 @@ def draft_catalog(usage: dict) -> dict:
 
 def check(usage: dict, catalog_path: Path) -> list[str]:
     """Usage the curated catalog does not cover (after aliases)."""
-    sys.path.insert(0, str(REPO))
-    from dsl.catalog import load_catalog_file
-
     cat = load_catalog_file(catalog_path)
     problems = []
     for name, info in usage["nodes"].items():

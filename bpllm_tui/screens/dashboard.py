@@ -18,6 +18,7 @@ from bpllm_tui.widgets.loss_chart import LossChart
 from bpllm_tui.widgets.mastery_table import MasteryTable
 from bpllm_tui.widgets.status_bar import StatusBar
 from bpllm_tui.widgets.step_tree import StepTree
+from engine.resources import resource
 
 AREAS = ("steps", "loss", "mastery", "gpu", "log", "status")
 
@@ -53,7 +54,7 @@ class FigureLine(Static):
 
 
 class DashboardScreen(Screen):
-    CSS_PATH = "../../styles/dashboard.tcss"
+    CSS_PATH = resource("styles", "dashboard.tcss")
     BINDINGS = bindings(DASHBOARD_KEYS)
     KEY_SPECS = DASHBOARD_KEYS
 

@@ -7,12 +7,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from engine.resources import resource
 
 
 class Choice(ModalScreen[str]):
     """A question with buttons; the first is the default (Enter), Escape answers ``cancel``."""
 
-    CSS_PATH = "../../styles/dialogs.tcss"
+    CSS_PATH = resource("styles", "dialogs.tcss")
     BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel", show=False)]
 
     def __init__(self, title: str, message: str, choices: list[tuple[str, str, str]], *, id: str | None = None) -> None:
@@ -77,7 +78,7 @@ def unsaved_changes(what: str) -> Choice:
 class Prompt(ModalScreen[str | None]):
     """Ask for one line of text (a path, a lesson id)."""
 
-    CSS_PATH = "../../styles/dialogs.tcss"
+    CSS_PATH = resource("styles", "dialogs.tcss")
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", show=False)]
 
     def __init__(self, title: str, placeholder: str = "", value: str = "", *, id: str | None = None) -> None:

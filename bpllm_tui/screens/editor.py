@@ -34,6 +34,7 @@ from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files, pendin
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
 from bpllm_tui.widgets.dsl_editor import DslTextArea
 from engine.workspace.safe_paths import UnsafePath, id_path, safe_id
+from engine.resources import resource
 
 DEBOUNCE_S = 0.025  # only for texts slower to check than SYNC_VALIDATE_S
 SYNC_VALIDATE_S = 0.008
@@ -57,7 +58,7 @@ class SwapWriteFailed(Message):
 class LessonPicker(ModalScreen[Path | None]):
     """Pick a lesson of the workspace (drafts from grading included) or type a path."""
 
-    CSS_PATH = "../../styles/dialogs.tcss"
+    CSS_PATH = resource("styles", "dialogs.tcss")
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", show=False)]
 
     def __init__(self, workspace: Path) -> None:
@@ -99,7 +100,7 @@ class LessonPicker(ModalScreen[Path | None]):
 
 
 class EditorScreen(Screen):
-    CSS_PATH = "../../styles/editor.tcss"
+    CSS_PATH = resource("styles", "editor.tcss")
     BINDINGS = bindings(EDITOR_KEYS)
     KEY_SPECS = EDITOR_KEYS
     # below 120 columns the panes stack (styles/editor.tcss): side by side the DSL pane had no width

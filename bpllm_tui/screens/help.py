@@ -11,10 +11,11 @@ from textual.widgets import Static
 
 from bpllm_tui.config import user_config_path
 from bpllm_tui.keys import ALL_KEY_GROUPS, effective_key
+from engine.resources import resource
 
 
 class HelpScreen(ModalScreen[None]):
-    CSS_PATH = "../../styles/help.tcss"
+    CSS_PATH = resource("styles", "help.tcss")
     BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close", show=True)]
 
     def __init__(self, keymap: dict[str, str], config_sources: list[str]) -> None:

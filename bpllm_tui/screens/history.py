@@ -22,6 +22,7 @@ from bpllm_tui.keys import HISTORY_KEYS, bindings
 from bpllm_tui.widgets._theme import themed
 from bpllm_tui.widgets.gpu_panel import sparkline
 from bpllm_tui.widgets.table import MeasuredTable
+from engine.resources import resource
 
 
 class Cell:
@@ -101,7 +102,7 @@ def collect(workspace: Path, extra: list[Path],
 
 
 class HistoryScreen(Screen):
-    CSS_PATH = "../../styles/history.tcss"
+    CSS_PATH = resource("styles", "history.tcss")
     BINDINGS = bindings(HISTORY_KEYS)
     KEY_SPECS = HISTORY_KEYS
 

@@ -29,6 +29,7 @@ from bpllm_tui.lesson import Lesson, LessonError
 from bpllm_tui.widgets.dsl_diff import (BUCKET_LABEL, diagnostic_where, line_marks, pair_rewired, render_side,
                                          where_text)
 from bpllm_tui.widgets._theme import themed
+from engine.resources import resource
 
 
 POLL_S = 2.0  # exam files are written once per lesson and version: a cheap stat every 2 s is plenty
@@ -48,7 +49,7 @@ class ExamFilesChanged(Message):
 
 
 class ReviewScreen(Screen):
-    CSS_PATH = "../../styles/review.tcss"
+    CSS_PATH = resource("styles", "review.tcss")
     BINDINGS = bindings(REVIEW_KEYS)
     KEY_SPECS = REVIEW_KEYS
     # below 120 columns the tree goes above the diff (styles/review.tcss): beside it the panes were 2 lines high

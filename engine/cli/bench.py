@@ -13,13 +13,16 @@ import statistics
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "blueprintllm"
+from engine.resources import checkout_root
+from engine.workspace.workspace import STARTER_DIR
+
+# the reference corpus sits beside the checkout (../shared/corpus); from an install, beside the current folder
+CORPUS = (checkout_root() or Path.cwd()).parent / "shared" / "corpus" / "blueprintllm"
 
 
 def _gold_texts(corpus: Path) -> list[str]:
     texts: list[str] = []
-    lesson_dirs = [corpus / "lessons", REPO_ROOT / "data" / "starter" / "lessons"]
+    lesson_dirs = [corpus / "lessons", STARTER_DIR / "lessons"]
     for folder in lesson_dirs:
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:

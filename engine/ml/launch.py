@@ -23,6 +23,8 @@ from dsl.errors import BpllmError
 from dsl.config import ConfigError
 
 from .hooks import step_hooks
+from engine.resources import checkout_root, child_pythonpath
+
 from .train import TrainingStopped, TrainSpec, last_checkpoint
 
 
@@ -91,9 +93,7 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
     spec_path.write_text(spec.to_json(), encoding="utf-8")
     events_path.write_text("", encoding="utf-8")
     stop_path.unlink(missing_ok=True)
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_pythonpath(dict(os.environ))  # the ranks import this same engine (checkout or install)
     env.setdefault("OMP_NUM_THREADS", "1")
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the ranks must not touch a card they were not given
@@ -104,7 +104,7 @@ def launch(spec: TrainSpec, work_dir: Path, num_processes: int, config_file: str
     stopped: dict[str, Any] = {}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, cwd=root)
+                                start_new_session=True, cwd=str(checkout_root() or work_dir))
         try:
             while True:
                 rc = proc.poll()

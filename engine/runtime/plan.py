@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Iterable
 
 from engine.atomic import atomic_write_json, read_json
+from engine.resources import resource
 
-PLAN_PATH = Path(__file__).resolve().parents[2] / "data" / "step_plan.json"
+PLAN_PATH = resource("data", "step_plan.json")
 TIMING_KEEP = 10
 
 

@@ -1,1 +1,0 @@
-"""Starter data shipped with bpllm (catalog, starter lessons, system prompt)."""

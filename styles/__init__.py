@@ -1,1 +1,0 @@
-"""TCSS stylesheets, one per screen."""
