@@ -89,7 +89,7 @@ def sniff_blend(path: Path) -> tuple[str | None, str]:
     with open(path, "rb") as fh:
         head = fh.read(16)
         if head.startswith(BLEND_MAGIC):
-            return "none", head[:17].decode("latin-1")
+            return "none", "none"
         if head.startswith(GZIP_MAGIC):
             fh.seek(0)
             try:
