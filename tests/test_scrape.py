@@ -265,6 +265,9 @@ def test_link_header_and_rate_limit_parsing():
     now = 1000.0
     assert sc.rate_limit_until(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1003"}, b"", now) == 1003
     assert sc.rate_limit_until(429, {"Retry-After": "5"}, b"", now) == 1005
+    assert sc.rate_limit_until(429, {"X-RateLimit-Reset": "1004"}, b"", now) == 1004
+    assert sc.rate_limit_until(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1003", "Retry-After": "9"},
+                               b"", now) == 1009  # both given: the later one
     assert sc.rate_limit_until(403, {"X-RateLimit-Remaining": "12"}, b"forbidden", now) is None
     assert sc.rate_limit_until(404, {"Retry-After": "5"}, b"", now) is None
 

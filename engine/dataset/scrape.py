@@ -172,7 +172,7 @@ def rate_limit_until(status: int, headers: Any, body: bytes, now: float) -> floa
                 times.append(email.utils.parsedate_to_datetime(retry_after).timestamp())
             except (TypeError, ValueError):
                 times.append(now + DEFAULT_WAIT_S)
-    if remaining == "0":
+    if remaining == "0" or (reset and not remaining):  # a reset time without a count still names the wait
         try:
             times.append(float(reset))
         except ValueError:
