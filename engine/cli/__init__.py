@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.dataset.drafts",        # accept (a drafted lesson into lessons/)
     "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.cli.bench",         # bench dsl|exam|train|tui
+    "engine.cli.scrape",        # scrape github
 )
 
 
