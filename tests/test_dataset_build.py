@@ -249,3 +249,14 @@ def test_build_on_the_corpus(tmp_path):
     assert rep["files"] == 28 and rep["files_without_provenance"] == 0  # SOURCES.md/manifest one folder up
     assert rep["materials"] > 0 and rep["rows"] > 0
     assert rep["train"]["rows"] > 0 and rep["test"]["rows"] > 0
+
+
+def test_cli_refusals_are_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("BPLLM_WORKSPACE", None)
+    ws = tmp_path / "ws"
+    subprocess.run([sys.executable, "-m", "engine.cli", "init", str(ws)], env=env, check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "dataset", "build", "--from", str(tmp_path / "nope"),
+                        "-w", str(ws)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "not a folder" in r.stderr

@@ -94,8 +94,9 @@ _SOURCES_LINE = re.compile(r"^- `(?:files/)?(?P<name>[^`]+)` \| (?P<repo>[^|]+?)
 
 
 def read_provenance(root: Path) -> tuple[dict[str, Provenance], dict[str, Provenance]]:
-    """(by sha256, by file name) from every metadata file found at the top of ROOT. Bytes found in several
-    repositories belong to the first one listed: one file, one side of the split."""
+    """(by sha256, by file name) from the metadata files at the top of ROOT and, for a ``files/`` folder
+    like the corpus', one level up. Bytes found in several repositories belong to the first one
+    listed: one file, one side of the split."""
     by_sha: dict[str, Provenance] = {}
     by_name: dict[str, Provenance] = {}
 
@@ -110,6 +111,12 @@ def read_provenance(root: Path) -> tuple[dict[str, Provenance], dict[str, Proven
             if isinstance(row.get(k), str):
                 by_name.setdefault(Path(row[k]).name, prov)
 
+    for folder in (root, root.parent):
+        _read_metadata(folder, add)
+    return by_sha, by_name
+
+
+def _read_metadata(root: Path, add: Callable[[dict[str, Any]], None]) -> None:
     for meta in sorted(root.glob("*.jsonl")):
         for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
@@ -132,9 +139,8 @@ def read_provenance(root: Path) -> tuple[dict[str, Provenance], dict[str, Proven
         for line in sources.read_text(encoding="utf-8", errors="replace").splitlines():
             m = _SOURCES_LINE.match(line.strip())
             if m:
-                by_name.setdefault(m["name"], Provenance(
-                    re.sub(r"^(https?://)?github\.com/", "", m["repo"].strip()), m["path"], _licence(m["licence"])))
-    return by_sha, by_name
+                add({"name": m["name"], "repository": m["repo"].strip(), "path": m["path"],
+                     "licence": m["licence"]})
 
 
 def provenance_of(path: Path, root: Path, by_sha: dict[str, Provenance], by_name: dict[str, Provenance]) -> Provenance:
