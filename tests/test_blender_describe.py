@@ -92,3 +92,14 @@ def test_group_describes_its_interface():
     text = describe(g, 0)
     assert "Wood Grain" in text and "node group" in text.lower()
     assert "inputs Scale; outputs Color" in text and "wave texture" in text
+
+
+def test_one_source_for_many_inputs_and_many_textures_are_counted():
+    nodes = [Node("g", "ShaderNodeGroup", props={"node_tree": "Bark"}), Node("p", "ShaderNodeBsdfPrincipled"),
+             Node("o", "ShaderNodeOutputMaterial")]
+    nodes += [Node(f"t{i}", "ShaderNodeTexImage", props={"image": f"img{i}.png"}) for i in range(5)]
+    links = [Link("g", "Color", "p", "Base Color"), Link("g", "Normal", "p", "Normal"),
+             Link("g", "Rough", "p", "Roughness"), Link("p", "BSDF", "o", "Surface")]
+    f = facts(Graph("material", "Birch", nodes=nodes, links=links))
+    assert f.wiring == ["node group 'Bark' drives Base Color, Normal and Roughness"]
+    assert f.textures == ["5 image textures"]

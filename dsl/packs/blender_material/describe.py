@@ -61,6 +61,8 @@ NODE_WORDS: dict[str, str] = {
 TEXTURES = {k for k in NODE_WORDS if k.startswith("ShaderNodeTex") and k not in ("ShaderNodeTexCoord",)}
 LAYOUT = {"NodeFrame", "NodeReroute"}  # layout only: never described
 SHADER_INPUTS = ("Shader", "Shader_001")
+MAX_SAME = 3  # more textures of one kind than this are counted, not listed
+MAX_WIRES = 8  # wiring sentences told; the rest are counted
 
 # Principled BSDF defaults (Blender 4/5): model.Node.inputs holds only values that differ from them
 PRINCIPLED_DEFAULTS: dict[str, Any] = {"Base Color": (0.8, 0.8, 0.8, 1.0), "Metallic": 0.0, "Roughness": 0.5,
@@ -322,19 +324,29 @@ def facts(graph: model.Graph) -> Facts:
             fac = view.source(surface.id, "Fac")
             if fac is not None:
                 f.wiring.append(f"{_chain_words(view, fac)} sets the mix factor")
+        drives: dict[str, list[str]] = {}  # chain -> inputs it drives (one source often feeds several)
         for sh in shader_nodes:
             for socket, src in view.inputs_linked(sh):
                 if socket in SHADER_INPUTS or (sh is surface and socket == "Fac"):
                     continue
                 target = socket if len(shader_nodes) == 1 else f"{socket} of the {node_words(sh)}"
-                f.wiring.append(f"{_chain_words(view, src)} drives {target}")
+                drives.setdefault(_chain_words(view, src), []).append(target)
+        f.wiring += [f"{chain} drives {_join(targets)}" for chain, targets in drives.items()]
     seen_t: list[str] = []
     seen_o: list[str] = []
     skip = {"ShaderNodeOutputMaterial", "NodeGroupInput", "NodeGroupOutput", "ShaderNodeTexCoord",
             "ShaderNodeUVMap", "ShaderNodeMapping", "ShaderNodeValue", "ShaderNodeRGB"}
+    kinds: dict[str, int] = {}
+    for n in real:
+        if n.bl_idname in TEXTURES:
+            kinds[n.bl_idname] = kinds.get(n.bl_idname, 0) + 1
     for n in real:
         w = node_words(n)
-        if n.bl_idname in TEXTURES:
+        if n.bl_idname in TEXTURES and kinds[n.bl_idname] > MAX_SAME:  # "10 image textures", not ten names
+            w = f"{kinds[n.bl_idname]} {w.replace('texture', 'textures')}"
+            if w not in seen_t:
+                seen_t.append(w)
+        elif n.bl_idname in TEXTURES:
             if n.bl_idname == "ShaderNodeTexImage" and isinstance(n.props.get("image"), str):
                 w = f"{w} '{n.props['image']}'"
             elif isinstance(n.inputs.get("Scale"), (int, float)) and not isinstance(n.inputs["Scale"], bool):
@@ -383,7 +395,8 @@ def describe(graph: model.Graph, seed: int = 0) -> str:
     if f.shader:
         looks = [w for w in f.looks if w]
         if looks:
-            form = _LOOK[2] if f.shader.startswith("a ") else rng.choice(_LOOK)
+            phrases = f.shader.startswith("a ") or any(re.search(r" with |\(| like ", w) for w in looks)
+            form = _LOOK[2] if phrases else rng.choice(_LOOK)  # "a with sheen BSDF" reads badly
             parts.append(f"{opener}: {_a(form.format(looks=_join(looks), shader=f.shader))}.")
         else:
             parts.append(f"{opener}: {_a(f.shader)}.")
@@ -394,7 +407,9 @@ def describe(graph: model.Graph, seed: int = 0) -> str:
     if f.textures:
         parts.append(rng.choice(_TEX).format(list=_join([_a(t) for t in f.textures])))
     if f.wiring:
-        wiring = list(f.wiring)
+        wiring = f.wiring[:MAX_WIRES]
+        if len(f.wiring) > MAX_WIRES:
+            wiring.append(f"{len(f.wiring) - MAX_WIRES} more connections like these")
         parts.append(rng.choice(_WIRE).format(list="; ".join(wiring)))
     if f.volume:
         parts.append(f"The volume comes from {f.volume}.")
