@@ -260,3 +260,23 @@ def test_cli_refusals_are_one_line(tmp_path):
                         "-w", str(ws)], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "not a folder" in r.stderr
+
+
+def test_loop_steps_build_blend_files_from_the_exports_folder(tmp_path):
+    """Steps 1.1/1.2 pick up .blend files in [data] exports_dir and build them (the loop from raw files)."""
+    _real_pack()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("BPLLM_WORKSPACE", None)
+    ws = tmp_path / "ws"
+    subprocess.run([sys.executable, "-m", "engine.cli", "init", str(ws)], env=env, check=True, capture_output=True)
+    toml = ws / "bpllm.toml"
+    toml.write_text(toml.read_text().replace('language = "blueprint"', 'language = "blender-material"'))
+    for name in ("KhronosGroup__glTF-Blender-IO__01_factors.blend", "Tommozite__Blender_Stuff__smoothie.blend"):
+        (ws / "exports" / name).write_bytes((CORPUS / "files" / name).read_bytes())  # into the tmp workspace only
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "--only", "1.1,1.2",
+                        "--events-stdout", "-q"], env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    built = [e for e in events if e.get("type") == "data" and e.get("name") == "blend_build"]
+    assert built and built[0]["rows"] > 0, r.stdout[-2000:]
+    assert (ws / "datasets" / "sources" / "blend.jsonl").exists()

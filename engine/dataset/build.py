@@ -171,7 +171,7 @@ def pack_language() -> Language:
 
         pack = load(LANGUAGE)
         from dsl.packs.blender_material import blend, text
-    except (ImportError, LookupError) as exc:
+    except (ImportError, LookupError, AttributeError) as exc:  # AttributeError: a pack module without PACK
         raise BuildError(f"the Blender material pack is not available ({type(exc).__name__}: {exc}); "
                          f"`bpllm dataset build` needs dsl.packs.blender_material (blend.read_blend, "
                          f"text.to_text)") from None
