@@ -44,7 +44,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "variations": ((int,), 2, "instruction variations generated per lesson prompt in step 8.2"),
         "integrate": ((str,), "examined", "which lessons step 8 integrates: examined | all | none"),
         "system_prompt": ((str,), "system_prompt.txt", "system prompt file (workspace-relative)"),
-        "exports_dir": ((str,), "exports", "UE5 clipboard exports (.txt, T3D) scanned by step 1.1"),
+        "exports_dir": ((str,), "exports", "UE5 clipboard exports (.txt, T3D) and .blend files scanned by step 1.1"),
     },
     "dsl": {
         "unknown_nodes": ((str,), "error", "node types missing from the catalog: error | warning "
