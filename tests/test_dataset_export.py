@@ -65,7 +65,7 @@ def test_anthropic_shape(ws, tmp_path):
 
 def test_hf_chat_shape_is_what_training_feeds_trl(ws, tmp_path):
     rows, _ = export(ws, tmp_path / "h.jsonl", "--format", "hf-chat")
-    _, ours = export(ws, tmp_path / "o.jsonl", "--format", "openai")
+    ours, _ = export(ws, tmp_path / "o.jsonl", "--format", "openai")
     from engine.ml.train import to_conversation  # the training side's own conversion
 
     assert len(rows) == len(ours)
@@ -73,9 +73,9 @@ def test_hf_chat_shape_is_what_training_feeds_trl(ws, tmp_path):
         assert set(row) == {"prompt", "completion"}
         assert [m["role"] for m in row["prompt"]] == ["system", "user"]
         assert [m["role"] for m in row["completion"]] == ["assistant"]
-    src = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
-    row0 = {"instruction": src[0]["messages"][1]["content"], "output": src[0]["messages"][2]["content"]}
-    assert rows[0] == to_conversation(row0, system_prompt(ws))
+    for row, o in zip(rows, ours):  # the same rows in the same order, as training would feed them
+        assert row == to_conversation({"instruction": o["messages"][1]["content"],
+                                       "output": o["messages"][2]["content"]}, system_prompt(ws))
 
 
 def test_alpaca_shape(ws, tmp_path):
