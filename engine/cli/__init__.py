@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.cli.bench",         # bench dsl|exam|train|tui
     "engine.cli.scrape",        # scrape github
+    "engine.cli.dataset",       # dataset build|export
 )
 
 

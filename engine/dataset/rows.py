@@ -418,24 +418,33 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
             s["valid"] += 1
             out = {"instruction": row["instruction"].strip(), "input": row.get("input") or "",
                    "output": chk.canonical.rstrip() }
-            for k in ("category", "pattern", "lesson_id", "prompt_id", "variation"):
+            for k in ("category", "pattern", "lesson_id", "prompt_id", "variation", "licence", "repository"):
                 if row.get(k) is not None:
                     out[k] = row[k]
             out["source"] = row.get("source") or rel
             out["_group"] = gkey
+            if row.get("split") in ("train", "validation"):  # `dataset build` splits by repository
+                out["_pin"] = row["split"]
             kept.append(out)
     train, val = split_rows(kept, val_fraction, min_val, seed)
     for r in train + val:
         r.pop("_group", None)
+        r.pop("_pin", None)
     stats["train"], stats["validation"] = len(train), len(val)
     stats["quarantined"] = stats["invalid"] + stats["malformed"]
     return MergeResult(train, val, problems, stats)
 
 
 def split_rows(rows: list[dict[str, Any]], fraction: float, min_val: int, seed: int) -> tuple[list, list]:
-    """Group-aware deterministic split: all rows of one graph land on the same side."""
+    """Group-aware deterministic split: all rows of one graph land on the same side. Rows pinned to a side
+    (``_pin``: `dataset build` split them by repository) stay there while there is a validation split."""
     if not rows or fraction <= 0:
         return rows, []
+    pinned = [r for r in rows if r.get("_pin")]
+    if pinned:
+        train, val = split_rows([r for r in rows if not r.get("_pin")], fraction, min_val, seed)
+        return (train + [r for r in pinned if r["_pin"] == "train"],
+                val + [r for r in pinned if r["_pin"] == "validation"])
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["_group"], []).append(r)

@@ -31,6 +31,9 @@ from engine.runtime.failures import DataError
 from engine.runtime.reader import describe_skipped, read_events
 
 ML_STEPS_HINT = "the ML steps (engine/ml/steps.py)"
+# what steps 1.1/1.2 pick up in [data] exports_dir: UE5 clipboard exports, and .blend files that
+# `bpllm dataset build` turns into Blender-material rows (docs/pipeline.md)
+EXPORT_SUFFIXES = (".txt", ".t3d", ".blend")
 
 
 def register_steps(reg: StepRegistry) -> None:
@@ -53,7 +56,7 @@ def _cycle_state(ctx: StepContext) -> dict[str, Any]:
 def analyze_exports(ctx: StepContext) -> dict[str, Any]:
     ws = ctx.workspace
     d = ws.exports
-    files = sorted(p for p in d.glob("*") if p.suffix.lower() in (".txt", ".t3d") and p.is_file()) if d.is_dir() else []
+    files = sorted(p for p in d.glob("*") if p.suffix.lower() in EXPORT_SUFFIXES and p.is_file()) if d.is_dir() else []
     seen = read_json(ws.generated / "exports_manifest.json", {}) or {}
     new = []
     for i, p in enumerate(files, 1):
@@ -73,6 +76,11 @@ def translate_exports(ctx: StepContext) -> dict[str, Any]:
         new = _cycle_state(ctx)["new_exports"]
     if not new:
         return {"translated": 0, "message": "no new exports"}
+    blends = [item for item in new if item["name"].lower().endswith(".blend")]
+    new = [item for item in new if not item["name"].lower().endswith(".blend")]
+    built = _build_blends(ctx, blends, alone=not new) if blends else {}
+    if not new:
+        return built
     try:
         from dsl.t3d.importer import import_t3d_text
     except ImportError as exc:
@@ -99,7 +107,37 @@ def translate_exports(ctx: StepContext) -> dict[str, Any]:
     atomic_write_jsonl(ws.generated / "exports_review.jsonl", prev + review)
     write_quarantine(ws.quarantine, problems, prefix="exports-") if problems else None
     atomic_write_json(ws.generated / "exports_manifest.json", manifest)
-    return {"translated": len(review), "invalid": len(problems)}
+    return {"translated": len(review), "invalid": len(problems)} | built
+
+
+def _build_blends(ctx: StepContext, new: list[dict[str, Any]], alone: bool) -> dict[str, Any]:
+    """New .blend files in the exports folder: `bpllm dataset build` over the whole folder (its rows,
+    repository splits and held-out lesson are rewritten together), then the manifest records them.
+    When it cannot build, the files wait (reported); T3D exports beside them are still translated."""
+    from engine.dataset.build import BuildError, build
+
+    ws = ctx.workspace
+
+    def progress(msg: str) -> None:
+        ctx.check_stop()  # nothing is written before the end of a build: a safe boundary
+        ctx.log(msg)
+
+    try:
+        rep = build(ws, ws.exports, progress=progress)
+    except BuildError as exc:
+        reason = f"{len(new)} new .blend file(s) in {ws.exports} wait: {exc}"
+        if alone:
+            ctx.skip(reason)
+        ctx.log(reason, "warning")
+        return {"blend_waiting": len(new), "blend_reason": str(exc)}
+    manifest = read_json(ws.generated / "exports_manifest.json", {}) or {}
+    manifest.update({item["name"]: item["sha256"] for item in new})
+    atomic_write_json(ws.generated / "exports_manifest.json", manifest)
+    ctx.emit("data", name="blend_build", rows=rep["rows"], quarantined=rep["quarantined"],
+             train=rep["train"]["rows"], validation=rep["validation"]["rows"],
+             path=rep["rows_path"], step="1.2")
+    return {"blend_files": rep["files"], "materials": rep["materials"], "blend_rows": rep["rows"],
+            "blend_quarantined": rep["quarantined"], "blend_test": rep["test"]["rows"]}
 
 
 def synthetic_data(ctx: StepContext) -> dict[str, Any]:
