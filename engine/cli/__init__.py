@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.dataset.drafts",        # accept (a drafted lesson into lessons/)
     "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.cli.bench",         # bench dsl|exam|train|tui
+    "dsl.packs.blender_material.cli",  # import-blend, export-blend, render-material
 )
 
 

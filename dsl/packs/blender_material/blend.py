@@ -507,7 +507,7 @@ def read_blend(path: str | Path, known_types: frozenset[str] | None = None,
         head = fh.read(4)
     if head != b"BLEN" and head[:2] != b"\x1f\x8b" and head != b"\x28\xb5\x2f\xfd":  # plain, gzip, zstd
         raise BpllmError(f"{path}: not a .blend file (no BLENDER header, not gzip or zstd)", "give a file saved by Blender")
-    known = catalog_types() if known_types is None else known_types
+    known = catalog_types() if known_types is None else (known_types or None)  # frozenset(): no check
     lines: list[str] = []
     try:
         with quiet_blender(lines):
