@@ -179,7 +179,9 @@ class _FileReader:
         self.iface: dict[str, dict[str, str]] = {}  # group name -> original identifier -> canonical
 
     def report(self, owner: str, what: str, reason: str) -> None:
-        self.unmapped.append(Unmapped(self.file, owner, what, reason))
+        item = Unmapped(self.file, owner, what, reason)
+        if item not in self.unmapped:  # an image packed once is used by many nodes: say it once per owner
+            self.unmapped.append(item)
 
     def run(self) -> list[Graph]:
         bpy = self.bpy
@@ -521,7 +523,8 @@ def read_blend(path: str | Path, known_types: frozenset[str] | None = None,
         log.extend(ln for ln in lines if ln.startswith(("Warning", "Error")))
     try:
         reader = _FileReader(bpy, path.name, known)
-        graphs = reader.run()
+        with quiet_blender():  # bpy.rna warns on stdout for enum values it does not know (reported instead)
+            graphs = reader.run()
         return graphs, reader.unmapped
     finally:
         reset(bpy)

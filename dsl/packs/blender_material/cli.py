@@ -139,6 +139,13 @@ def _need_bpy(cmd: str) -> bool:
     return False
 
 
+def _stdout_done() -> None:
+    """Blender prints "Not freed memory blocks" on the C stdout at exit: once our output is written,
+    point fd 1 at stderr so ``--json`` stdout stays one JSON document."""
+    sys.stdout.flush()
+    os.dup2(2, 1)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
 
@@ -223,6 +230,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"files": files, "totals": totals}, sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")
+        _stdout_done()
     else:
         print(f"files {totals['files']}: opened {totals['opened']}, failed {totals['failed']}; "
               f"materials {totals['materials']}, groups {totals['groups']}"
