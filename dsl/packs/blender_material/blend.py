@@ -493,7 +493,9 @@ def catalog_types() -> frozenset[str] | None:
     for attr in ("nodes", "types", "node_types"):
         got = getattr(cat, attr, None) if not isinstance(cat, dict) else cat.get(attr)
         if got:
-            return frozenset(got.keys() if isinstance(got, dict) else (getattr(t, "bl_idname", t) for t in got))
+            types = frozenset(got.keys() if isinstance(got, dict) else (getattr(t, "bl_idname", t) for t in got))
+            # a shape this reader does not understand must not drop every node as "unknown"
+            return types if "ShaderNodeBsdfPrincipled" in types else None
     return None
 
 
