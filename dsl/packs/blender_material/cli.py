@@ -1,0 +1,314 @@
+"""`bpllm import-blend`, `export-blend` and `render-material`: real Blender files ⇄ the material language.
+
+``import-blend FILE.blend... --out DIR [--json] [--roundtrip] [--format dsl|json]`` writes one file per
+material and per shader node group (``DIR/<blend stem>/<material|group>_<name>.dsl``) and reports,
+per file, what did not map and why. ``--roundtrip`` also exports every imported graph back to a
+.blend, reopens it and compares (node types, links, non-default values, enums, groups used).
+``export-blend FILE... --out OUT.blend`` builds materials and the groups they use.
+``render-material FILE... --out F.png`` renders a material ball in Cycles on the CPU.
+
+Without bpy each command prints one line saying how to install it and exits 1.
+
+``import-blend --json`` shape (a contract for other tools)::
+
+    {"files": [{"path", "opened": bool, "error"?, "warnings": [...],
+                "graphs": [{"kind", "name", "nodes", "links", "out"?, "diagnostics"?, "roundtrip"?}],
+                "unmapped": [{"owner", "what", "reason"}]}],
+     "totals": {"files", "opened", "failed", "materials", "groups", "written", "validation_errors",
+                "unmapped", "unmapped_by_reason": {reason: n},
+                "roundtrip"?: {"identical", "different", "build_failed"}}}
+
+``roundtrip`` per graph is ``"identical"`` or a list of differences (or ``"build failed: …"``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dsl.errors import BpllmError
+
+from dsl.atomic import atomic_write_text
+from . import modeljson
+from .model import Graph
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    imp = subparsers.add_parser(
+        "import-blend",
+        help="Blender .blend → material DSL (one file per material and shader node group, with a report)",
+        description="Open .blend files in Blender (bpy) and write each material with a stored node tree and "
+        "each shader node group as a material DSL file: reroutes resolved, frames dropped, only "
+        "non-default values. What did not map (script nodes, packed images, drivers, add-on nodes) is "
+        "reported per file with a reason.",
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE.blend")
+    imp.add_argument("--out", metavar="DIR", help="write DIR/<blend stem>/<material|group>_<name>.dsl")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    imp.add_argument("--roundtrip", action="store_true",
+                     help="also export each file's graphs to a .blend, reopen it and compare (prints the counts)")
+    imp.add_argument("--format", choices=("dsl", "json"), default=None,
+                     help="dsl (default when the text layer is installed) or the graph model as JSON")
+    imp.set_defaults(func=cmd_import)
+
+    exp = subparsers.add_parser(
+        "export-blend",
+        help="material DSL → Blender .blend (materials and the groups they use, laid out left to right)",
+        description="Build the materials and node groups of DSL (or graph JSON) files in Blender and save "
+        "one .blend. Links Blender marks invalid, unknown types, sockets or enum items are errors.",
+    )
+    exp.add_argument("files", nargs="+", metavar="FILE.dsl", help="material and group files (.dsl or .json)")
+    exp.add_argument("--out", metavar="OUT.blend", required=True)
+    exp.set_defaults(func=cmd_export)
+
+    ren = subparsers.add_parser(
+        "render-material",
+        help="render a material DSL file on a ball (Cycles, CPU) to a PNG",
+        description="Render the first material of FILE on a sphere over a checker floor with Cycles on the "
+        "CPU. Further files supply the node groups the material uses.",
+    )
+    ren.add_argument("files", nargs="+", metavar="FILE.dsl", help="the material (and files of groups it uses)")
+    ren.add_argument("--out", metavar="F.png", required=True)
+    ren.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
+    ren.add_argument("--samples", type=int, default=16, help="Cycles samples (default 16)")
+    ren.add_argument("--material", metavar="NAME", help="which material to render when FILE has several")
+    ren.set_defaults(func=cmd_render)
+
+
+# -- text layer: DSL when the language's text module is there, graph JSON always ---------------------
+def _text_module() -> Any | None:
+    try:
+        from . import text  # noqa: PLC0415 - the DSL text layer (optional on this branch)
+    except ImportError:
+        return None
+    return text if hasattr(text, "to_text") and hasattr(text, "from_text") else None
+
+
+def graph_to_text(graph: Graph, fmt: str) -> str:
+    if fmt == "json":
+        return modeljson.to_json(graph)
+    return _text_module().to_text(graph)  # type: ignore[union-attr]
+
+
+def parse_graph_text(text: str, where: str) -> tuple[Graph | None, list[Any]]:
+    """A graph from DSL text or graph JSON (by content), with the text layer's diagnostics."""
+    if text.lstrip().startswith("{"):
+        return modeljson.from_json(text, where), []
+    mod = _text_module()
+    if mod is None:
+        raise BpllmError(f"{where}: the material DSL text layer is not installed here",
+                         "give graph JSON (`bpllm import-blend --format json`)")
+    return mod.from_text(text)
+
+
+def load_graph_files(paths: list[str], cmd: str) -> list[Graph]:
+    """Graphs of DSL/JSON files; errors (unreadable, diagnostics) as one BpllmError naming file:line."""
+    graphs: list[Graph] = []
+    for name in paths:
+        try:
+            text = Path(name).read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise BpllmError(f"{name}: cannot read ({exc.strerror})", "check the path") from None
+        except UnicodeDecodeError:
+            raise BpllmError(f"{name}: not UTF-8 text", "give a material DSL or graph JSON file") from None
+        graph, diags = parse_graph_text(text, name)
+        errors = [d for d in diags if getattr(d, "severity", "error") == "error"]
+        if graph is None or errors:
+            first = errors[0] if errors else None
+            where = f"{name}:{first.line}:{first.column}" if first is not None else name
+            raise BpllmError(f"{where}: {first.message if first is not None else 'no material graph'}"
+                             + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""),
+                             "run `bpllm validate` on it")
+        graphs.append(graph)
+    return graphs
+
+
+def _need_bpy(cmd: str) -> bool:
+    from .blend import bpy_available, INSTALL_HINT  # noqa: PLC0415 - keeps `bpllm --help` light
+
+    if bpy_available():
+        return True
+    print(f"bpllm {cmd}: Blender (the bpy module) is not installed; {INSTALL_HINT}", file=sys.stderr)
+    return False
+
+
+def _stdout_done() -> None:
+    """Blender prints "Not freed memory blocks" on the C stdout at exit: once our output is written,
+    point fd 1 at stderr so ``--json`` stdout stays one JSON document."""
+    sys.stdout.flush()
+    os.dup2(2, 1)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
+
+
+# -- import-blend --------------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    if not _need_bpy("import-blend"):
+        return 1
+    from .blend import catalog_types, read_blend  # noqa: PLC0415
+
+    fmt = args.format or ("dsl" if _text_module() is not None else "json")
+    if fmt == "dsl" and _text_module() is None:
+        print("bpllm import-blend: the material DSL text layer is not installed here; use --format json", file=sys.stderr)
+        return 2
+    known = catalog_types()
+    out_dir = Path(args.out) if args.out else None
+    files: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    totals: dict[str, Any] = {"files": 0, "opened": 0, "failed": 0, "materials": 0, "groups": 0, "written": 0,
+                              "validation_errors": 0, "unmapped": 0}
+    rt = {"identical": 0, "different": 0, "build_failed": 0}
+    for name in args.files:
+        totals["files"] += 1
+        entry: dict[str, Any] = {"path": name, "opened": False, "warnings": [], "graphs": [], "unmapped": []}
+        files.append(entry)
+        try:
+            graphs, unmapped = read_blend(name, known_types=known, log=entry["warnings"])
+        except BpllmError as exc:
+            totals["failed"] += 1
+            entry["error"] = str(exc)
+            print(f"bpllm import-blend: {exc}", file=sys.stderr)
+            continue
+        entry["opened"] = True
+        totals["opened"] += 1
+        entry["unmapped"] = [{"owner": u.owner, "what": u.what, "reason": u.reason} for u in unmapped]
+        totals["unmapped"] += len(unmapped)
+        reasons.update(u.reason for u in unmapped)
+        used: set[str] = set()
+        texts: dict[tuple[str, str], str] = {}
+        for g in graphs:
+            totals["materials" if g.kind == "material" else "groups"] += 1
+            info: dict[str, Any] = {"kind": g.kind, "name": g.name, "nodes": len(g.nodes), "links": len(g.links)}
+            entry["graphs"].append(info)
+            text = graph_to_text(g, fmt)
+            texts[(g.kind, g.name)] = text
+            if fmt == "dsl":
+                _graph, diags = parse_graph_text(text, f"{name}:{g.kind} {g.name}")
+                errors = [d for d in diags if getattr(d, "severity", "error") == "error"]
+                if errors:
+                    info["diagnostics"] = [str(d) for d in errors]
+                    totals["validation_errors"] += len(errors)
+            if out_dir is not None:
+                stem = f"{g.kind}_{_safe(g.name)}"
+                target = out_dir / _safe(Path(name).stem) / f"{stem}.{fmt}"
+                n = 2
+                while target.name.lower() in used:
+                    target = target.with_name(f"{stem}_{n}.{fmt}")
+                    n += 1
+                used.add(target.name.lower())
+                atomic_write_text(target, text)
+                info["out"] = str(target)
+                totals["written"] += 1
+        if args.roundtrip and graphs:
+            _roundtrip(name, graphs, texts, entry, rt, known)
+        if not args.json:
+            mats = sum(1 for g in graphs if g.kind == "material")
+            line = f"{name}: {mats} material(s), {len(graphs) - mats} group(s), {len(unmapped)} unmapped"
+            if args.roundtrip:
+                same = sum(1 for i in entry["graphs"] if i.get("roundtrip") == "identical")
+                line += f"; round trip identical {same}/{len(graphs)}"
+            print(line, file=sys.stderr)
+            for u in unmapped:
+                print(f"  {u.owner}: {u.what}: {u.reason}", file=sys.stderr)
+            for info in entry["graphs"]:
+                if info.get("roundtrip") not in (None, "identical"):
+                    print(f"  round trip {info['kind']} '{info['name']}': {info['roundtrip']}", file=sys.stderr)
+                for d in info.get("diagnostics", [])[:3]:
+                    print(f"  {info['kind']} '{info['name']}': dsl {d}", file=sys.stderr)
+    totals["unmapped_by_reason"] = dict(reasons.most_common())
+    if args.roundtrip:
+        totals["roundtrip"] = rt
+    if args.json:
+        json.dump({"files": files, "totals": totals}, sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+        _stdout_done()
+    else:
+        print(f"files {totals['files']}: opened {totals['opened']}, failed {totals['failed']}; "
+              f"materials {totals['materials']}, groups {totals['groups']}"
+              + (f", written {totals['written']} to {out_dir}" if out_dir else "")
+              + f"; validation errors {totals['validation_errors']}; unmapped {totals['unmapped']}", file=sys.stderr)
+        for reason, n in reasons.most_common():
+            print(f"  {n:4d}  {reason}", file=sys.stderr)
+        if args.roundtrip:
+            print(f"round trip: identical {rt['identical']}, different {rt['different']}, "
+                  f"build failed {rt['build_failed']}", file=sys.stderr)
+    if totals["failed"]:
+        return 1
+    return 1 if args.roundtrip and (rt["different"] or rt["build_failed"]) else 0
+
+
+def _roundtrip(name: str, graphs: list[Graph], texts: dict[tuple[str, str], str], entry: dict[str, Any],
+               rt: dict[str, int], known: frozenset[str] | None) -> None:
+    """Text → Blender → reimport → compare, for every graph of one file (through the written text)."""
+    from .blend import BuildError, compare, read_blend, write_blend  # noqa: PLC0415
+
+    infos = {(i["kind"], i["name"]): i for i in entry["graphs"]}
+    back: list[Graph] = []
+    for g in graphs:
+        parsed, _d = parse_graph_text(texts[(g.kind, g.name)], f"{name}:{g.kind} {g.name}")
+        back.append(parsed if parsed is not None else g)
+    fd, tmp = tempfile.mkstemp(prefix=".bpllm-roundtrip-", suffix=".blend")
+    os.close(fd)
+    try:
+        try:
+            write_blend(back, tmp)
+        except BuildError as exc:
+            for g in graphs:
+                infos[(g.kind, g.name)]["roundtrip"] = f"build failed: {'; '.join(exc.problems[:3])}"
+                rt["build_failed"] += 1
+            return
+        again, _u = read_blend(tmp, known_types=known)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    by_key = {(g.kind, g.name): g for g in again}
+    for g in graphs:
+        other = by_key.get((g.kind, g.name))
+        diffs = compare(g, other) if other is not None else [f"{g.kind} '{g.name}' missing after export"]
+        infos[(g.kind, g.name)]["roundtrip"] = "identical" if not diffs else diffs
+        rt["identical" if not diffs else "different"] += 1
+
+
+# -- export-blend / render-material -----------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    if not _need_bpy("export-blend"):
+        return 1
+    from .blend import write_blend  # noqa: PLC0415
+
+    try:
+        graphs = load_graph_files(args.files, "export-blend")
+        out = write_blend(graphs, args.out)
+    except BpllmError as exc:
+        print(f"bpllm export-blend: {exc}", file=sys.stderr)
+        for p in getattr(exc, "problems", [])[1:]:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    mats = sum(1 for g in graphs if g.kind == "material")
+    print(f"wrote {out}: {mats} material(s), {len(graphs) - mats} node group(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    if not _need_bpy("render-material"):
+        return 1
+    from .render import render_material  # noqa: PLC0415
+
+    try:
+        graphs = load_graph_files(args.files, "render-material")
+        out = render_material(graphs, args.out, size=args.size, samples=args.samples, material=args.material)
+    except BpllmError as exc:
+        print(f"bpllm render-material: {exc}", file=sys.stderr)
+        for p in getattr(exc, "problems", [])[1:]:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({args.size}x{args.size}, {args.samples} samples)", file=sys.stderr)
+    return 0
