@@ -748,10 +748,14 @@ def _params_text(cat: BlenderCatalog, node: model.Node) -> str:
     for k, v in sorted(node.props.items(), key=prop_key):
         if v is None:
             continue
-        parts.append(f"{struct_names.get(k, k)}={format_value(v)}")
+        kind = spec.props.get(k, {}).get("type") if spec else None
+        text = quote(v) if kind in ("STRING", "POINTER") and isinstance(v, str) else format_value(v)
+        parts.append(f"{struct_names.get(k, k)}={text}")
     inputs = sorted(node.inputs.items(), key=lambda kv: (_socket_order(cat, node, "inputs", kv[0]), kv[0]))
     for ident, v in inputs:
-        parts.append(f"{_socket_text(cat, node, 'inputs', ident)}={format_value(v)}")
+        sock = spec.socket("inputs", ident) if spec and not spec.is_group else None
+        quoted = isinstance(v, str) and (sock is None or sock["type"] == "STRING")
+        parts.append(f"{_socket_text(cat, node, 'inputs', ident)}={quote(v) if quoted else format_value(v)}")
     return f" [{', '.join(parts)}]" if parts else ""
 
 
