@@ -378,6 +378,11 @@ def _names(nodes: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
         add(idname.removeprefix("ShaderNode"), idname)
         for extra in EXTRA_ALIASES.get(idname, []):
             add(extra, idname)
+    for idname in sorted(nodes):  # "Noise" for NoiseTexture, "Diffuse" for DiffuseBSDF
+        for suffix in ("Texture", "BSDF"):
+            stem = short[idname].removesuffix(suffix)
+            if stem != short[idname] and stem:
+                add(stem, idname)
     for old, new in sorted(RENAMES.items()):
         add(old, new)
         add(old.removeprefix("ShaderNode"), new)

@@ -714,8 +714,13 @@ def _socket_text(cat: BlenderCatalog, node: model.Node, side: str, ident: str) -
     return name if back == ident else ident
 
 
-def _socket_order(cat: BlenderCatalog, node: model.Node, side: str, ident: str) -> int:
+def _socket_order(cat: BlenderCatalog, node: model.Node, side: str, ident: str,
+                  iface: dict[str, list[str]] | None = None) -> int:
+    """Position of a socket on its node: catalog order, or interface order for GroupInput/GroupOutput."""
     spec = cat.spec(node.bl_idname)
+    if iface is not None and node.bl_idname in ("NodeGroupInput", "NodeGroupOutput"):
+        names = iface["INPUT" if node.bl_idname == "NodeGroupInput" else "OUTPUT"]
+        return names.index(ident) if ident in names else len(names)
     if spec is None or spec.is_group:
         return 0
     for i, s in enumerate(spec.sockets(side)):
@@ -779,12 +784,14 @@ def to_text(graph: model.Graph) -> str:
     for n in nodes:
         lines.append(f"NODE {n.id}: {cat.short(n.bl_idname)}{_params_text(cat, n)}")
     order = {n.id: i for i, n in enumerate(nodes)}
+    iface = {"INPUT": [s.name for s in graph.inputs], "OUTPUT": [s.name for s in graph.outputs]}
 
     def link_key(link: model.Link) -> tuple:
         src, dst = by_id.get(link.src), by_id.get(link.dst)
-        return (order.get(link.src, 1 << 20), _socket_order(cat, src, "outputs", link.src_socket) if src else 0,
+        return (order.get(link.src, 1 << 20),
+                _socket_order(cat, src, "outputs", link.src_socket, iface) if src else 0,
                 link.src_socket, order.get(link.dst, 1 << 20),
-                _socket_order(cat, dst, "inputs", link.dst_socket) if dst else 0, link.dst_socket)
+                _socket_order(cat, dst, "inputs", link.dst_socket, iface) if dst else 0, link.dst_socket)
 
     for link in sorted(graph.links, key=link_key):
         src, dst = by_id.get(link.src), by_id.get(link.dst)
