@@ -1,0 +1,105 @@
+"""The ``blender-material`` language pack: Blender shader node trees as text.
+
+The catalog comes from Blender itself (tools/derive_blender_catalog.py writes catalog.json), so
+this pack validates, formats and scores without bpy; the bpy side (import/export/render) is in
+other modules of this package and imports bpy lazily. docs/blender.md describes the language.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from dsl.packs import Highlight, LanguagePack
+
+from .catalog import INTERFACE_TYPES, PACKAGE, load_catalog
+from .text import HEADER_KEYS, KEYWORDS, analyse, grammar_text, to_text
+
+HIGHLIGHTS = (
+    Highlight(r"^\s*#.*$", "comment"),
+    Highlight(r"^\s*(MATERIAL|GROUP)\s*:", "header", 1),
+    Highlight(r"^\s*(INPUT|OUTPUT|NODE|LINK)\b", "keyword", 1),
+    Highlight(r"\bn[0-9]+\b", "node_id"),
+    Highlight(r"^\s*NODE\s+n[0-9]+\s*:\s*([A-Za-z_][A-Za-z0-9_]*)", "type", 1),
+    Highlight(r"^\s*(?:INPUT|OUTPUT)\s+(?:\"[^\"]*\"|[A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)", "type", 1),
+    Highlight(r"\bn[0-9]+\.([A-Za-z_][A-Za-z0-9_]*)", "pin", 1),
+    Highlight(r"\"([^\"\\\n]|\\.)*\"", "string"),
+    Highlight(r"(?<![A-Za-z_0-9])-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", "number"),
+    Highlight(r"->|=", "operator"),
+)
+
+
+class BlenderMaterialPack(LanguagePack):
+    """Blender materials and shader node groups."""
+
+    def root(self) -> Traversable:
+        return resources.files(PACKAGE)
+
+    def grammar_text(self) -> str:
+        return grammar_text()
+
+    def system_prompt(self) -> str:
+        return self.root().joinpath("system_prompt.txt").read_text(encoding="utf-8")
+
+    def starter_dir(self) -> Traversable:
+        return self.root().joinpath("starter")
+
+    def vocabulary(self) -> list[str]:
+        """Keywords, type names and aliases, socket names, param names and enum items (sorted, unique)."""
+        cat = load_catalog()
+        words: set[str] = set(KEYWORDS) | set(INTERFACE_TYPES.values()) | {"true", "false", "label"}
+        words |= set(cat.short_names.values())
+        for idname, node in cat.nodes.items():
+            spec = cat.spec(idname)
+            for side in ("inputs", "outputs"):
+                words |= set(spec.dsl_names[side].values())
+            for name, prop in node["props"].items():
+                if prop["type"] == "STRUCT":
+                    words |= set(prop["params"])
+                    continue
+                words.add(name)
+                words |= {i for i in prop.get("items", []) if i}
+        return sorted(words)
+
+    def validate(self, text: str) -> list[Any]:
+        return analyse(text).diagnostics
+
+    def format(self, text: str) -> str:
+        from dsl.formatter import FormatError
+
+        result = analyse(text)
+        syntax = [d for d in result.diagnostics if d.code == "syntax"]
+        if result.graph is None or syntax:
+            first = syntax[0] if syntax else (result.diagnostics[0] if result.diagnostics else None)
+            raise FormatError(str(first) if first else "nothing to format")
+        return to_text(result.graph)
+
+    def score(self, expected: str, actual: str) -> Any:
+        from .scorer import score
+
+        return score(expected, actual)
+
+    def node_types(self, text: str) -> list[str]:
+        """Short (canonical) type name of every node, in line order."""
+        result = analyse(text)
+        if result.graph is None:
+            return []
+        cat = load_catalog()
+        return [cat.short(n.bl_idname) for n in result.graph.nodes]
+
+
+PACK = BlenderMaterialPack(
+    name="blender-material",
+    title="Blender materials and shader node groups (catalog from Blender itself)",
+    header_keys=HEADER_KEYS,
+    suffixes=(".dsl", ".bmat"),
+    highlights=HIGHLIGHTS,
+    provides={
+        "grammar": "grammar.lark (Lark, llguidance subset)",
+        "catalog": "catalog.json derived from bpy by tools/derive_blender_catalog.py",
+        "validate": "syntax, node types, sockets, enum items, link types, cycles, output node, ids",
+        "format": "canonical text (to_text of the parsed graph)",
+        "score": "structural score with per-node-type shares",
+        "system_prompt": "system_prompt.txt",
+    },
+)
