@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from dsl.packs.blender_material.model import Graph, Link, Node
 from engine.dataset.build import Language, build, split_by_repository
 from engine.dataset.rows import merge_rows
-from engine.workspace.workspace import init_workspace
+from engine.workspace.workspace import Workspace, init_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = (ROOT.parent / "shared" / "corpus" / "blender").resolve()
@@ -77,9 +77,22 @@ def write_corpus(root: Path, files: dict[str, tuple[str, list[dict]]]) -> None:
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
+def set_language(toml: Path) -> None:
+    """.blend files build rows of the Blender material language: say so in the workspace's config."""
+    text = toml.read_text()
+    if 'language = "blueprint"' in text:
+        text = text.replace('language = "blueprint"', 'language = "blender-material"')
+    else:
+        text = text.replace("[workspace]\n", '[workspace]\nlanguage = "blender-material"\n', 1)
+    assert 'language = "blender-material"' in text, text
+    toml.write_text(text)
+
+
 @pytest.fixture
 def ws(tmp_path):
-    return init_workspace(tmp_path / "ws")[0]
+    w = init_workspace(tmp_path / "ws")[0]
+    set_language(w.root / "bpllm.toml")
+    return Workspace(w.root)  # read the config afresh
 
 
 def many_repos(root: Path, n: int = 8) -> None:
@@ -240,8 +253,7 @@ def test_build_on_the_corpus(tmp_path):
     ws = tmp_path / "ws"
     subprocess.run([sys.executable, "-m", "engine.cli", "init", str(ws)], env=env, check=True, capture_output=True)
     toml = ws / "bpllm.toml"
-    if "language" in toml.read_text():
-        toml.write_text(toml.read_text().replace('language = "blueprint"', 'language = "blender-material"'))
+    set_language(toml)
     r = subprocess.run([sys.executable, "-m", "engine.cli", "dataset", "build", "--from", str(CORPUS / "files"),
                         "-w", str(ws), "--json"], env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr
@@ -270,7 +282,7 @@ def test_loop_steps_build_blend_files_from_the_exports_folder(tmp_path):
     ws = tmp_path / "ws"
     subprocess.run([sys.executable, "-m", "engine.cli", "init", str(ws)], env=env, check=True, capture_output=True)
     toml = ws / "bpllm.toml"
-    toml.write_text(toml.read_text().replace('language = "blueprint"', 'language = "blender-material"'))
+    set_language(toml)
     for name in ("KhronosGroup__glTF-Blender-IO__01_factors.blend", "Tommozite__Blender_Stuff__smoothie.blend"):
         (ws / "exports" / name).write_bytes((CORPUS / "files" / name).read_bytes())  # into the tmp workspace only
     r = subprocess.run([sys.executable, "-m", "engine.cli", "run", "-w", str(ws), "--only", "1.1,1.2",

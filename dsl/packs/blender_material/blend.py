@@ -12,6 +12,7 @@ leaves an empty file behind, so one file's data never leaks into the next.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
@@ -64,7 +65,22 @@ def require_bpy() -> Any:
         import bpy  # noqa: PLC0415 - heavy (374 MB, ~1 s): only the Blender commands load it
     except ImportError as exc:
         raise BlenderMissing() from exc
+    global _EXIT_HOOKED
+    if not _EXIT_HOOKED:  # Blender prints "Not freed memory blocks" on the C stdout at exit
+        atexit.register(_stdout_to_stderr)
+        _EXIT_HOOKED = True
     return bpy
+
+
+_EXIT_HOOKED = False
+
+
+def _stdout_to_stderr() -> None:
+    """Point fd 1 at stderr once Python is done with stdout, so Blender's exit report never lands in a
+    command's stdout (a ``--json`` document, `dataset build --json`)."""
+    with contextlib.suppress(OSError, ValueError):  # stdout already closed: nothing to protect
+        sys.stdout.flush()
+        os.dup2(2, 1)
 
 
 def bpy_available() -> bool:
