@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +45,8 @@ from .ast import (
     VarDecl,
 )
 
-GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+# the Blueprint pack's grammar: the parser's AST (dsl.ast) is the shared node-graph statement set
+GRAMMAR_PATH = Path(str(resources.files("dsl.packs.blueprint") / "grammar.lark"))
 
 DIRECTIVES = ("BLUEPRINT:", "PARENT:", "CATEGORY:", "VAR", "GRAPH:", "NODE", "EXEC", "DATA")
 
