@@ -176,7 +176,9 @@ def bench_tui(args: Any) -> int:
         (ws / "runs").mkdir(parents=True)
         lessons = ws / "lessons"
         lessons.mkdir()
-        starter = ROOT / "data" / "starter" / "lessons"
+        from dsl.packs import DEFAULT_LANGUAGE, load
+
+        starter = Path(str(load(DEFAULT_LANGUAGE).starter_dir() / "lessons"))
         for src in sorted(starter.glob("*.json"))[:1]:
             (lessons / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
 

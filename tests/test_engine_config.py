@@ -62,7 +62,7 @@ BAD = [
 
 def _config_with(tmp_path: Path, extra: str) -> Path:
     """The starter bpllm.toml with ``extra`` merged in (a section already there is replaced)."""
-    template = (ROOT / "data" / "starter" / "bpllm.toml").read_text(encoding="utf-8")
+    template = (ROOT / "dsl" / "packs" / "blueprint" / "starter" / "bpllm.toml").read_text(encoding="utf-8")
     header, body = extra.split("\n", 1)
     if re.search(rf"(?m)^{re.escape(header)}$", template):  # e.g. [synthetic]: put the bad key inside the existing table, in place of its own
         for key in re.findall(r"(?m)^(\w+)\s*=", body):
@@ -104,7 +104,7 @@ def test_every_key_has_a_rule_and_agrees_with_its_schema_and_profile():
     for prof in PROFILES.values():
         table = {k: v for k, v in prof.to_dict().items() if v is not None}
         validate({"profiles": {"p": table}, "run": {"profile": "p"}}, "built-in")
-    load_config(ROOT / "data" / "starter" / "bpllm.toml")
+    load_config(ROOT / "dsl" / "packs" / "blueprint" / "starter" / "bpllm.toml")
     assert set(FREE_RULES) <= {"profiles", "exam", "grading", "health", "train", "tui"}
 
 

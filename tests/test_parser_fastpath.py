@@ -145,7 +145,7 @@ def test_valid_lines_skip_lark(monkeypatch):
 
 def _starter_texts() -> list[str]:
     out = []
-    for path in sorted((REPO / "data" / "starter").rglob("*.json")):
+    for path in sorted((REPO / "dsl" / "packs" / "blueprint" / "starter").rglob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -157,7 +157,7 @@ def _starter_texts() -> list[str]:
 
 def test_fast_path_matches_lark_on_starter_data():
     texts = _starter_texts()
-    assert texts, "no starter lesson texts found under data/starter"
+    assert texts, "no starter lesson texts found under dsl/packs/blueprint/starter"
     for text in texts:
         assert_same(text)
 

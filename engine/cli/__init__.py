@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.dataset.drafts",        # accept (a drafted lesson into lessons/)
     "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.cli.bench",         # bench dsl|exam|train|tui
+    "engine.cli.languages",     # languages
 )
 
 

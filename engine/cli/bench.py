@@ -13,13 +13,15 @@ import statistics
 import time
 from pathlib import Path
 
+from dsl.packs import DEFAULT_LANGUAGE, load
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "blueprintllm"
 
 
 def _gold_texts(corpus: Path) -> list[str]:
     texts: list[str] = []
-    lesson_dirs = [corpus / "lessons", REPO_ROOT / "data" / "starter" / "lessons"]
+    lesson_dirs = [corpus / "lessons", Path(str(load(DEFAULT_LANGUAGE).starter_dir() / "lessons"))]
     for folder in lesson_dirs:
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
@@ -33,7 +35,7 @@ def build_long_text(lines: int = 200, corpus: Path = CORPUS) -> str:
     """One valid-looking graph of ``lines`` lines, stitched from gold texts with ids renumbered."""
     texts = _gold_texts(corpus)
     if not texts:
-        raise SystemExit("bench dsl: no lesson texts found (corpus or data/starter/lessons)")
+        raise SystemExit("bench dsl: no lesson texts found (corpus or the Blueprint pack's starter lessons)")
     head = ["BLUEPRINT: BP_Bench", "PARENT: Actor", "GRAPH: EventGraph"]
     body: list[str] = []
     offset = 0

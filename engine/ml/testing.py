@@ -24,12 +24,12 @@ TEST_BASE_SETTINGS = {
 def test_base(cache_dir: str | Path) -> Path:
     """Build (once per cache dir) and return a very small pretrained tiny base."""
     from dsl.catalog import default_catalog
+    from dsl.packs import DEFAULT_LANGUAGE, load
     from engine.dataset.synthetic import generate
 
     from .base import ensure_tiny_base
 
-    starter = Path(__file__).resolve().parents[2] / "data" / "starter" / "system_prompt.txt"
-    system = starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
+    system = load(DEFAULT_LANGUAGE).system_prompt()
     rows = generate(TEST_BASE_SETTINGS["synthetic_examples"], seed=TEST_BASE_SETTINGS["synthetic_seed"])
     return ensure_tiny_base(cache_dir, rows, system, default_catalog(), dict(TEST_BASE_SETTINGS))
 

@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "workspace": {
         "name": ((str,), "bpllm", "a label for this workspace"),
+        "language": ((str,), "blueprint", "the language pack this workspace teaches (`bpllm languages` lists them)"),
     },
     "run": {
         "profile": ((str,), "tiny", "training profile: tiny | llama-8b-bf16 | llama-70b-8bit | a [profiles.X] table"),
@@ -142,7 +143,7 @@ TEXT_LIST = Rule((list,), "a list of non-empty strings",
 
 # strict sections: section -> key -> rule (the types agree with SCHEMA's; a test checks every key has one)
 RULES: dict[str, dict[str, Rule]] = {
-    "workspace": {"name": TEXT},
+    "workspace": {"name": TEXT, "language": TEXT},
     "run": {"profile": TEXT, "cycles": POSITIVE},
     "data": {
         "validation_fraction": _num(0, hi=1, below=True), "min_validation": COUNT, "seed": SEED,
