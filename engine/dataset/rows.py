@@ -50,6 +50,15 @@ class DslCheck:
 
 
 _unknown_nodes = "error"
+_language: str | None = None  # None: the default pack (Blueprint)
+
+
+def set_language(name: str | None) -> None:
+    """The workspace's language pack for every check below (one engine = one workspace)."""
+    global _language
+    if name != _language:
+        _language = name
+        check_dsl.cache_clear()
 
 
 def set_unknown_nodes(policy: str) -> None:
@@ -63,19 +72,20 @@ def set_unknown_nodes(policy: str) -> None:
 
 @lru_cache(maxsize=65536)
 def check_dsl(text: str) -> DslCheck:
-    """Parse + validate + canonicalise one DSL text (cached: corpora repeat a lot)."""
-    from dsl.validator import validate
-    from dsl.formatter import format_dsl
+    """Parse + validate + canonicalise one DSL text with the workspace's language pack (cached:
+    corpora repeat a lot)."""
+    from dsl import packs
 
+    pack = packs.load(_language or packs.DEFAULT_LANGUAGE)
     try:
-        diags = [d.to_dict() for d in validate(text, unknown_nodes=_unknown_nodes)]
+        diags = [d.to_dict() for d in pack.validate(text, unknown_nodes=_unknown_nodes)]
     except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the row
         diags = [{"line": 1, "column": 1, "severity": "error", "code": "validator-crash",
                   "message": f"validator raised {type(exc).__name__}: {exc}"}]
     errors = [d for d in diags if d["severity"] == "error"]
     canonical = None
     try:
-        canonical = format_dsl(text)
+        canonical = pack.format(text)
     except Exception:  # noqa: BLE001 - ValueError on syntax errors; anything else is the formatter's bug
         canonical = None
     return DslCheck(ok=not errors and canonical is not None, diagnostics=diags, canonical=canonical)

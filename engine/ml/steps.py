@@ -210,9 +210,6 @@ def _base_progress(ctx: StepContext):
 
 def tiny_base(ctx: StepContext, profile) -> Path:
     """The workspace's pinned tiny base, built (and pinned) on first use."""
-    from dsl.catalog import default_catalog
-    from engine.dataset.synthetic import generate
-
     from .base import BASE_FORMAT, ensure_tiny_base
 
     root = ctx.workspace.models / "base"
@@ -225,7 +222,8 @@ def tiny_base(ctx: StepContext, profile) -> Path:
             path = root / path
         if (path / "base.json").exists() and pinned.get("settings") == settings and pinned.get("format") == BASE_FORMAT:
             return path
-    rows = generate(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
+    pack = ctx.workspace.pack  # the language's generator and vocabulary
+    rows = pack.synthesize(int(settings.get("synthetic_examples", 1600)), int(settings.get("synthetic_seed", 1234)))
     data = _data(ctx)
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
@@ -233,7 +231,7 @@ def tiny_base(ctx: StepContext, profile) -> Path:
     from .base import StopRequested as BaseStop
 
     try:
-        path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
+        path = ensure_tiny_base(root, rows, _system_prompt(ctx), pack, settings,
                                 on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
     except BaseStop:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
@@ -551,9 +549,12 @@ def _gen_config(ctx: StepContext, **changes: Any):
     return GenConfig(**values)
 
 
-def verify_output(ctx: StepContext) -> dict[str, Any]:
-    from dsl.parser import parse
+# diagnostic codes that mean "does not parse" (dsl.parser's; a pack's own parser uses "syntax" too)
+SYNTAX_CODES = frozenset({"syntax", "unknown-directive", "trailing-junk", "unterminated-string", "incomplete",
+                          "missing-colon"})
 
+
+def verify_output(ctx: StepContext) -> dict[str, Any]:
     from .base import render_example
     from .generate import generate
 
@@ -564,7 +565,9 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
     rows = (_data(ctx)["validation"] or _data(ctx)["train"])[:2]
     prompts = [render_example(tokenizer, _system_prompt(ctx), r["instruction"]) for r in rows]
     results = generate(model, tokenizer, prompts, _gen_config(ctx, batch_size=2))
-    parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+    pack = ctx.workspace.pack
+    parsed = sum(1 for r in results if r.text.strip()
+                 and not any(d.code in SYNTAX_CODES for d in pack.validate(r.text)))
     return {"prompts": len(results), "parsed": parsed, "tokens": sum(r.n_tokens for r in results),
             "sample": results[0].text[:300] if results else ""}
 
@@ -727,7 +730,7 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
         ctx.progress(n, total, f"{rec['lesson_id']} {rec['prompt_id']}", unit="prompt")
 
     outcome = run_exam(model, tokenizer, _system_prompt(ctx), prompts, exam_dir(ctx, version), version,
-                       _gen_config(ctx), unknown_nodes=ctx.config["dsl"]["unknown_nodes"],
+                       _gen_config(ctx), unknown_nodes=ctx.config["dsl"]["unknown_nodes"], pack=ctx.workspace.pack,
                        on_record=on_record, should_stop=lambda: ctx.stop_requested)
     if outcome.stopped:
         ctx.check_stop()
@@ -832,7 +835,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     version, recs = _grade_records(ctx)
     prev = _previous_version(ctx, version)
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
-    table = node_mastery(recs, previous)
+    table = node_mastery(recs, previous, catalog=ctx.workspace.pack)
     ctx.history.set_mastery(version, table)
     grading = ctx.config.get("grading") or {}
     k = int(grading.get("weakest", 5))
@@ -841,7 +844,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     if len(weakest) < k:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
-    paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
+    paired = paired_node_changes(_exam_records(ctx, prev), recs, ctx.workspace.pack) if prev else None
     _emit_alerts(ctx, mastery_alerts(table, paired, _mastered_before(ctx, version)), version, join_report=True)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
@@ -903,13 +906,13 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
         return {"path": existing, "reused": True}
     lesson_id = next_draft_id(ws.lessons, ws.drafts)
     share = float(grading.get("contrast_share", 0.4))
-    contrast = contrast_nodes(weakest, confusions(recs), per_node=int(grading.get("contrast_per_node", 3)),
+    contrast = contrast_nodes(weakest, confusions(recs, ws.pack), ws.pack, per_node=int(grading.get("contrast_per_node", 3)),
                               limit=int(grading.get("contrast_nodes", 10)),
                               min_swaps=int(grading.get("contrast_min_swaps", 2))) \
         if share > 0 else []
     lesson = draft_lesson(weakest, lesson_id, n_prompts=int(grading.get("draft_prompts", 60)),
                           seed=int(grading.get("seed", 0)) + ctx.cycle, version=version, mastery=table,
-                          contrast=contrast, contrast_share=share)
+                          contrast=contrast, contrast_share=share, catalog=ws.pack)
     auto = bool(grading.get("auto_accept", False))
     if auto:
         lesson["status"] = "accepted"

@@ -93,17 +93,11 @@ def synthetic_data(ctx: StepContext) -> dict[str, Any]:
     scfg = ctx.config["synthetic"]
     if not scfg["enabled"]:
         ctx.skip("disabled in bpllm.toml (synthetic.enabled = false)")
-    try:
-        from engine.dataset import synthetic  # written by the ML helper (issue 4)
-    except ModuleNotFoundError as exc:
-        if exc.name in ("engine.dataset.synthetic",):
-            ctx.skip("engine.dataset.synthetic is not installed (the synthetic generator comes with the ML steps)")
-        raise
+    pack = ctx.workspace.pack  # the workspace's language brings its own generator
+    if not pack.has("synthesize"):
+        ctx.skip(f"the {pack.name} language pack has no synthetic generator")
     count, seed = int(scfg["count"]), int(scfg["seed"])
-    try:
-        rows = synthetic.generate(count=count, seed=seed)
-    except TypeError:
-        rows = synthetic.generate(count, seed)
+    rows = pack.synthesize(count, seed)
     out = []
     for r in rows:
         r = r.to_dict() if hasattr(r, "to_dict") else dict(r)

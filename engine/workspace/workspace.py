@@ -84,9 +84,10 @@ class Workspace:
     def config(self) -> dict[str, Any]:
         if self._config is None:
             self._config = load_config(self.config_path)
-            from engine.dataset.rows import set_unknown_nodes
+            from engine.dataset.rows import set_language, set_unknown_nodes
 
             set_unknown_nodes(self._config.get("dsl", {}).get("unknown_nodes", "error"))
+            set_language(self._config.get("workspace", {}).get("language"))
         return self._config
 
     @property
