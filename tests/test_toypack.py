@@ -142,3 +142,33 @@ def test_dsl_core_and_engine_never_name_the_toy_language():
         for path in (REPO / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             assert "toypack" not in text and "TOY:" not in text and '"toy"' not in text, path
+
+
+def test_tui_editor_uses_the_workspace_pack_for_checks_and_colours(tmp_path):
+    """In-process: a registered pack (no install) drives the lesson editor's checks and colours."""
+    pytest.importorskip("textual")
+    from rich.style import Style
+    from rich.text import Text
+
+    import toypack
+    from bpllm_tui.screens.editor import language_pack
+    from bpllm_tui.widgets.dsl_editor import colourize
+    from dsl import packs
+    from engine.workspace.workspace import init_workspace
+
+    packs.register(toypack.PACK)
+    try:
+        ws, _notes = init_workspace(tmp_path / "ws", language="toy")
+        pack, problem = language_pack(ws.root)
+        assert pack.name == "toy" and problem is None
+        assert [d.code for d in pack.validate("TOY: A\nNODE n1: Sink\n")] == ["missing-param", "unconnected-input"]
+        seen: list[str] = []
+        line = colourize(Text('LINK n1.out -> n2.in'), lambda k: seen.append(k) or Style(bold=True), pack.highlights)
+        assert seen == ["keyword", "node", "node"]
+        assert line.spans[0].start == 0 and line.spans[0].end == 4
+        # Blueprint's rules would colour the arrow and the pins: the toy pack names none
+        bp: list[str] = []
+        colourize(Text('LINK n1.out -> n2.in'), lambda k: bp.append(k) or Style(), None)
+        assert "arrow" in bp and "pin" in bp
+    finally:
+        packs.unregister("toy")

@@ -163,6 +163,12 @@ def register(pack: LanguagePack) -> None:
     load.cache_clear()
 
 
+def unregister(name: str) -> None:
+    """Remove a pack added with register (tests clean up after themselves)."""
+    _EXTRA.pop(name, None)
+    load.cache_clear()
+
+
 def names() -> list[str]:
     return sorted(set(_entry_points()) | set(_EXTRA))
 
