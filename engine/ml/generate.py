@@ -6,7 +6,7 @@ One decode loop serves the exam and the benchmarks:
   a finished row is dropped from the batch (and from the cache), so a long answer
   never makes the short ones pay;
 * with ``constrained=True`` each row has an llguidance matcher built from
-  ``dsl/grammar.lark`` (the same file the parser reads); at the ``catalog`` level
+  the workspace pack's grammar (Blueprint: the file the parser reads); at the ``catalog`` level
   (the default) each row also carries a :class:`dsl.constraint.ConstraintState`, so a
   candidate must fit the catalog and the nodes declared so far as well as the syntax
   (docs/ml.md, "Constrained decoding"). Greedy decoding under a

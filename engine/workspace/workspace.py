@@ -143,7 +143,7 @@ def pack_for(ws: Workspace | None) -> packs.LanguagePack:
 
 def init_workspace(root: str | Path, *, pipeline_config: str | Path | None = None,
                    force: bool = False, language: str | None = None) -> tuple[Workspace, list[str]]:
-    """Create a workspace from data/starter; returns it and notes for the user.
+    """Create a workspace from the language pack's starter content; returns it and notes for the user.
 
     All or nothing: when a write fails (a full disk), everything this call created is removed again
     and a WorkspaceError names the file and the fix. bpllm.toml is written last, so even a killed
