@@ -499,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = [arg for path in args.exams for arg in ("--exams", str(path.resolve()))]
         return serve(args.workspace, args.host, args.port, extra, use_token=not args.no_token)
+    from bpllm_tui.images import prepare
+
+    prepare()  # textual-image asks the terminal what it can draw: only possible before the app starts
     app = BpllmApp(args.workspace, exam_sources=args.exams, attach=not args.no_attach, open_lesson=args.lesson)
     result = app.run()
     if app.return_code:  # an unhandled exception: Textual printed it and set 1; the shell must see it

@@ -282,3 +282,39 @@ def _number_or_none(row: dict[str, Any], key: str, table: str, ids: tuple[str, .
         where = ", ".join(f"{k}={row.get(k)!r}" for k in ids)
         problems.append(f"{workspace / 'history.db'} {table} row ({where}): {key} {value!r} is not a number; skipped")
     return False
+
+
+@dataclass
+class Previews:
+    """A record's material renders (``bpllm render-exam``): PNG paths, or why a side has none."""
+
+    expected: Path | None
+    actual: Path | None
+    expected_error: str = ""
+    actual_error: str = ""
+
+
+def previews(f: ExamFile, record: ExamRecord) -> Previews | None:
+    """The renders indexed for RECORD beside its exam file, or None when its exam has no previews."""
+    from dsl.packs.blender_material.previews import index_path  # noqa: PLC0415 - stdlib-only module, no bpy
+
+    path = index_path(f.path)
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entry = index.get("records", {}).get(record.prompt_id) if isinstance(index, dict) else None
+    if not isinstance(entry, dict):
+        return None
+
+    def png(side: str) -> Path | None:
+        rel = entry.get(side)
+        if not isinstance(rel, str):
+            return None
+        p = (f.path.parent / rel).resolve()
+        return p if p.is_file() else None
+
+    exp, act = png("expected"), png("actual")
+    return Previews(exp, act,
+                    str(entry.get("expected_error") or ("" if exp else "image missing: run bpllm render-exam")),
+                    str(entry.get("actual_error") or ("" if act else "image missing: run bpllm render-exam")))

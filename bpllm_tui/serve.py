@@ -25,12 +25,15 @@ from __future__ import annotations
 import hmac
 import importlib.resources
 import ipaddress
+import os
 import secrets
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from bpllm_tui.images import ENV as IMAGES_ENV
 
 # package data of bpllm_tui (pyproject: package-data); a regular package, so files() is a real folder
 TEMPLATES = Path(str(importlib.resources.files("bpllm_tui").joinpath("templates")))
@@ -152,5 +155,7 @@ def serve(workspace: Path, host: str = "127.0.0.1", port: int = 8000, extra: lis
         print(f"warning: serving on {host}: anyone who can reach this port and has the token can drive the engine",
               file=sys.stderr)
     token = secrets.token_urlsafe(32) if use_token else None
+    # the browser cannot show sixel/kitty pictures: the app it launches shows preview PNG paths instead
+    os.environ[IMAGES_ENV] = "0"
     make_server(serve_command(workspace, extra or []), host=host, port=port, token=token).serve()
     return 0

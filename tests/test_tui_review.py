@@ -327,3 +327,99 @@ async def test_review_at_80x24_keeps_the_answers_readable(tmp_path):
         tree = review.query_one("#exam-tree")
         assert tree.cursor_node is not None and tree.cursor_node.data[0] == "prompt"
         assert "BLUEPRINT: BP_A" in str(review.query_one("#actual").render())
+
+
+# -- material previews (bpllm render-exam's index beside the exam file) ---------------------------------
+MAT_GOLD = ("MATERIAL: Paint\nNODE n1: PrincipledBSDF [Base_Color=(0.8, 0.05, 0.05, 1)]\nNODE n2: MaterialOutput\n"
+            "LINK n1.BSDF -> n2.Surface\n")
+MAT_WRONG = MAT_GOLD.replace("0.8, 0.05, 0.05", "0.05, 0.1, 0.8")
+
+
+def material_workspace(tmp_path: Path, previews: bool) -> Path:
+    """A material exam in the engine's layout; with PREVIEWS, real PNGs and render-exam's index."""
+    from PIL import Image
+
+    ws = tmp_path / "ws"
+    exams_dir = ws / "models" / "v1" / "exams"
+    exams_dir.mkdir(parents=True)
+    rows = [{"lesson_id": "paint", "prompt_id": "M_01", "instruction": "Red paint", "expected_dsl": MAT_GOLD,
+             "actual_dsl": MAT_WRONG, "score": 0.5, "valid": True, "seen": False},
+            {"lesson_id": "paint", "prompt_id": "M_02", "instruction": "Red paint again", "expected_dsl": MAT_GOLD,
+             "actual_dsl": "MATERIAL: Paint\nNODE n1: Bogus\n", "score": 0.0, "valid": False, "seen": False}]
+    (exams_dir / "exam_paint.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    if previews:
+        out = exams_dir / "previews"
+        out.mkdir()
+        Image.new("RGB", (32, 32), (200, 20, 20)).save(out / "gold.png")
+        Image.new("RGB", (32, 32), (20, 30, 200)).save(out / "wrong.png")
+        index = {"exam": "exam_paint.jsonl", "size": 32, "samples": 4, "records": {
+            "M_01": {"expected": "previews/gold.png", "actual": "previews/wrong.png"},
+            "M_02": {"expected": "previews/gold.png", "actual": None,
+                     "actual_error": "does not validate: 2:10: error [unknown-node] Bogus"}}}
+        (out / "exam_paint.previews.json").write_text(json.dumps(index), encoding="utf-8")
+    return ws
+
+
+async def _open_material_record(pilot, app, prompt_id: str):
+    await pilot.press("v")
+    assert await wait_for(pilot, lambda: getattr(app.screen, "current", None) is not None)
+    review = app.screen
+    f = review.current_file
+    review.show_record(f, next(r for r in exams.load(f)[0] if r.prompt_id == prompt_id))
+    await pilot.pause(0.1)
+    return review
+
+
+def _preview_texts(review, side: str) -> list[str]:
+    from textual.widgets import Static
+
+    return [str(s.render()) for s in review.query_one(f"#{side}-preview").query(Static)
+            if "preview-path" in s.classes]
+
+
+@aio
+async def test_review_shows_material_renders_side_by_side(tmp_path, monkeypatch):
+    from textual_image.widget import Image as ImageWidget
+
+    monkeypatch.delenv("BPLLM_TUI_IMAGES", raising=False)
+    ws = material_workspace(tmp_path, previews=True)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await _open_material_record(pilot, app, "M_01")
+        assert review.query_one("#previews").display
+        shown = {side: [Path(w.image).name for w in review.query_one(f"#{side}-preview").query(ImageWidget)]
+                 for side in ("expected", "actual")}
+        assert shown == {"expected": ["gold.png"], "actual": ["wrong.png"]}
+        assert review.query_one("#expected-preview").border_title == "Expected render"
+        # a record whose answer did not validate: its side says why, the gold still shows
+        review = await _open_material_record(pilot, app, "M_02")
+        assert len(review.query_one("#expected-preview").query(ImageWidget)) == 1
+        assert not review.query_one("#actual-preview").query(ImageWidget)
+        assert any("no image" in t and "unknown-node" in t for t in _preview_texts(review, "actual"))
+
+
+@aio
+async def test_review_shows_preview_paths_when_pictures_are_off(tmp_path, monkeypatch):
+    """The browser mode (serve sets BPLLM_TUI_IMAGES=0 for the app it launches): PNG paths as text."""
+    from textual_image.widget import Image as ImageWidget
+
+    monkeypatch.setenv("BPLLM_TUI_IMAGES", "0")
+    ws = material_workspace(tmp_path, previews=True)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await _open_material_record(pilot, app, "M_01")
+        assert review.query_one("#previews").display
+        assert not review.query(ImageWidget)
+        exp, act = _preview_texts(review, "expected"), _preview_texts(review, "actual")
+        assert exp == [str((ws / "models/v1/exams/previews/gold.png").resolve())]
+        assert act == [str((ws / "models/v1/exams/previews/wrong.png").resolve())]
+
+
+@aio
+async def test_review_without_previews_hides_the_row(tmp_path):
+    ws = material_workspace(tmp_path, previews=False)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        review = await _open_material_record(pilot, app, "M_01")
+        assert not review.query_one("#previews").display
+        assert not review.query_one("#expected-preview").children

@@ -22,6 +22,7 @@ from textual.widgets import Footer, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
 from bpllm_tui import exams
+from bpllm_tui.images import image_class
 from bpllm_tui.keys import REVIEW_KEYS, bindings
 from bpllm_tui.lesson import Lesson, LessonError
 from bpllm_tui.widgets.dsl_diff import (BUCKET_LABEL, diagnostic_where, line_marks, pair_rewired, render_side,
@@ -80,6 +81,9 @@ class ReviewScreen(Screen):
                         yield Static("", id="expected")
                     with VerticalScroll(id="actual-pane"):
                         yield Static("", id="actual")
+                with Horizontal(id="previews"):  # material renders (bpllm render-exam), when the exam has them
+                    yield Vertical(id="expected-preview", classes="preview")
+                    yield Vertical(id="actual-preview", classes="preview")
                 yield OptionList(id="differences")
         yield Footer()
 
@@ -260,7 +264,9 @@ class ReviewScreen(Screen):
     def show_record(self, f: exams.ExamFile, record: exams.ExamRecord) -> None:
         self.current, self.current_file = record, f
         if self.comparing and self._show_versions(f, record):
+            self._show_previews(None)
             return
+        self._show_previews(exams.previews(f, record))
         self._set_pane_titles("Expected (gold)", "Actual (model)")
         result = self.pack.score(record.expected, record.actual)
         diags = self.pack.validate(record.actual) if record.actual.strip() else []
@@ -302,6 +308,26 @@ class ReviewScreen(Screen):
             count += 1
         if not count:
             options.add_option(Option(Text("no differences: the same graph", style="green")))
+
+    def _show_previews(self, found: exams.Previews | None) -> None:
+        """Expected and actual renders side by side: pictures where the terminal draws them, else paths."""
+        row = self.query_one("#previews", Horizontal)
+        row.display = found is not None
+        if found is None:
+            return
+        image = image_class(self.app)
+        for side, path, error in (("expected", found.expected, found.expected_error),
+                                  ("actual", found.actual, found.actual_error)):
+            box = self.query_one(f"#{side}-preview", Vertical)
+            box.border_title = "Expected render" if side == "expected" else "Actual render"
+            box.remove_children()
+            if path is None:
+                box.mount(Static(Text(f"no image: {error}", style="dim"), classes="preview-path"))
+            elif image is None:
+                box.mount(Static(Text(str(path)), classes="preview-path"))
+            else:
+                box.mount(image(str(path), classes="preview-image"), Static(Text(path.name, style="dim"),
+                                                                          classes="preview-path"))
 
     def _difference_line(self, bucket: str, item: dict[str, Any]) -> Text:
         line = Text()

@@ -762,7 +762,41 @@ def save_exam_results(ctx: StepContext) -> dict[str, Any]:
     ctx.history.add_exam_results(version, ctx.run_id, rows)
     for path in sorted(exam_dir(ctx, version).glob("exam_*.jsonl")):
         ctx.artifact("exam", path, f"exam {path.stem} ({version})", version=version)
-    return {"version": version, "records": len(rows)}
+    out: dict[str, Any] = {"version": version, "records": len(rows)}
+    previews = _render_previews(ctx, version) if rows else None
+    if previews is not None:
+        out["previews"] = previews
+    return out
+
+
+def _render_previews(ctx: StepContext, version: str) -> dict[str, Any] | None:
+    """Material workspaces with Blender installed: render each record's expected and actual material for
+    the exam review (``bpllm render-exam``, in a child process so bpy never shares this one with torch).
+    A failed render is a warning: the exam results stand without pictures."""
+    import importlib.util  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    if ctx.config.workspace.language != "blender-material" or importlib.util.find_spec("bpy") is None:
+        return None
+    cmd = [sys.executable, "-m", "engine.cli", "render-exam", "-w", str(ctx.workspace.root), "--version", version,
+           "--json"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(ctx.workspace.root))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        ctx.log(f"exam previews not rendered: {exc}", level="warning")
+        return {"error": str(exc)}
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        ctx.log(f"exam previews not rendered: {tail}", level="warning")
+        return {"error": tail}
+    try:
+        counts = json.loads(proc.stdout)
+    except ValueError:
+        return {"error": "render-exam printed no JSON"}
+    ctx.log(f"exam previews: rendered {counts.get('rendered')}, cached {counts.get('cached')}, "
+            f"no image {counts.get('failed')}")
+    return {k: counts.get(k) for k in ("rendered", "cached", "failed")}
 
 
 # ---------------------------------------------------------------------------- 7.x

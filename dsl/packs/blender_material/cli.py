@@ -81,6 +81,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ren.add_argument("--material", metavar="NAME", help="which material to render when FILE has several")
     ren.set_defaults(func=cmd_render)
 
+    rex = subparsers.add_parser(
+        "render-exam",
+        help="render each exam record's expected and actual material (previews for the exam review)",
+        description="Render the gold and the model's material of every record of a version's exams "
+        "(models/vN/exams/exam_*.jsonl) to previews/<hash>.png beside them, with an index "
+        "previews/<exam>.previews.json per exam file. Already rendered texts are not rendered again.",
+    )
+    rex.add_argument("-w", "--workspace", default=".", metavar="WS", help="workspace (default: .)")
+    rex.add_argument("--version", metavar="vN", help="model version (default: the newest with exams)")
+    rex.add_argument("--size", type=int, default=160, help="image width and height in pixels (default 160)")
+    rex.add_argument("--samples", type=int, default=8, help="Cycles samples (default 8)")
+    rex.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
+    rex.set_defaults(func=cmd_render_exam)
+
 
 # -- text layer: DSL when the language's text module is there, graph JSON always ---------------------
 def _text_module() -> Any | None:
@@ -311,4 +325,33 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"  {p}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({args.size}x{args.size}, {args.samples} samples)", file=sys.stderr)
+    return 0
+
+
+def cmd_render_exam(args: argparse.Namespace) -> int:
+    if not _need_bpy("render-exam"):
+        return 1
+    from .previews import PreviewReport, render_exam_file, version_exam_files  # noqa: PLC0415
+
+    if args.size < 8 or args.samples < 1:
+        print(f"bpllm render-exam: --size {args.size} / --samples {args.samples} too small "
+              "(use a size >= 8 and samples >= 1)", file=sys.stderr)
+        return 2
+    try:
+        version, files = version_exam_files(args.workspace, args.version)
+        report = PreviewReport()
+        for path in files:
+            render_exam_file(path, size=args.size, samples=args.samples, report=report)
+    except BpllmError as exc:
+        print(f"bpllm render-exam: {exc}", file=sys.stderr)
+        return 1
+    counts = {"version": version, "exams": report.exams, "records": report.records, "rendered": report.rendered,
+              "cached": report.cached, "failed": report.failed, "indexes": report.indexes}
+    if args.json:
+        json.dump(counts, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        _stdout_done()
+    else:
+        print(f"{version}: {report.exams} exam file(s), {report.records} record(s): rendered {report.rendered}, "
+              f"cached {report.cached}, no image {report.failed}", file=sys.stderr)
     return 0
