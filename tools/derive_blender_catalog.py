@@ -11,7 +11,7 @@ third input for most operations). It also asks Blender which socket-type links i
 The result is plain data in ``dsl/packs/blender_material/catalog.json``, so validation and the TUI
 work without bpy.
 
-Usage (needs bpy: ``pip install bpy`` on Python 3.11)::
+Usage (needs bpy, `pip install -e ".[blender]"` on Python 3.11, and bpllm importable: ``PYTHONPATH=.`` in a checkout)::
 
     python tools/derive_blender_catalog.py                 # (re)write the catalog
     python tools/derive_blender_catalog.py --diff          # what the live Blender changes vs the stored file
@@ -24,15 +24,14 @@ import itertools
 import json
 import re
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dsl.atomic import atomic_write_text  # noqa: E402
+from dsl.atomic import atomic_write_text
 
-DEFAULT_OUT = ROOT / "dsl" / "packs" / "blender_material" / "catalog.json"
+DEFAULT_OUT = Path(str(resources.files("dsl.packs.blender_material") / "catalog.json"))
 FORMAT_VERSION = 1
 MAX_COMBOS = 4096  # cartesian product of socket-affecting enums per node, above this only single flips
 
