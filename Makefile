@@ -10,6 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 .PHONY: setup workspace run cycle test bench
 
 STAMP := build/.installed
+TEST_STAMP := build/.installed-test
 
 setup: $(STAMP)
 
@@ -29,7 +30,13 @@ run: workspace
 cycle: workspace
 	$(PY) -m engine.cli run -w $(WORKSPACE)
 
-test: setup
+# tests also need real Blender (bpy, the [blender] extra: Python 3.11 only, a 374 MB wheel); `make run` does not
+$(TEST_STAMP): pyproject.toml
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev,blender]"
+	@mkdir -p build && touch $(STAMP) $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 

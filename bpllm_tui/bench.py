@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.resources import child_pythonpath
-from engine.workspace.workspace import STARTER_DIR
 
 _FIRST_PAINT = r"""
 import time, sys
@@ -178,7 +177,9 @@ def bench_tui(args: Any) -> int:
         (ws / "runs").mkdir(parents=True)
         lessons = ws / "lessons"
         lessons.mkdir()
-        starter = STARTER_DIR / "lessons"
+        from dsl.packs import DEFAULT_LANGUAGE, load
+
+        starter = Path(str(load(DEFAULT_LANGUAGE).starter_dir() / "lessons"))
         for src in sorted(starter.glob("*.json"))[:1]:
             (lessons / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
 

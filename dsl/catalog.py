@@ -1,6 +1,6 @@
 """The typed node catalog: which node types exist, their pins and params, and aliases.
 
-The catalog is data (``data/catalog.json``, documented in ``docs/catalog.md``); this
+The catalog is data (``dsl/packs/blueprint/catalog.json`` for Blueprint, documented in ``docs/catalog.md``); this
 module only loads it and answers questions about it, with every lookup the
 validator needs precomputed at load time (it runs on each keystroke of the lesson
 editor). Aliases map the spelling variants different sources use for the same
@@ -14,10 +14,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-DEFAULT_CATALOG_PATH = Path(__file__).resolve().parent.parent / "data" / "catalog.json"
+# Blueprint, the first language pack, ships the default catalog (found by resource, not by path climbing)
+DEFAULT_CATALOG_PATH = Path(str(resources.files("dsl.packs.blueprint") / "catalog.json"))
 # Unreal (T3D clipboard) mapping per node type, merged into NodeSpec.ue; kept in its
 # own file so the language catalog and the Unreal mapping can be curated separately.
 DEFAULT_UE_MAPPING_PATH = DEFAULT_CATALOG_PATH.with_name("catalog_ue.json")
@@ -259,7 +261,7 @@ class Catalog:
 
     # -- lookups -------------------------------------------------------------
     def merge_ue_mapping(self, mapping: dict[str, dict[str, Any]]) -> None:
-        """Attach Unreal export/import data (``data/catalog_ue.json``) to node specs."""
+        """Attach Unreal export/import data (``dsl/packs/blueprint/catalog_ue.json``) to node specs."""
         for name, ue in mapping.items():
             spec = self.nodes.get(name)
             if spec is not None:
@@ -333,7 +335,7 @@ def load_catalog_file(path: str | Path) -> Catalog:
 
 @lru_cache(maxsize=1)
 def default_catalog() -> Catalog:
-    """The catalog shipped with bpllm (``data/catalog.json``), loaded once."""
+    """The Blueprint pack's catalog (``dsl/packs/blueprint/catalog.json``), loaded once."""
     if not DEFAULT_CATALOG_PATH.exists():
         return Catalog({}, source=str(DEFAULT_CATALOG_PATH))
     catalog = load_catalog_file(DEFAULT_CATALOG_PATH)

@@ -8,6 +8,9 @@ Other tools parse the ``--json`` output, so its shape is part of the contract:
   ``{"records":[{"prompt_id", ...same fields...}], "mean_score", "mean_line_score", "scored",
   "missing":[{"prompt_id","line"}], "skipped"}`` roll-up (a row with no ``actual_dsl`` is missing, not a 0).
 * fmt: rewrites files in canonical form (atomically); ``--check`` only reports, exit 1 if any would change.
+
+Each text is read in its language: ``--language NAME``, else the pack whose header the text starts
+with (``BLUEPRINT:`` ...), else the workspace's ``[workspace] language``, else Blueprint.
 """
 from __future__ import annotations
 
@@ -119,8 +122,9 @@ def iter_items(path: Path) -> Iterator[DslItem]:
     yield DslItem(str(path), text)
 
 
-def _workspace_unknown_nodes(default: str = "error") -> str:
-    """A workspace may allow unknown node types: ``[dsl] unknown_nodes = "warning"`` in bpllm.toml.
+def _workspace_setting(section: str, key: str, default: str) -> str:
+    """A setting of the workspace in $BPLLM_WORKSPACE or the current directory, else DEFAULT:
+    ``[dsl] unknown_nodes = "warning"`` allows unknown node types, ``[workspace] language`` names the pack.
 
     The file is read by the one loader (dsl.config, which the engine and the TUI use too), so a bad
     setting is an error here too (ConfigError), never a silent fallback to the default.
@@ -130,7 +134,43 @@ def _workspace_unknown_nodes(default: str = "error") -> str:
     config = Path(os.environ.get("BPLLM_WORKSPACE", ".")) / CONFIG_FILE
     if not config.is_file():
         return default
-    return load_config(config).dsl.unknown_nodes
+    return str(getattr(getattr(load_config(config), section), key) or default)
+
+
+def _workspace_unknown_nodes(default: str = "error") -> str:
+    return _workspace_setting("dsl", "unknown_nodes", default)
+
+
+class _Languages:
+    """Picks each text's pack: --language, else its header, else the workspace's language."""
+
+    def __init__(self, forced: str | None):
+        from . import packs
+
+        self.packs = packs
+        self.forced = packs.load(forced) if forced else None  # UnknownLanguage: the caller reports it
+        self._fallback = None
+
+    def for_text(self, text: str):
+        if self.forced is not None:
+            return self.forced
+        for pack in self.packs.all_packs():
+            if pack.detect(text):
+                return pack
+        if self._fallback is None:
+            self._fallback = self.packs.load(_workspace_setting("workspace", "language", self.packs.DEFAULT_LANGUAGE))
+        return self._fallback
+
+
+def _languages(command: str, args: argparse.Namespace) -> "_Languages | None":
+    """The language picker, or None after one clear line for an unknown --language."""
+    from .packs import UnknownLanguage
+
+    try:
+        return _Languages(getattr(args, "language", None))
+    except UnknownLanguage as exc:
+        print(f"bpllm {command}: {exc}; see `bpllm languages`", file=sys.stderr)
+        return None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -138,7 +178,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .validator import validate
 
     catalog = load_catalog_file(args.catalog) if args.catalog else default_catalog()
+    langs = _languages("validate", args)
+    if langs is None:
+        return 1
     unknown = args.unknown_nodes or _workspace_unknown_nodes()  # ConfigError: engine.cli.main reports it
+    langs.for_text("")  # reads the workspace's language now (a bad one: engine.cli.main reports it)
     report: dict[str, Any] = {"files": []}
     any_error = False
     totals = {"items": 0, "invalid": 0, "errors": 0, "warnings": 0}
@@ -160,8 +204,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             totals["items"] += 1
             if item.problem is not None:
                 diags = [item.problem]
-            else:
+            elif args.catalog:  # a Blueprint catalog of one's own
                 diags = validate(item.text or "", catalog, unknown_nodes=unknown)
+            else:
+                diags = langs.for_text(item.text or "").validate(item.text or "", unknown_nodes=unknown)
             errors = [d for d in diags if d.severity == "error"]
             totals["errors"] += len(errors)
             totals["warnings"] += sum(1 for d in diags if d.severity == "warning")
@@ -199,7 +245,12 @@ def _score_fields(result: Any) -> dict[str, Any]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .scorer import score
+    langs = _languages("score", args)
+    if langs is None:
+        return 1
+
+    def score(expected: str, actual: str):
+        return langs.for_text(expected).score(expected, actual)
 
     if args.exam:
         path = Path(args.exam)
@@ -259,7 +310,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
-    from .formatter import FormatError, format_dsl
+    from .formatter import FormatError
+
+    langs = _languages("fmt", args)
+    if langs is None:
+        return 1
+
+    def format_dsl(text: str) -> str:
+        return langs.for_text(text).format(text)
 
     if args.paths == ["-"]:
         try:
@@ -297,16 +355,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warnings", action="store_true", help="also print warnings in the text report")
     p.add_argument("--unknown-nodes", choices=("error", "warning"), default=None,
                    help="how to treat node types missing from the catalog (default: workspace setting, else error)")
-    p.add_argument("--catalog", help="a catalog JSON other than the shipped one")
+    p.add_argument("--catalog", help="a Blueprint catalog JSON other than the shipped one")
+    _language_arg(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("score", help="structural score of ACTUAL against EXPECTED (or rescore an exam file)")
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--exam", metavar="FILE.jsonl", help="rescore every record (prompt_id, expected_dsl, actual_dsl)")
     p.add_argument("--json", action="store_true")
+    _language_arg(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("fmt", help="rewrite .dsl files in canonical form ('-' for stdin → stdout)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--check", action="store_true", help="only report files that would change (exit 1)")
+    _language_arg(p)
     p.set_defaults(func=cmd_fmt)
+
+
+def _language_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--language", metavar="NAME",
+                   help="the language of the texts (default: from each text's header, else the workspace's)")

@@ -1,6 +1,6 @@
 """Catalog-aware constraint: which continuations of a DSL text can still be valid.
 
-The grammar (``dsl/grammar.lark``, run by llguidance in the engine) guarantees syntax. This
+The grammar (``dsl/packs/blueprint/grammar.lark``, run by llguidance in the engine) guarantees syntax. This
 module adds the validator's rules that are decidable from a prefix, language-neutrally from
 the catalog: node types the catalog knows, ids declared once, params a type has (at most once,
 with a value of their type), wires between declared ids on pins their types have, from an

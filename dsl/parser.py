@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import types
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +46,8 @@ from .ast import (
     VarDecl,
 )
 
-GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+# the Blueprint pack's grammar: the parser's AST (dsl.ast) is the shared node-graph statement set
+GRAMMAR_PATH = Path(str(resources.files("dsl.packs.blueprint") / "grammar.lark"))
 
 DIRECTIVES = ("BLUEPRINT:", "PARENT:", "CATEGORY:", "VAR", "GRAPH:", "NODE", "EXEC", "DATA")
 

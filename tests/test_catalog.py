@@ -90,7 +90,7 @@ def test_unreal_mapping_covers_the_catalog():
     """Every node the Unreal importer maps exists here, so imported text validates."""
     ue_path = DEFAULT_CATALOG_PATH.with_name("catalog_ue.json")
     if not ue_path.exists():
-        pytest.skip("data/catalog_ue.json not present")
+        pytest.skip("dsl/packs/blueprint/catalog_ue.json not present")
     ue = json.loads(ue_path.read_text(encoding="utf-8"))["nodes"]
     cat = default_catalog()
     assert set(ue) <= set(cat.nodes)

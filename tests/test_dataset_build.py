@@ -200,7 +200,7 @@ def test_files_without_metadata_are_their_own_repository(ws, tmp_path):
 
 def test_merge_keeps_the_repository_split(ws, tmp_path):
     """Step 1.5 keeps rows pinned to a side by `dataset build` there, and splits the others as always."""
-    src = ROOT / "data" / "starter" / "datasets" / "starter.jsonl"
+    src = ROOT / "dsl" / "packs" / "blueprint" / "starter" / "datasets" / "starter.jsonl"
     rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
     pinned = tmp_path / "pinned.jsonl"
     pinned.write_text("".join(json.dumps(r | {"split": "validation" if i < 3 else "train", "repository": "o/r",

@@ -88,10 +88,10 @@ def test_the_text_may_end_only_when_the_whole_text_is_valid():
 
 def _starter_golds() -> list[str]:
     texts = []
-    for path in sorted((REPO_ROOT / "data" / "starter").rglob("*.json")):
+    for path in sorted((REPO_ROOT / "dsl" / "packs" / "blueprint" / "starter").rglob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         texts += [p["expected_dsl"] for p in data.get("prompts", []) if p.get("expected_dsl")]
-    for path in sorted((REPO_ROOT / "data" / "starter").rglob("*.jsonl")):
+    for path in sorted((REPO_ROOT / "dsl" / "packs" / "blueprint" / "starter").rglob("*.jsonl")):
         texts += [json.loads(x)["output"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     assert len(texts) > 10, "the starter data holds gold texts"
     return texts

@@ -21,7 +21,7 @@ from engine.dataset.rows import MAX_ROW_CHARS, Lesson, check_lesson, check_row
 from tests.test_engine_run import _env, bpllm, events, heartbeat, run_dirs, start, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTER = ROOT / "data" / "starter" / "datasets" / "starter.jsonl"
+STARTER = ROOT / "dsl" / "packs" / "blueprint" / "starter" / "datasets" / "starter.jsonl"
 FIVE_MB = 5 * 1024 * 1024
 STOP_BOUND_S = 60  # generous on a loaded 2-core machine; the stop lands within seconds
 

@@ -67,7 +67,7 @@ BAD = [
 
 def _config_with(tmp_path: Path, extra: str) -> Path:
     """The starter bpllm.toml with ``extra`` merged in (a section already there is replaced)."""
-    template = (ROOT / "data" / "starter" / "bpllm.toml").read_text(encoding="utf-8")
+    template = (ROOT / "dsl" / "packs" / "blueprint" / "starter" / "bpllm.toml").read_text(encoding="utf-8")
     header, body = extra.split("\n", 1)
     if re.search(rf"(?m)^{re.escape(header)}$", template):  # e.g. [synthetic]: put the bad key inside the existing table, in place of its own
         for key in re.findall(r"(?m)^(\w+)\s*=", body):
@@ -121,11 +121,11 @@ def test_every_field_has_a_doc_and_a_rule_that_agrees_with_its_type_and_default(
     for prof in PROFILES.values():
         table = {k: v for k, v in prof.to_dict().items() if v is not None}
         validate({"profiles": {"p": table}, "run": {"profile": "p"}}, "built-in")
-    load_config(ROOT / "data" / "starter" / "bpllm.toml")
+    load_config(ROOT / "dsl" / "packs" / "blueprint" / "starter" / "bpllm.toml")
 
 
 def test_typed_defaults_and_values(tmp_path):
-    cfg = load_config(ROOT / "data" / "starter" / "bpllm.toml")
+    cfg = load_config(ROOT / "dsl" / "packs" / "blueprint" / "starter" / "bpllm.toml")
     assert isinstance(cfg, Config) and cfg == dataclasses.replace(Config(), source=cfg.source)
     assert cfg.retry.max_attempts == 3 and cfg.stall.kill_s == 600.0 and cfg.workspace.language == "blueprint"
     assert cfg.dsl.unknown_nodes == "error" and cfg.backup.include[0] == "bpllm.toml"

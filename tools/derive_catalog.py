@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Derive a draft node catalog from the reference corpus's curated DSL texts.
 
-Why: the hand-curated ``data/catalog.json`` must cover every node type, param and
+Why: the hand-curated ``dsl/packs/blueprint/catalog.json`` must cover every node type, param and
 pin the gold data uses.  This script measures that usage (node types, params with
 the kinds of values they take, pins seen as exec/data inputs/outputs with their
 ``[Type]`` suffixes) so curation starts from facts, and ``--check`` shows what the
@@ -16,7 +16,7 @@ Usage (with bpllm importable: ``make setup``, or ``PYTHONPATH=.`` in a checkout)
 
     python tools/derive_catalog.py                  # draft JSON on stdout
     python tools/derive_catalog.py --summary        # human-readable usage table
-    python tools/derive_catalog.py --check data/catalog.json   # what the catalog misses
+    python tools/derive_catalog.py --check dsl/packs/blueprint/catalog.json   # what the catalog misses
 """
 from __future__ import annotations
 

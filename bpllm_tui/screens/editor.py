@@ -28,7 +28,6 @@ from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from dsl.ast import Diagnostic
-from dsl.validator import validate
 from bpllm_tui.keys import EDITOR_KEYS, bindings
 from bpllm_tui.lesson import Lesson, LessonError, SwapFile, lesson_files, pending_swaps
 from bpllm_tui.screens.dialogs import Choice, Prompt, unsaved_changes
@@ -99,6 +98,18 @@ class LessonPicker(ModalScreen[Path | None]):
             self.dismiss(path if path.is_absolute() else (self.workspace / path))
 
 
+def language_pack(workspace: Path):
+    """The workspace's language pack and, when its config cannot say, Blueprint with the reason why."""
+    from dsl import packs
+    from engine.workspace.config import ConfigError
+    from engine.workspace.workspace import Workspace, pack_for
+
+    try:
+        return pack_for(Workspace(workspace)), None
+    except (ConfigError, OSError) as exc:
+        return packs.load(packs.DEFAULT_LANGUAGE), f"{exc}; the editor checks texts as Blueprint"
+
+
 class EditorScreen(Screen):
     CSS_PATH = resource("styles", "editor.tcss")
     BINDINGS = bindings(EDITOR_KEYS)
@@ -109,6 +120,7 @@ class EditorScreen(Screen):
     def __init__(self, workspace: Path, initial: Path | None = None) -> None:
         super().__init__(id="editor")
         self.workspace = workspace
+        self.pack, self._pack_problem = language_pack(workspace)  # validation, formatting and colours
         self.initial = initial
         self.lesson: Lesson | None = None
         self.swap: SwapFile | None = None
@@ -139,7 +151,9 @@ class EditorScreen(Screen):
                 with Horizontal(id="meta-row"):
                     yield Input(placeholder="instruction: what the user asks for", id="instruction")
                     yield Input(placeholder="category", id="category")
-                yield DslTextArea("", id="dsl")
+                area = DslTextArea("", id="dsl")
+                area.highlights = self.pack.highlights
+                yield area
                 yield Static("", id="editor-status")
             with Vertical(id="diag-pane"):
                 yield OptionList(id="diagnostics")
@@ -157,6 +171,8 @@ class EditorScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < self.NARROW, "-narrow")
+        if self._pack_problem:
+            self.notify(self._pack_problem, title="Language", severity="warning", timeout=8)
         self.query_one("#prompt-pane").border_title = "Prompts"
         self.query_one("#diag-pane").border_title = "Problems"
         self.query_one("#dsl").border_title = "DSL"
@@ -245,7 +261,7 @@ class EditorScreen(Screen):
 
     def _prompt_label(self, prompt: dict, diags: list[Diagnostic] | None = None) -> Text:
         if diags is None:
-            diags = validate(prompt.get("expected_dsl", "")) if prompt.get("expected_dsl") else []
+            diags = self.pack.validate(prompt.get("expected_dsl", "")) if prompt.get("expected_dsl") else []
         errors, warnings = summarize(diags)
         text = Text(no_wrap=True, overflow="ellipsis")
         if not prompt.get("expected_dsl"):
@@ -401,7 +417,7 @@ class EditorScreen(Screen):
         self._timer = None
         started = time.perf_counter()
         text = self.dsl.text
-        self.diagnostics = validate(text) if text.strip() else []
+        self.diagnostics = self.pack.validate(text) if text.strip() else []
         self._validate_s = time.perf_counter() - started
         self.dsl.set_diagnostics(self.diagnostics)
         if self.diagnostics != self._shown:  # most keys change no diagnostic: leave the lists alone
@@ -493,11 +509,9 @@ class EditorScreen(Screen):
         self.notify(f"Accepted {target.name}: {what_happens_next(self.workspace)}", timeout=8)
 
     def action_format(self) -> None:
-        from dsl.formatter import format_dsl
-
         text = self.dsl.text
         try:
-            formatted = format_dsl(text)
+            formatted = self.pack.format(text)
         except ValueError as exc:
             self.notify(f"Fix the syntax errors first: {exc}", title="Cannot format", severity="warning")
             return

@@ -21,8 +21,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
-from dsl.scorer import score as structural_score
-from dsl.validator import validate
 from bpllm_tui import exams
 from bpllm_tui.keys import REVIEW_KEYS, bindings
 from bpllm_tui.lesson import Lesson, LessonError
@@ -58,6 +56,9 @@ class ReviewScreen(Screen):
     def __init__(self, workspace: Path, extra_sources: list[Path] = ()) -> None:
         super().__init__(id="review")
         self.workspace = workspace
+        from bpllm_tui.screens.editor import language_pack
+
+        self.pack, _problem = language_pack(workspace)  # the editor says why when it falls back
         self.extra_sources = list(extra_sources)
         self.failures_only = False
         self.files: list[exams.ExamFile] = []
@@ -261,8 +262,8 @@ class ReviewScreen(Screen):
         if self.comparing and self._show_versions(f, record):
             return
         self._set_pane_titles("Expected (gold)", "Actual (model)")
-        result = structural_score(record.expected, record.actual)
-        diags = validate(record.actual) if record.actual.strip() else []
+        result = self.pack.score(record.expected, record.actual)
+        diags = self.pack.validate(record.actual) if record.actual.strip() else []
         buckets = pair_rewired(result.buckets, record.expected, record.actual, result.mapping)
         exp_marks, act_marks = line_marks(buckets, diags)
         info = Text()
@@ -281,8 +282,10 @@ class ReviewScreen(Screen):
             info.append(f"   {float(record.time_s):.1f}s", "dim")
         info.append("\n" + record.instruction, "italic")
         self.query_one("#prompt-info", Static).update(info)
-        self.query_one("#expected", Static).update(render_side(self.app, record.expected, exp_marks))
-        self.query_one("#actual", Static).update(render_side(self.app, record.actual, act_marks, diags))
+        self.query_one("#expected", Static).update(render_side(self.app, record.expected, exp_marks,
+            highlights=self.pack.highlights))
+        self.query_one("#actual", Static).update(render_side(self.app, record.actual, act_marks, diags,
+            highlights=self.pack.highlights))
         options = self.query_one("#differences", OptionList)
         options.clear_options()
         count = 0
@@ -332,11 +335,11 @@ class ReviewScreen(Screen):
             pair = (versions[i - 1], versions[i]) if i > 0 else (versions[0], versions[1])
         self.compare_pair = pair
         (_, a), (_, b) = by_version[pair[0]], by_version[pair[1]]
-        ra, rb = structural_score(a.expected, a.actual), structural_score(b.expected, b.actual)
+        ra, rb = self.pack.score(a.expected, a.actual), self.pack.score(b.expected, b.actual)
         ba = pair_rewired(ra.buckets, a.expected, a.actual, ra.mapping)
         bb = pair_rewired(rb.buckets, b.expected, b.actual, rb.mapping)
-        da = validate(a.actual) if a.actual.strip() else []
-        db = validate(b.actual) if b.actual.strip() else []
+        da = self.pack.validate(a.actual) if a.actual.strip() else []
+        db = self.pack.validate(b.actual) if b.actual.strip() else []
         info = Text()
         info.append(f"{record.lesson_id} / {record.prompt_id}", "bold")
         info.append(f"   {pair[0]} vs {pair[1]}", "bold")
@@ -348,8 +351,10 @@ class ReviewScreen(Screen):
         info.append("\n" + record.instruction, "italic")
         self.query_one("#prompt-info", Static).update(info)
         self._set_pane_titles(f"{pair[0]} answer  {ra.score * 100:.1f}", f"{pair[1]} answer  {rb.score * 100:.1f}")
-        self.query_one("#expected", Static).update(render_side(self.app, a.actual, line_marks(ba, da)[1], da))
-        self.query_one("#actual", Static).update(render_side(self.app, b.actual, line_marks(bb, db)[1], db))
+        self.query_one("#expected", Static).update(render_side(self.app, a.actual, line_marks(ba, da)[1], da,
+            highlights=self.pack.highlights))
+        self.query_one("#actual", Static).update(render_side(self.app, b.actual, line_marks(bb, db)[1], db,
+            highlights=self.pack.highlights))
         before = {(k, " ".join(str(i.get("text", "")).split())): i for k, items in ba.items() for i in items}
         after = {(k, " ".join(str(i.get("text", "")).split())): i for k, items in bb.items() for i in items}
         options = self.query_one("#differences", OptionList)

@@ -122,7 +122,8 @@ def _why_rewired(text: str, exp_graph, act_graph, mapping: dict[str, str]) -> st
     return "same text, other nodes: " + "; ".join(reasons)
 
 
-def render_side(app, text: str, marks: dict[int, str], diags: list[Diagnostic] | None = None) -> Text:
+def render_side(app, text: str, marks: dict[int, str], diags: list[Diagnostic] | None = None,
+                highlights=None) -> Text:
     styles = {k: themed(app, v) for k, v in TOKEN_STYLES.items()}
     under: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for d in diags or []:
@@ -134,7 +135,7 @@ def render_side(app, text: str, marks: dict[int, str], diags: list[Diagnostic] |
         kind = marks.get(no)
         mark, colour = MARKS.get(kind, (" ", ""))
         line = Text(raw)
-        colourize(line, lambda k: styles.get(k, Style.null()))
+        colourize(line, lambda k: styles.get(k, Style.null()), highlights)
         for start, end in under.get(no, ()):
             line.stylize(themed(app, "underline $error"), start, min(end, len(raw)) if raw else None)
         row = Text()

@@ -1,4 +1,4 @@
-"""A TextArea for Blueprint DSL: syntax colours and diagnostic underlines.
+"""A TextArea for a pack's DSL text: syntax colours (the pack's highlights) and diagnostic underlines.
 
 TextArea has no diagnostics API and no tree-sitter grammar for our DSL, so this
 subclass overrides :meth:`get_line` (the hook TextArea renders every line through)
@@ -20,21 +20,20 @@ from textual.widgets import TextArea
 from dsl.ast import Diagnostic
 from bpllm_tui.widgets._theme import themed
 
-# token classes follow dsl/grammar.lark's terminals
-_KEYWORD = re.compile(r"^\s*(BLUEPRINT|PARENT|CATEGORY|VAR|GRAPH|NODE|EXEC|DATA)\b")
-_TOKENS = re.compile(
-    r'(?P<string>"(?:[^"\\\n]|\\.)*"?)'
-    r"|(?P<arrow>->)"
-    r"|(?P<node>\bn[0-9]+\b)"
-    r"|(?P<number>-?\b[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\b)"
-    r"|(?P<const>\b(?:true|false|None)\b)"
-    r"|(?P<param>\b[A-Za-z_][A-Za-z0-9_]*(?=\s*=))"
-    r"|(?P<pin>(?<=\.)[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<punct>[\[\]():,=<>.])"
-)
-_NODE_TYPE = re.compile(r"^\s*NODE\s+n[0-9]+\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
-_DATA_TYPE = re.compile(r"\[\s*([A-Za-z_][A-Za-z0-9_<>, ]*)\]\s*$")
-_VAR_TYPE = re.compile(r"^\s*VAR\s+[A-Za-z_][A-Za-z0-9_]*\s*:\s*([A-Za-z_][A-Za-z0-9_<>, ]*)")
+# the colour rules come from the language pack (LanguagePack.highlights); Blueprint's by default
+_COMPILED: dict[tuple, list[tuple[re.Pattern, str, int]]] = {}
+
+
+def _rules(highlights) -> list[tuple[re.Pattern, str, int]]:
+    if highlights is None:
+        from dsl.packs import DEFAULT_LANGUAGE, load
+
+        highlights = load(DEFAULT_LANGUAGE).highlights
+    key = tuple(highlights)
+    if key not in _COMPILED:
+        _COMPILED[key] = [(re.compile(h.pattern), h.token, h.group) for h in highlights]
+    return _COMPILED[key]
+
 
 TOKEN_STYLES = {
     "keyword": "bold $primary",
@@ -52,23 +51,19 @@ TOKEN_STYLES = {
 SEVERITY_STYLES = {"error": "underline bold $error", "warning": "underline $warning", "info": "underline $text-muted"}
 
 
-def colourize(line: Text, style: Callable[[str], Style]) -> Text:
-    """Colour one DSL line in place by token class (shared by the editor and the exam diff)."""
+def colourize(line: Text, style: Callable[[str], Style], highlights=None) -> Text:
+    """Colour one line in place by token class (shared by the editor and the exam diff).
+
+    ``highlights``: the language pack's rules, laid on in order (a later rule wins where two overlap);
+    a rule whose token is "" takes the name of the regex group that matched."""
     plain = line.plain
-    keyword = _KEYWORD.match(plain)
-    if keyword:
-        line.stylize(style("keyword"), keyword.start(1), keyword.end(1))
-    offset = keyword.end() if keyword else 0
-    for match in _TOKENS.finditer(plain, offset):
-        line.stylize(style(match.lastgroup or ""), match.start(), match.end())
-    for pattern, kind in ((_NODE_TYPE, "type"), (_VAR_TYPE, "dtype")):
-        m = pattern.match(plain)
-        if m:
-            line.stylize(style(kind), m.start(1), m.end(1))
-    if keyword and keyword.group(1) == "DATA":
-        m = _DATA_TYPE.search(plain)
-        if m:
-            line.stylize(style("dtype"), m.start(1), m.end(1))
+    for pattern, token, group in _rules(highlights):
+        for match in pattern.finditer(plain):
+            kind = token or match.lastgroup or ""
+            at = group if token else (match.lastgroup or 0)
+            start, end = match.start(at), match.end(at)
+            if start >= 0 and end > start:
+                line.stylize(style(kind), start, end)
     return line
 
 
@@ -80,6 +75,7 @@ class DslTextArea(TextArea):
         kwargs.setdefault("tab_behavior", "indent")
         kwargs.setdefault("soft_wrap", False)
         super().__init__(text, **kwargs)
+        self.highlights = None  # the language pack's colour rules (None: Blueprint's)
         self.diagnostics: list[Diagnostic] = []
         self._by_line: dict[int, list[tuple[int, int, str]]] = {}
         self._styles: dict[str, Style] = {}
@@ -128,7 +124,7 @@ class DslTextArea(TextArea):
         plain = line.plain
         if not plain and line_index not in self._by_line:
             return line
-        colourize(line, self._style)
+        colourize(line, self._style, self.highlights)
         # underlines last, so they sit on top of the colours; errors over warnings
         for start, end, severity in sorted(self._by_line.get(line_index, ()), key=lambda s: s[2] == "error"):
             if start >= len(plain):  # "expected …" at the end of the line: mark the cell after it

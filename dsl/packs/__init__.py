@@ -54,7 +54,9 @@ class Highlight:
     """One syntax-colour rule for the lesson editor: a regex, its group (0 = whole match) and a token class."""
 
     pattern: str
-    token: str  # keyword | header | node_id | type | pin | string | number | comment | operator
+    # the editor's style classes (bpllm_tui/widgets/dsl_editor.py TOKEN_STYLES): keyword string arrow node
+    # number const param pin punct type dtype; "" = the name of the regex's named group that matched
+    token: str
     group: int = 0
 
 
@@ -94,9 +96,20 @@ class LanguagePack:
         """Words the tiny base must know (node types, pins, params, keywords): added to its tokenizer."""
         raise NotImplementedError
 
+    def catalog(self) -> Any | None:
+        """The language's dsl.catalog.Catalog when it has one (None: the pack checks texts its own way)."""
+        return None
+
+    def node_names(self) -> list[str]:
+        """Every node type name (the tiny base may give each one token; `bpllm languages` counts them)."""
+        cat = self.catalog()
+        return list(cat.nodes) if cat is not None else []
+
     # -- the language ---------------------------------------------------------------------------
-    def validate(self, text: str) -> "list[Diagnostic]":
-        """Every problem of a text as positioned diagnostics (syntax and semantics); never raises."""
+    def validate(self, text: str, *, unknown_nodes: str = "error") -> "list[Diagnostic]":
+        """Every problem of a text as positioned diagnostics (syntax and semantics); never raises.
+
+        ``unknown_nodes``: the workspace's ``[dsl] unknown_nodes`` policy ("error" or "warning")."""
         raise NotImplementedError
 
     def format(self, text: str) -> str:
@@ -111,13 +124,20 @@ class LanguagePack:
         """Canonical node type of every node of a text, in order (grading and mastery)."""
         raise NotImplementedError
 
-    def synthesize(self, count: int, seed: int) -> list[dict[str, str]]:
-        """``count`` rows ``{"instruction", "output"}`` covering the catalog, deterministic for a seed."""
+    def synthesize(self, count: int, seed: int, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
+        """``count`` rows ``{"instruction", "output"}`` covering the catalog, deterministic for a seed.
+
+        ``focus_nodes``: only rows built around these node types (grading's drafted lessons)."""
         raise NotImplementedError
 
-    def constraint(self) -> Callable[[], Any] | None:
-        """A factory for a catalog-aware prefix checker (dsl.constraint.ConstraintState-like) or None."""
+    def constraint(self, unknown_nodes: str = "error") -> Callable[[], Any] | None:
+        """A factory of fresh catalog-aware prefix checkers (dsl.constraint.ConstraintState-like), or None
+        when the pack has none: constrained decoding then keeps to the grammar alone."""
         return None
+
+    def has(self, method: str) -> bool:
+        """Whether this pack overrides METHOD (what `bpllm languages` reports as provided)."""
+        return getattr(type(self), method, None) is not getattr(LanguagePack, method, None)
 
     def detect(self, text: str) -> bool:
         """True when the text's first statement is one of this language's headers."""
@@ -145,6 +165,12 @@ def register(pack: LanguagePack) -> None:
     load.cache_clear()
 
 
+def unregister(name: str) -> None:
+    """Remove a pack added with register (tests clean up after themselves)."""
+    _EXTRA.pop(name, None)
+    load.cache_clear()
+
+
 def names() -> list[str]:
     return sorted(set(_entry_points()) | set(_EXTRA))
 
@@ -164,9 +190,21 @@ def load(name: str) -> LanguagePack:
     return pack
 
 
+_FAILED: dict[str, str] = {}
+
+
+def load_errors() -> dict[str, str]:
+    """name -> why it did not load, for the packs ``all_packs`` skipped (`bpllm languages` shows them)."""
+    return dict(_FAILED)
+
+
 def all_packs() -> Iterable[LanguagePack]:
+    """Every pack that loads; one that fails is skipped here and listed by load_errors()."""
     for n in names():
-        yield load(n)
+        try:
+            yield load(n)
+        except Exception as exc:  # noqa: BLE001 - a broken pack must not break the others; load_errors() reports it
+            _FAILED[n] = f"{type(exc).__name__}: {exc}"
 
 
 def for_text(text: str, default: str = DEFAULT_LANGUAGE) -> LanguagePack:

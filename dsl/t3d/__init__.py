@@ -2,7 +2,7 @@
 
 ``import_t3d_text(text) -> ImportResult(dsl_text, report, diagnostics)`` and
 ``export_t3d(dsl_text) -> str`` are the entry points (the lesson editor calls
-them); ``parse_t3d`` reads the raw format. Mapping tables: ``data/catalog_ue.json``.
+them); ``parse_t3d`` reads the raw format. Mapping tables: ``dsl/packs/blueprint/catalog_ue.json``.
 """
 from __future__ import annotations
 

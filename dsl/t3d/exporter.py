@@ -1,7 +1,7 @@
 """Blueprint DSL → Unreal clipboard text (T3D) that pastes into the Blueprint editor.
 
 Each DSL node becomes one ``Begin Object … End Object`` block of the class in
-``data/catalog_ue.json``, with its function/event/macro/variable reference, a
+``dsl/packs/blueprint/catalog_ue.json``, with its function/event/macro/variable reference, a
 position from :mod:`dsl.t3d.layout`, a fresh ``NodeGuid`` and one
 ``CustomProperties Pin`` line per catalog pin (plus the hidden pins Unreal expects:
 ``self`` of library calls, ``WorldContextObject``, an event's ``OutputDelegate``).

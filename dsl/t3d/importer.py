@@ -2,7 +2,7 @@
 
 Pipeline: :func:`~dsl.t3d.parser.parse_t3d` → classify each object (graph node,
 reroute knot, comment box, ControlRig/RigVM object, unknown) → map graph nodes to
-catalog node types through ``data/catalog_ue.json`` → collect wires from
+catalog node types through ``dsl/packs/blueprint/catalog_ue.json`` → collect wires from
 ``LinkedTo`` (written on both ends; deduplicated), pass them through reroute knots
 → map pin names to catalog pins, wire types from the pins → params from input pins'
 non-default ``DefaultValue``s → DSL text (canonical formatting) → validation.

@@ -1,4 +1,4 @@
-"""The Unreal mapping tables (``data/catalog_ue.json``) as lookups for import and export.
+"""The Unreal mapping tables (``dsl/packs/blueprint/catalog_ue.json``) as lookups for import and export.
 
 One entry per DSL node type says which Unreal node class it is, which function,
 event, macro or cast target identifies it, and how DSL pin names map to Unreal
@@ -18,12 +18,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog, NodeSpec, default_catalog
 
-DEFAULT_UE_PATH = Path(__file__).resolve().parent.parent.parent / "data" / "catalog_ue.json"
+DEFAULT_UE_PATH = Path(str(resources.files("dsl.packs.blueprint") / "catalog_ue.json"))
 
 # Unreal classes whose identity is a FunctionReference member name.
 FUNCTION_CLASSES = frozenset(

@@ -23,11 +23,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.cli.run",  # init, run, stop, resume, status, runs, leakage, import-blueprintllm, backup(s), restore, gpus
     "engine.cli.ml",   # (training/exam helpers, bench train/exam)
     "engine.dataset.drafts",        # accept (a drafted lesson into lessons/)
-    "dsl.t3d.cli",          # import-t3d, export-t3d
     "engine.cli.bench",         # bench dsl|exam|train|tui
     "engine.cli.scrape",        # scrape github
     "engine.cli.dataset",       # dataset build|export
     "dsl.packs.blender_material.cli",  # import-blend, export-blend, render-material
+    "engine.cli.languages",     # languages
 )
 
 
@@ -45,7 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _register_pack_commands(sub)
     return parser
+
+
+def _register_pack_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands the language packs bring (Blueprint: import-t3d, export-t3d), each module once."""
+    from dsl import packs
+
+    done: set[str] = set()
+    for pack in packs.all_packs():  # a pack that fails to load is listed by `bpllm languages`
+        for command in pack.commands:
+            if command.module in done or command.name in sub.choices:
+                continue
+            done.add(command.module)
+            importlib.import_module(command.module).register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

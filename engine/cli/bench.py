@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from engine.resources import checkout_root
-from engine.workspace.workspace import STARTER_DIR
+from dsl.packs import DEFAULT_LANGUAGE, load
 
 # the reference corpus sits beside the checkout (../shared/corpus); from an install, beside the current folder
 CORPUS = (checkout_root() or Path.cwd()).parent / "shared" / "corpus" / "blueprintllm"
@@ -22,7 +22,7 @@ CORPUS = (checkout_root() or Path.cwd()).parent / "shared" / "corpus" / "bluepri
 
 def _gold_texts(corpus: Path) -> list[str]:
     texts: list[str] = []
-    lesson_dirs = [corpus / "lessons", STARTER_DIR / "lessons"]
+    lesson_dirs = [corpus / "lessons", Path(str(load(DEFAULT_LANGUAGE).starter_dir() / "lessons"))]
     for folder in lesson_dirs:
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
@@ -36,7 +36,7 @@ def build_long_text(lines: int = 200, corpus: Path = CORPUS) -> str:
     """One valid-looking graph of ``lines`` lines, stitched from gold texts with ids renumbered."""
     texts = _gold_texts(corpus)
     if not texts:
-        raise SystemExit("bench dsl: no lesson texts found (corpus or data/starter/lessons)")
+        raise SystemExit("bench dsl: no lesson texts found (corpus or the Blueprint pack's starter lessons)")
     head = ["BLUEPRINT: BP_Bench", "PARENT: Actor", "GRAPH: EventGraph"]
     body: list[str] = []
     offset = 0

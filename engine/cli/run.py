@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-config", metavar="JSON",
                    help="import the reference project's pipeline_config.json into bpllm.toml")
     p.add_argument("--force", action="store_true", help="rewrite bpllm.toml of an existing workspace")
+    p.add_argument("--language", metavar="NAME",
+                   help="the language pack to teach (default: blueprint; `bpllm languages` lists them)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run teaching cycles (steps 1-9) headless")
@@ -134,7 +136,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     target = args.dir or args.workspace or os.environ.get("BPLLM_WORKSPACE") or os.getcwd()
     try:
-        ws, notes = init_workspace(target, pipeline_config=args.pipeline_config, force=args.force)
+        ws, notes = init_workspace(target, pipeline_config=args.pipeline_config, force=args.force,
+                                   language=args.language)
     except FileNotFoundError as exc:  # --pipeline-config names no file (WorkspaceError, ConfigError: main)
         return _err(f"bpllm init: {exc}")
     print(f"workspace ready: {ws.root}")

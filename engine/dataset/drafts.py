@@ -48,14 +48,14 @@ def find_draft(workspace: Path, name: str) -> Path:
     raise DraftError(f"no draft {name!r} in {drafts}" + (f"; drafts: {', '.join(known)}" if known else "; there are no drafts"))
 
 
-def draft_problems(lesson: Lesson, unknown_nodes: str = "error") -> list[str]:
+def draft_problems(lesson: Lesson, unknown_nodes: str = "error", language: str | None = None) -> list[str]:
     """Every error that would keep the draft out of training — step 8's own lesson check
     (``engine.dataset.rows.check_lesson``, under the workspace's ``[dsl] unknown_nodes``), worded per
     prompt and line for the reviewer."""
     if not lesson.prompts:
         return [f"{lesson.path}: the lesson has no prompts"]
     out = []
-    for problem in check_lesson(lesson, unknown_nodes)[1]:
+    for problem in check_lesson(lesson, unknown_nodes, language)[1]:
         pid = problem.row.get("id") if isinstance(problem.row, dict) else None
         errors = [d for d in problem.diagnostics if d.get("severity") == "error"]
         if pid and errors:
@@ -75,11 +75,12 @@ def accept_draft(workspace: Path, name: str) -> Path:
     """
     workspace = Path(workspace)
     path = find_draft(workspace, name)
-    unknown_nodes = _workspace_config(workspace)[0].dsl.unknown_nodes  # a bad config: what_happens_next says so
+    config = _workspace_config(workspace)[0]  # a bad config: what_happens_next says so
+    unknown_nodes, language = config.dsl.unknown_nodes, config.workspace.language
     lesson, load_problems = load_lesson(path)
     if lesson is None:
         raise DraftError(f"{load_problems[0]}; open it in the editor to fix it")
-    problems = draft_problems(lesson, unknown_nodes)
+    problems = draft_problems(lesson, unknown_nodes, language)
     if problems:
         shown = problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise DraftError("the draft has errors; fix them in the editor (bpllm-tui --lesson "

@@ -109,7 +109,8 @@ def training_rows(ws: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], 
                           f"add rows (`bpllm dataset build`, `bpllm import-blueprintllm`) or run `bpllm run --only 1`")
     d = ws.config.data
     res = merge_rows(files, root=ws.root, near_keep=d.near_duplicate_keep, val_fraction=d.validation_fraction,
-                     min_val=d.min_validation, seed=d.seed, unknown_nodes=ws.config.dsl.unknown_nodes)
+                     min_val=d.min_validation, seed=d.seed, unknown_nodes=ws.config.dsl.unknown_nodes,
+                     language=ws.language)
     names = ", ".join(str(f.relative_to(ws.root)) for f in files)
     return res.train, res.validation, (f"merged in memory from {names} as step 1.5 would ({ws.train_path.name} "
                                        f"is not built yet; `bpllm run --only 1` also adds the synthetic rows)")
@@ -135,7 +136,7 @@ def test_rows(ws: Any) -> tuple[list[dict[str, Any]], str]:
     for lesson in lessons:
         if lesson.data.get("status") == "draft" or (lesson.id in integrated and not lesson.holdout):
             continue
-        good, _bad = check_lesson(lesson, ws.config.dsl.unknown_nodes)
+        good, _bad = check_lesson(lesson, ws.config.dsl.unknown_nodes, ws.language)
         used.append(lesson.id + (" (held out)" if lesson.holdout else ""))
         rows += [{"instruction": p["instruction"], "input": "", "output": p["expected_dsl"],
                   "source": f"lesson:{lesson.id}:{p['id']}"} for p in good]

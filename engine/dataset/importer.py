@@ -48,7 +48,7 @@ def import_blueprintllm(ws: Any, src: str | Path, *, system_prompt: bool = False
         if holdout and imported_digests.get(path.name) == _digest(raw):
             report["notes"].append(f"{path.relative_to(src)} is identical to lessons/{path.name}; imported once")
             continue
-        good, bad = check_lesson(lesson, ws.config.dsl.unknown_nodes)
+        good, bad = check_lesson(lesson, ws.config.dsl.unknown_nodes, ws.language)
         lesson_problems += bad
         data = dict(lesson.data)
         good_ids = {p["id"] for p in good}
@@ -76,7 +76,7 @@ def import_blueprintllm(ws: Any, src: str | Path, *, system_prompt: bool = False
             if row is None:
                 problems.append(Problem(rel, n, err or "malformed", kind="malformed"))
                 continue
-            reason, chk = check_row(row, ws.config.dsl.unknown_nodes)
+            reason, chk = check_row(row, ws.config.dsl.unknown_nodes, ws.language)
             if reason:
                 problems.append(Problem(rel, n, reason, chk.diagnostics if chk else [], row))
                 continue

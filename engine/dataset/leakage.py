@@ -48,7 +48,7 @@ def training_index(ws: Any) -> TrainingIndex:
             if isinstance(ins, str) and ins.strip():
                 instructions.setdefault(norm_instruction(ins), f"{rel}:{n}")
             if isinstance(out, str):
-                chk = check_dsl(out)
+                chk = check_dsl(out, ws.config.dsl.unknown_nodes, ws.language)
                 if chk.canonical is not None:
                     graphs.setdefault(graph_key(chk.canonical), f"{rel}:{n}")
     return TrainingIndex(instructions, graphs, source, rows)
@@ -70,7 +70,7 @@ def leakage_report(ws: Any, lesson_paths: list[Path] | None = None) -> dict[str,
             by_graph = None
             gold = p.get("expected_dsl")
             if isinstance(gold, str):
-                chk = check_dsl(gold)
+                chk = check_dsl(gold, ws.config.dsl.unknown_nodes, ws.language)
                 if chk.canonical is not None:
                     by_graph = idx.graphs.get(graph_key(chk.canonical))
             seen = bool(by_ins or by_graph)

@@ -50,21 +50,22 @@ class DslCheck:
 
 
 @lru_cache(maxsize=65536)
-def check_dsl(text: str, unknown_nodes: str = "error") -> DslCheck:
-    """Parse + validate + canonicalise one DSL text (cached: corpora repeat a lot). ``unknown_nodes`` is the
-    workspace's ``[dsl] unknown_nodes`` policy (``cfg.dsl.unknown_nodes``), passed by the caller."""
-    from dsl.validator import validate
-    from dsl.formatter import format_dsl
+def check_dsl(text: str, unknown_nodes: str = "error", language: str | None = None) -> DslCheck:
+    """Parse + validate + canonicalise one DSL text with a language pack (cached: corpora repeat a lot).
+    ``unknown_nodes`` is the workspace's ``[dsl] unknown_nodes`` policy and ``language`` its ``[workspace]
+    language`` (``ws.language``; None: the default pack), both passed by the caller: nothing is global."""
+    from dsl import packs
 
+    pack = packs.load(language or packs.DEFAULT_LANGUAGE)
     try:
-        diags = [d.to_dict() for d in validate(text, unknown_nodes=unknown_nodes)]
+        diags = [d.to_dict() for d in pack.validate(text, unknown_nodes=unknown_nodes)]
     except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the row
         diags = [{"line": 1, "column": 1, "severity": "error", "code": "validator-crash",
                   "message": f"validator raised {type(exc).__name__}: {exc}"}]
     errors = [d for d in diags if d["severity"] == "error"]
     canonical = None
     try:
-        canonical = format_dsl(text)
+        canonical = pack.format(text)
     except Exception:  # noqa: BLE001 - ValueError on syntax errors; anything else is the formatter's bug
         canonical = None
     return DslCheck(ok=not errors and canonical is not None, diagnostics=diags, canonical=canonical)
@@ -149,8 +150,9 @@ def too_long(*texts: str, what: str = "instruction + input + output") -> str | N
             f"longer than any profile's training sequence); shorten it or split it into several rows")
 
 
-def check_row(row: dict[str, Any], unknown_nodes: str = "error") -> tuple[str | None, DslCheck | None]:
-    """(reason, check): reason is None for a valid row (``unknown_nodes``: see check_dsl)."""
+def check_row(row: dict[str, Any], unknown_nodes: str = "error",
+              language: str | None = None) -> tuple[str | None, DslCheck | None]:
+    """(reason, check): reason is None for a valid row (``unknown_nodes``, ``language``: see check_dsl)."""
     ins, out = row.get("instruction"), row.get("output")
     if not isinstance(ins, str) or not ins.strip():
         return "missing or empty 'instruction' (a non-empty string is required)", None
@@ -161,7 +163,7 @@ def check_row(row: dict[str, Any], unknown_nodes: str = "error") -> tuple[str | 
     long = too_long(ins, row.get("input") or "", out)
     if long:  # before the DSL check: parsing megabytes is slow, and such a row cannot be trained anyway
         return long, None
-    chk = check_dsl(out, unknown_nodes)
+    chk = check_dsl(out, unknown_nodes, language)
     if not chk.ok:
         errs = chk.errors
         first = errs[0] if errs else {"line": 1, "message": "does not format"}
@@ -227,8 +229,10 @@ def _json_line(text: str, key: str) -> int | None:
     return text.count("\n", 0, at) + 1 if at >= 0 else None
 
 
-def check_lesson(lesson: Lesson, unknown_nodes: str = "error") -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Valid prompts (with canonical gold) and problems for the invalid ones (``unknown_nodes``: see check_dsl)."""
+def check_lesson(lesson: Lesson, unknown_nodes: str = "error",
+                 language: str | None = None) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Valid prompts (with canonical gold) and problems for the invalid ones (``unknown_nodes``, ``language``:
+    see check_dsl)."""
     good: list[dict[str, Any]] = []
     problems: list[Problem] = []
     seen_ids: set[str] = set()
@@ -257,7 +261,7 @@ def check_lesson(lesson: Lesson, unknown_nodes: str = "error") -> tuple[list[dic
         if long:
             problems.append(Problem(where, None, f"prompt {pid}: {long}", row=p))
             continue
-        chk = check_dsl(gold, unknown_nodes)
+        chk = check_dsl(gold, unknown_nodes, language)
         if not chk.ok:
             first = chk.errors[0] if chk.errors else {"line": 1, "message": "does not format"}
             problems.append(Problem(where, None, f"prompt {pid}: invalid expected_dsl: line {first.get('line')}: "
@@ -367,7 +371,7 @@ def source_files(ws: Any) -> list[Path]:
 
 
 def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: float, min_val: int, seed: int,
-               progress: Any = None, unknown_nodes: str = "error") -> MergeResult:
+               progress: Any = None, unknown_nodes: str = "error", language: str | None = None) -> MergeResult:
     problems: list[Problem] = []
     kept: list[dict[str, Any]] = []
     exact: dict[tuple[str, str], str] = {}
@@ -389,7 +393,7 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
                 s["invalid"] += 1
                 problems.append(Problem(rel, n, err or "malformed", kind="malformed"))
                 continue
-            reason, chk = check_row(row, unknown_nodes)
+            reason, chk = check_row(row, unknown_nodes, language)
             if reason is not None:
                 stats["invalid"] += 1
                 s["invalid"] += 1

@@ -41,10 +41,14 @@ def corpus_key(documents: Sequence[str], settings: dict[str, Any]) -> str:
 
 
 def catalog_vocabulary(catalog) -> list[str]:
-    """Every node type, pin, param and alias name: the tokenizer must spell them compactly."""
+    """Every node type, pin, param and alias name: the tokenizer must spell them compactly.
+
+    ``catalog``: the workspace's LanguagePack (its ``vocabulary()``) or a dsl Catalog (Blueprint's words)."""
     words: list[str] = []
     if catalog is None:
         return words
+    if hasattr(catalog, "vocabulary"):  # a LanguagePack
+        return list(catalog.vocabulary())
     for name, spec in catalog.nodes.items():
         words.append(name)
         words.extend(p.name for p in spec.pins)
@@ -124,7 +128,7 @@ def tiny_tokenizer(rows: Sequence[dict], system: str, catalog, settings: dict[st
                                 int(settings.get("vocab_size", 4096)), int(settings.get("max_token_length", 16)),
                                 isolate_identifiers=bool(settings.get("isolate_identifiers", False)))
     if settings.get("node_tokens", False):
-        add_node_tokens(tokenizer, catalog.nodes)
+        add_node_tokens(tokenizer, catalog.node_names() if hasattr(catalog, "node_names") else catalog.nodes)
     return tokenizer
 
 

@@ -50,8 +50,9 @@ def _system_prompt(ws_root: Path | None) -> str:
     for p in ([ws_root / "datasets" / "system_prompt.txt", ws_root / "system_prompt.txt"] if ws_root else []):
         if p.exists():
             return p.read_text(encoding="utf-8").strip()
-    starter = Path(__file__).resolve().parents[2] / "data" / "starter" / "system_prompt.txt"
-    return starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
+    from engine.workspace.workspace import Workspace, pack_for
+
+    return pack_for(Workspace(ws_root) if ws_root else None).system_prompt()
 
 
 def _bench_base(quick: bool) -> Path:

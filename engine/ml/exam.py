@@ -109,14 +109,25 @@ def trained_versions(models_dir: str | Path) -> list[str]:
     return sorted(found, key=version_number)
 
 
-def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=None) -> dict[str, Any]:
-    """One exam record in the reference format plus structural scores and diagnostics."""
+def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=None, *, pack=None,
+                 unknown_nodes: str = "error") -> dict[str, Any]:
+    """One exam record in the reference format plus structural scores and diagnostics.
+
+    ``pack``: the workspace's language pack judges the answer (validate, score, node types); without
+    one, Blueprint's dsl machinery with ``catalog`` does (a custom catalog in benches and tests)."""
     actual = result.text.strip()
-    doc = parse(actual)
-    diags = validate(doc, catalog)
+    if pack is not None:
+        diags = pack.validate(actual, unknown_nodes=unknown_nodes)
+        sc = pack.score(prompt.expected_dsl, actual)
+        syntax_errors = sc.actual_syntax_errors
+        counts = {"node_count": len(pack.node_types(actual))}
+    else:
+        doc = parse(actual)
+        diags = validate(doc, catalog)
+        syntax_errors = len(doc.errors)
+        sc = score(prompt.expected_dsl, doc, catalog)
+        counts = {"node_count": len(doc.nodes), "exec_count": len(doc.execs), "data_count": len(doc.datas)}
     errors = [d for d in diags if d.severity == "error"]
-    syntax_errors = len(doc.errors)
-    sc = score(prompt.expected_dsl, doc, catalog)
     comp = sc.to_dict()
     buckets = comp.pop("buckets")
     comparison = {
@@ -147,9 +158,7 @@ def score_record(prompt: ExamPrompt, result: GenResult, version: str, catalog=No
             "errors": len(errors),
             "warnings": sum(1 for d in diags if d.severity == "warning"),
             "diagnostics": [d.to_dict() for d in diags[:50]],
-            "node_count": len(doc.nodes),
-            "exec_count": len(doc.execs),
-            "data_count": len(doc.datas),
+            **counts,
         },
         "comparison": comparison,
         "diff": buckets,
@@ -176,6 +185,7 @@ def run_exam(
     catalog=None,
     unknown_nodes: str = "error",
     constraint: GrammarConstraint | None = None,
+    pack=None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ExamOutcome:
@@ -199,16 +209,17 @@ def run_exam(
     outcome.records.extend(done[(p.lesson_id, p.prompt_id)] for p in prompts if (p.lesson_id, p.prompt_id) in done)
     if config.constrained and constraint is None and todo:
         rules = None
-        if config.constraint == "catalog":
+        if config.constraint == "catalog" and pack is None:
             rules = rules_for(None, unknown_nodes) if catalog is None else CatalogRules(catalog, unknown_nodes)
-        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint, rules=rules)
+        constraint = GrammarConstraint(tokenizer, _vocab_size(model, tokenizer), level=config.constraint, rules=rules,
+                                       pack=pack, unknown_nodes=unknown_nodes)
     rendered = [render_example(tokenizer, system_prompt, p.instruction) for p in todo]
     handles: dict[str, Any] = {}
 
     def deliver(res: GenResult) -> None:
         nonlocal finished
         prompt = todo[res.index]
-        record = score_record(prompt, res, version, catalog)
+        record = score_record(prompt, res, version, catalog, pack=pack, unknown_nodes=unknown_nodes)
         fh = handles.get(prompt.lesson_id)
         if fh is None:
             fh = handles[prompt.lesson_id] = open(exam_path(out_dir, prompt.lesson_id), "a", encoding="utf-8")

@@ -6,7 +6,7 @@ One decode loop serves the exam and the benchmarks:
   a finished row is dropped from the batch (and from the cache), so a long answer
   never makes the short ones pay;
 * with ``constrained=True`` each row has an llguidance matcher built from
-  ``dsl/grammar.lark`` (the same file the parser reads); at the ``catalog`` level
+  the workspace pack's grammar (Blueprint: the file the parser reads); at the ``catalog`` level
   (the default) each row also carries a :class:`dsl.constraint.ConstraintState`, so a
   candidate must fit the catalog and the nodes declared so far as well as the syntax
   (docs/ml.md, "Constrained decoding"). Greedy decoding under a
@@ -37,10 +37,8 @@ import time
 import weakref
 from functools import lru_cache
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "dsl" / "grammar.lark"
 
 
 @dataclass
@@ -83,43 +81,56 @@ class GenResult:
     extra: dict = field(default_factory=dict)
 
 
-def grammar_text() -> str:
-    return GRAMMAR_PATH.read_text(encoding="utf-8")
+def grammar_text(pack=None) -> str:
+    """The grammar constrained decoding follows: the language pack's (Blueprint's by default)."""
+    if pack is None:
+        from dsl.packs import DEFAULT_LANGUAGE, load
+
+        pack = load(DEFAULT_LANGUAGE)
+    return pack.grammar_text()
 
 
 class GrammarConstraint:
-    """llguidance matchers for ``dsl/grammar.lark`` over one HF tokenizer.
+    """llguidance matchers for the language pack's grammar over one HF tokenizer.
 
-    ``level="catalog"`` wraps each matcher with the catalog-aware check of ``dsl.constraint``
-    (``rules``: a :class:`dsl.constraint.CatalogRules`, the default catalog when None)."""
+    ``level="catalog"`` wraps each matcher with a catalog-aware prefix check: ``rules`` (a
+    :class:`dsl.constraint.CatalogRules`, Blueprint's) or else the pack's ``constraint()``; a pack
+    without one keeps to the grammar alone (level "syntax")."""
 
-    def __init__(self, tokenizer, vocab_size: int | None = None, level: str = "syntax", rules=None):
+    def __init__(self, tokenizer, vocab_size: int | None = None, level: str = "syntax", rules=None,
+                 pack=None, unknown_nodes: str = "error"):
         import llguidance
         import llguidance.hf
 
         if level not in ("syntax", "catalog"):
             raise ValueError(f"constraint level {level!r}: expected syntax or catalog")
-        self.level = level
         self.rules = rules
-        if level == "catalog" and rules is None:
-            from dsl.constraint import rules_for
+        self._checker = None  # factory of fresh catalog checkers
+        if level == "catalog" and rules is not None:
+            from dsl.constraint import ConstraintState
 
-            self.rules = rules_for()
+            self._checker = lambda: ConstraintState(self.rules)
+        elif level == "catalog":
+            from dsl.packs import DEFAULT_LANGUAGE, load
+
+            self._checker = (pack or load(DEFAULT_LANGUAGE)).constraint(unknown_nodes)
+            if self._checker is None:
+                level = "syntax"
+        self.level = level
         self.pieces = _piece_cache(tokenizer)
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size or len(tokenizer)
         self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
-        self.grammar = llguidance.grammar_from("lark", grammar_text())
+        self.grammar = llguidance.grammar_from("lark", grammar_text(pack))
         self._template = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
         if self._template.is_error():
-            raise ValueError(f"dsl/grammar.lark is not usable for constrained decoding: {self._template.get_error()}")
+            raise ValueError(f"the {(pack.name if pack else 'blueprint')} grammar is not usable for constrained "
+                             f"decoding: {self._template.get_error()}")
 
     def matcher(self):
         """A fresh matcher: a copy of a compiled template (~1 µs) rather than a new compile (~1 ms)."""
         if self.level == "catalog":
-            from dsl.constraint import ConstraintState
-
-            return CatalogMatcher(self._template.deep_copy(), ConstraintState(self.rules), self.piece)
+            return CatalogMatcher(self._template.deep_copy(), self._checker(), self.piece)
         return self._template.deep_copy()
 
     @property

@@ -194,12 +194,29 @@ def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,
     return [row["node"] for row in weak[:k]]
 
 
+def _catalog(catalog):
+    """The node catalog behind grading's ``catalog`` argument, which is a dsl Catalog, the workspace's
+    LanguagePack (its catalog; None when the pack has none) or None (Blueprint's catalog)."""
+    from dsl.packs import LanguagePack
+
+    if isinstance(catalog, LanguagePack):
+        return catalog.catalog()
+    if catalog is None:
+        from dsl.catalog import default_catalog
+
+        return default_catalog()
+    return catalog
+
+
 def node_types_of(text: str, catalog=None) -> set[str]:
-    """Canonical node types a DSL text uses (what parses of it)."""
-    from dsl.catalog import default_catalog
+    """Canonical node types a text uses (what parses of it); a LanguagePack names them itself."""
+    from dsl.packs import LanguagePack
+
+    if isinstance(catalog, LanguagePack):
+        return set(catalog.node_types(text or ""))
     from dsl.parser import parse
 
-    cat = catalog if catalog is not None else default_catalog()
+    cat = _catalog(catalog)
     return {cat.canonical_node_type(n.type) for n in parse(text or "").nodes}
 
 
@@ -210,12 +227,13 @@ def _kind(spec) -> str:
 def confusions(records: Sequence[dict[str, Any]], catalog=None) -> Counter:
     """(expected, written) node-type pairs: the gold used ``expected``, the answer left it out and
     wrote ``written`` (of the same kind: event / pure / exec) in its place."""
-    from dsl.catalog import default_catalog
-
-    cat = catalog if catalog is not None else default_catalog()
+    cat = _catalog(catalog)
     pairs: Counter = Counter()
+    if cat is None:
+        return pairs
+    lang = catalog if catalog is not None else cat
     for r in records:
-        gold, got = node_types_of(r.get("expected_dsl", ""), cat), node_types_of(r.get("actual_dsl", ""), cat)
+        gold, got = node_types_of(r.get("expected_dsl", ""), lang), node_types_of(r.get("actual_dsl", ""), lang)
         missing, extra = gold - got, got - gold
         for m in missing:
             ms = cat.get(m)
@@ -237,10 +255,8 @@ def look_alikes(node: str, catalog=None, k: int = 3, cutoff: float = 0.65, word_
     that teaches "…Loop" is followed by "WithBreak" costs every loop that is not)."""
     from difflib import SequenceMatcher
 
-    from dsl.catalog import default_catalog
-
-    cat = catalog if catalog is not None else default_catalog()
-    spec = cat.get(node)
+    cat = _catalog(catalog)
+    spec = cat.get(node) if cat is not None else None
     if spec is None:
         return []
     strip = lambda name: name.removeprefix("Event_")  # noqa: E731 - every event shares the prefix
@@ -308,8 +324,18 @@ def draft_lesson(
 
     A share of the prompts (``contrast_share``) reviews the ``contrast`` nodes, so that what the
     drill teaches is "this node *here*", not "this node more often"."""
-    from dsl.validator import validate
-    from engine.dataset.synthetic import generate
+    from dsl.packs import LanguagePack
+
+    if isinstance(catalog, LanguagePack):  # the workspace's language: its generator and validator
+        pack = catalog
+
+        def generate(n, seed, catalog, focus_nodes):  # noqa: ARG001 - the pack knows its catalog
+            return pack.synthesize(n, seed, focus_nodes=focus_nodes)
+
+        validate = lambda text, _cat: pack.validate(text)  # noqa: E731
+    else:
+        from dsl.validator import validate
+        from engine.dataset.synthetic import generate
 
     contrast = [n for n in contrast if n not in set(focus_nodes)]
     n_contrast = round(n_prompts * contrast_share) if contrast else 0

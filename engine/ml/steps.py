@@ -14,12 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsl.catalog import default_catalog
 from dsl.errors import StopRequested
-from dsl.parser import parse
 from engine.atomic import atomic_write_json, read_json
 from engine.dataset.leakage import seen_map
-from engine.dataset.synthetic import generate as synthetic_rows
 from engine.runtime.context import StepContext, StepRegistry
 from dsl.config import ConfigError
 from engine.runtime.failures import CorruptCheckpoint, DataError
@@ -240,14 +237,15 @@ def tiny_base(ctx: StepContext, profile) -> Path:
             path = root / path
         if (path / "base.json").exists() and pinned.get("settings") == settings and pinned.get("format") == BASE_FORMAT:
             return path
-    rows = synthetic_rows(int(settings.get("synthetic_examples", 1600)), seed=int(settings.get("synthetic_seed", 1234)))
+    pack = ctx.workspace.pack  # the language's generator and vocabulary
+    rows = pack.synthesize(int(settings.get("synthetic_examples", 1600)), int(settings.get("synthetic_seed", 1234)))
     data = _data(ctx)
     rows = rows + [r for r in data["train"] if r.get("instruction") and r.get("output")]
     ctx.log(f"building the tiny base: tokenizer + {settings.get('hidden_size')}-wide Llama on {len(rows)} examples "
             "(cached for later cycles)")
 
     try:
-        path = ensure_tiny_base(root, rows, _system_prompt(ctx), default_catalog(), settings,
+        path = ensure_tiny_base(root, rows, _system_prompt(ctx), pack, settings,
                                 on_progress=_base_progress(ctx), should_stop=lambda: ctx.stop_requested)
     except StopRequested:
         ctx.check_stop()  # the runtime's StopRequested: exit 2; the base is rebuilt on resume
@@ -542,6 +540,11 @@ def _gen_config(ctx: StepContext, **changes: Any):
     return GenConfig(**values)
 
 
+# diagnostic codes that mean "does not parse" (dsl.parser's; a pack's own parser uses "syntax" too)
+SYNTAX_CODES = frozenset({"syntax", "unknown-directive", "trailing-junk", "unterminated-string", "incomplete",
+                          "missing-colon"})
+
+
 def verify_output(ctx: StepContext) -> dict[str, Any]:
     version = version_of(ctx)
     if not (version_dir(ctx, version) / "adapter" / "adapter_config.json").exists():
@@ -550,7 +553,9 @@ def verify_output(ctx: StepContext) -> dict[str, Any]:
     rows = (_data(ctx)["validation"] or _data(ctx)["train"])[:2]
     prompts = [render_example(tokenizer, _system_prompt(ctx), r["instruction"]) for r in rows]
     results = generate(model, tokenizer, prompts, _gen_config(ctx, batch_size=2))
-    parsed = sum(1 for r in results if r.text.strip() and not parse(r.text).errors)
+    pack = ctx.workspace.pack
+    parsed = sum(1 for r in results if r.text.strip()
+                 and not any(d.code in SYNTAX_CODES for d in pack.validate(r.text)))
     return {"prompts": len(results), "parsed": parsed, "tokens": sum(r.n_tokens for r in results),
             "sample": results[0].text[:300] if results else ""}
 
@@ -701,7 +706,7 @@ def run_prompts(ctx: StepContext) -> dict[str, Any]:
         ctx.progress(n, total, f"{rec['lesson_id']} {rec['prompt_id']}", unit="prompt")
 
     outcome = run_exam(model, tokenizer, _system_prompt(ctx), prompts, exam_dir(ctx, version), version,
-                       _gen_config(ctx), unknown_nodes=ctx.config.dsl.unknown_nodes,
+                       _gen_config(ctx), unknown_nodes=ctx.config.dsl.unknown_nodes, pack=ctx.workspace.pack,
                        on_record=on_record, should_stop=lambda: ctx.stop_requested)
     if outcome.stopped:
         ctx.check_stop()
@@ -798,7 +803,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     version, recs = _grade_records(ctx)
     prev = _previous_version(ctx, version)
     previous = {m["node"]: m["score"] for m in ctx.history.mastery(prev)} if prev else {}
-    table = node_mastery(recs, previous)
+    table = node_mastery(recs, previous, catalog=ctx.workspace.pack)
     ctx.history.set_mastery(version, table)
     grading = ctx.config.grading
     k = grading.weakest
@@ -807,7 +812,7 @@ def score_mastery(ctx: StepContext) -> dict[str, Any]:
     if len(weakest) < k:
         weakest += [n for n in weakest_nodes(table, k=k) if n not in weakest][: k - len(weakest)]
     ctx.emit("mastery", nodes=table, version=version, previous_version=prev, weakest=weakest)
-    paired = paired_node_changes(_exam_records(ctx, prev), recs) if prev else None
+    paired = paired_node_changes(_exam_records(ctx, prev), recs, ctx.workspace.pack) if prev else None
     _emit_alerts(ctx, mastery_alerts(table, paired, _mastered_before(ctx, version)), version, join_report=True)
     ctx.cache[_ck(ctx, "ml.mastery")] = (table, weakest, prev)
     bands: dict[str, int] = {}
@@ -862,12 +867,12 @@ def draft_next_lesson(ctx: StepContext) -> dict[str, Any]:
         return {"path": existing, "reused": True}
     lesson_id = next_draft_id(ws.lessons, ws.drafts)
     share = grading.contrast_share
-    contrast = contrast_nodes(weakest, confusions(recs), per_node=grading.contrast_per_node,
+    contrast = contrast_nodes(weakest, confusions(recs, ws.pack), ws.pack, per_node=grading.contrast_per_node,
                               limit=grading.contrast_nodes, min_swaps=grading.contrast_min_swaps) \
         if share > 0 else []
     lesson = draft_lesson(weakest, lesson_id, n_prompts=grading.draft_prompts,
                           seed=grading.seed + ctx.cycle, version=version, mastery=table,
-                          contrast=contrast, contrast_share=share)
+                          contrast=contrast, contrast_share=share, catalog=ws.pack)
     auto = grading.auto_accept
     if auto:
         lesson["status"] = "accepted"

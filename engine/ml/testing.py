@@ -28,8 +28,10 @@ TEST_BASE_SETTINGS = {
 
 def test_base(cache_dir: str | Path) -> Path:
     """Build (once per cache dir) and return a very small pretrained tiny base."""
-    starter = Path(__file__).resolve().parents[2] / "data" / "starter" / "system_prompt.txt"
-    system = starter.read_text(encoding="utf-8").strip() if starter.exists() else "Write Blueprint DSL."
+    from dsl.packs import DEFAULT_LANGUAGE, load
+
+
+    system = load(DEFAULT_LANGUAGE).system_prompt()
     rows = generate(TEST_BASE_SETTINGS["synthetic_examples"], seed=TEST_BASE_SETTINGS["synthetic_seed"])
     return ensure_tiny_base(cache_dir, rows, system, default_catalog(), dict(TEST_BASE_SETTINGS))
 

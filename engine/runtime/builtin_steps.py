@@ -144,17 +144,11 @@ def synthetic_data(ctx: StepContext) -> dict[str, Any]:
     scfg = ctx.config.synthetic
     if not scfg.enabled:
         ctx.skip("disabled in bpllm.toml (synthetic.enabled = false)")
-    try:
-        from engine.dataset import synthetic  # written by the ML helper (issue 4)
-    except ModuleNotFoundError as exc:
-        if exc.name in ("engine.dataset.synthetic",):
-            ctx.skip("engine.dataset.synthetic is not installed (the synthetic generator comes with the ML steps)")
-        raise
+    pack = ctx.workspace.pack  # the workspace's language brings its own generator
+    if not pack.has("synthesize"):
+        ctx.skip(f"the {pack.name} language pack has no synthetic generator")
     count, seed = scfg.count, scfg.seed
-    try:
-        rows = synthetic.generate(count=count, seed=seed)
-    except TypeError:
-        rows = synthetic.generate(count, seed)
+    rows = pack.synthesize(count, seed)
     out = []
     for r in rows:
         r = r.to_dict() if hasattr(r, "to_dict") else dict(r)
@@ -187,7 +181,7 @@ def _write_lesson_rows(ctx: StepContext, lesson_ids: list[str]) -> tuple[int, in
             ctx.log(f"integrated lesson {lid} no longer exists in {ws.lessons}; its rows are dropped from "
                     f"training", "warning")
             continue
-        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
+        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes, ctx.workspace.language)
         n_prompts += len(good)
         rows += lesson_rows(lesson, good, dcfg.variations, dcfg.seed)
     path = ws.generated / "lessons.jsonl"
@@ -217,7 +211,8 @@ def _merge(ctx: StepContext, step: str) -> dict[str, Any]:
 
     result = merge_rows(files, root=ws.root, near_keep=dcfg.near_duplicate_keep,
                         val_fraction=dcfg.validation_fraction, min_val=dcfg.min_validation,
-                        seed=dcfg.seed, progress=progress, unknown_nodes=ctx.config.dsl.unknown_nodes)
+                        seed=dcfg.seed, progress=progress, unknown_nodes=ctx.config.dsl.unknown_nodes,
+                        language=ctx.workspace.language)
     ctx.progress(total, total, unit="row")
     qfiles = write_quarantine(ws.quarantine, result.problems, prefix="merge-")
     write_split(ws, result)
@@ -256,7 +251,7 @@ def validate_dsl_files(ctx: StepContext) -> dict[str, Any]:
     n_valid = n_prompts = 0
     for i, lesson in enumerate(lessons, 1):
         ctx.check_stop()
-        good, bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
+        good, bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes, ctx.workspace.language)
         n_prompts += len(lesson.prompts)
         n_valid += len(good)
         problems += bad
@@ -288,9 +283,9 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
         if not path.exists():
             continue
         for n, row, err in read_jsonl(path):
-            if row is None or check_row(row, ctx.config.dsl.unknown_nodes)[0] is not None:
+            if row is None or check_row(row, ctx.config.dsl.unknown_nodes, ctx.workspace.language)[0] is not None:
                 bad += 1
-                ctx.log(f"{path.name}:{n}: {err or check_row(row, ctx.config.dsl.unknown_nodes)[0]}", "error")
+                ctx.log(f"{path.name}:{n}: {err or check_row(row, ctx.config.dsl.unknown_nodes, ctx.workspace.language)[0]}", "error")
                 continue
             rows.append(row)
     if bad:
@@ -415,7 +410,7 @@ def generate_variations(ctx: StepContext) -> dict[str, Any]:
     for i, lid in enumerate(todo, 1):
         ctx.check_stop()
         lesson = by_id[lid]
-        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes)
+        good, _bad = check_lesson(lesson, ctx.config.dsl.unknown_nodes, ctx.workspace.language)
         rows += lesson_rows(lesson, good, dcfg.variations, dcfg.seed)
         ctx.progress(i, len(todo), lid, unit="lesson")
     atomic_write_jsonl(_integration_file(ctx), rows)
@@ -428,7 +423,7 @@ def validate_entries(ctx: StepContext) -> dict[str, Any]:
         generate_variations(ctx)
     problems, ok = [], 0
     for n, row, err in read_jsonl(path):
-        reason = err if row is None else check_row(row, ctx.config.dsl.unknown_nodes)[0]
+        reason = err if row is None else check_row(row, ctx.config.dsl.unknown_nodes, ctx.workspace.language)[0]
         if reason:
             problems.append(Problem(str(path.name), n, reason, row=row))
         else:
@@ -451,7 +446,7 @@ def merge_into_dataset(ctx: StepContext) -> dict[str, Any]:
     ids = sorted(set(_integrated_ids(ctx, lessons)) | set(todo))
     prompts, rows = _write_lesson_rows(ctx, ids)
     for lid in todo:
-        good, _ = check_lesson(by_id[lid], ctx.config.dsl.unknown_nodes)
+        good, _ = check_lesson(by_id[lid], ctx.config.dsl.unknown_nodes, ctx.workspace.language)
         ctx.history.integrate_lesson(lid, ctx.run_id, len(good), len(good) * (1 + ctx.config.data.variations),
                                      by_id[lid].digest())
     stats = _merge(ctx, "8.4") if source_files(ws) else {}

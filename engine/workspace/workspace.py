@@ -1,5 +1,6 @@
 """A bpllm workspace: one directory holding config, lessons, data, runs, models, backups
-and the history store.  ``bpllm init DIR`` creates one from the project's starter data.
+and the history store.  ``bpllm init DIR [--language NAME]`` creates one from the language pack's
+starter content (``[workspace] language`` in bpllm.toml names the pack; Blueprint by default).
 
 Layout::
 
@@ -19,16 +20,19 @@ Layout::
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from engine.workspace.config import CONFIG_FILE, Config, ConfigError, load_config
+from dsl import packs
 from dsl.errors import BpllmError
+from engine.workspace.config import CONFIG_FILE, Config, ConfigError, load_config
 
-
-STARTER_DIR = Path(__file__).resolve().parents[2] / "data" / "starter"
+# the default pack's starter content; its bpllm.toml is the config template for every language
+STARTER_DIR = Path(str(packs.load(packs.DEFAULT_LANGUAGE).starter_dir()))
 ENV_VAR = "BPLLM_WORKSPACE"
 
 
@@ -85,6 +89,20 @@ class Workspace:
             self._config = load_config(self.config_path)
         return self._config
 
+    @property
+    def language(self) -> str:
+        """The language pack's name (``[workspace] language``, Blueprint when unset)."""
+        return self.config.workspace.language or packs.DEFAULT_LANGUAGE
+
+    @property
+    def pack(self) -> packs.LanguagePack:
+        """The workspace's language pack: everything language-specific the engine does goes through it."""
+        try:
+            return packs.load(self.language)
+        except packs.UnknownLanguage as exc:
+            raise ConfigError(f"{self.config_path}: [workspace] language: {exc} "
+                              "(install that pack or change the key)") from None
+
     def reload_config(self) -> Config:
         self._config = None
         return self.config
@@ -115,23 +133,34 @@ def resolve_workspace(arg: str | None, *, must_exist: bool = True) -> Workspace:
     return ws
 
 
+def pack_for(ws: Workspace | None) -> packs.LanguagePack:
+    """The language pack of a workspace (the default pack without one: tools run outside a workspace)."""
+    if ws is None or not ws.config_path.exists():
+        return packs.load(packs.DEFAULT_LANGUAGE)
+    return ws.pack
+
+
 def init_workspace(root: str | Path, *, pipeline_config: str | Path | None = None,
-                   force: bool = False) -> tuple[Workspace, list[str]]:
-    """Create a workspace from data/starter; returns it and notes for the user.
+                   force: bool = False, language: str | None = None) -> tuple[Workspace, list[str]]:
+    """Create a workspace from the language pack's starter content; returns it and notes for the user.
 
     All or nothing: when a write fails (a full disk), everything this call created is removed again
     and a WorkspaceError names the file and the fix. bpllm.toml is written last, so even a killed
     init leaves no directory that passes for a workspace."""
     ws = Workspace(root)
+    try:
+        pack = packs.load(language or packs.DEFAULT_LANGUAGE)
+    except packs.UnknownLanguage as exc:
+        raise WorkspaceError(f"{exc}; see `bpllm languages`") from None
     if ws.config_path.exists() and not force:
         raise WorkspaceError(f"{ws.config_path} already exists; this is a workspace already "
                              f"(use --force to rewrite its config; lessons and data are never overwritten)")
-    text, notes = _config_text(ws, pipeline_config)  # reads and checks only: a bad config creates nothing
-    made = _init_targets(ws)
+    text, notes = _config_text(ws, pipeline_config, pack)  # reads and checks only: a bad config creates nothing
+    made = _init_targets(ws, pack)
     existed = {p for p in made if p.exists() or p.is_symlink()}
     writing: list[Path] = [ws.root]
     try:
-        notes += _populate(ws, text, writing)
+        notes += _populate(ws, text, writing, pack)
     except (OSError, sqlite3.Error) as exc:
         for p in sorted(set(made) - existed, key=lambda q: len(q.parts), reverse=True):
             try:
@@ -142,12 +171,20 @@ def init_workspace(root: str | Path, *, pipeline_config: str | Path | None = Non
     return ws, notes
 
 
-def _init_targets(ws: Workspace) -> list[Path]:
+def _starter_files(pack: packs.LanguagePack, folder: str, suffix: str) -> list[Traversable]:
+    """The pack's starter files FOLDER/*SUFFIX, sorted (a Traversable: the pack may sit in a zip)."""
+    where = pack.starter_dir() / folder
+    if not where.is_dir():
+        return []
+    return sorted((p for p in where.iterdir() if p.is_file() and p.name.endswith(suffix)), key=lambda p: p.name)
+
+
+def _init_targets(ws: Workspace, pack: packs.LanguagePack) -> list[Path]:
     """Every path init may create (directories first), to remove what it made if it fails."""
     paths = [*reversed(ws.root.parents), ws.root, ws.root / "datasets"] + [ws.root / d for d in ws.DIRS]
     paths += [ws.root / "system_prompt.txt", ws.config_path]
-    paths += [ws.lessons / p.name for p in (STARTER_DIR / "lessons").glob("*.json")]
-    paths += [ws.sources / p.name for p in (STARTER_DIR / "datasets").glob("*.jsonl")]
+    paths += [ws.lessons / p.name for p in _starter_files(pack, "lessons", ".json")]
+    paths += [ws.sources / p.name for p in _starter_files(pack, "datasets", ".jsonl")]
     paths += [ws.history_path.with_name(ws.history_path.name + sfx) for sfx in ("", "-wal", "-shm", "-journal")]
     return list(dict.fromkeys(paths))
 
@@ -166,12 +203,34 @@ def _write_failure(path: Path, exc: BaseException) -> str:
     return f"could not write {path} ({reason}); nothing was created. Fix that, then run `bpllm init` again."
 
 
-def _config_text(ws: Workspace, pipeline_config: str | Path | None) -> tuple[str, list[str]]:
-    """bpllm.toml's text: the starter template, or it with the reference's pipeline_config.json merged in."""
+_LANGUAGE_VALUE = re.compile(r'^language\s*=\s*"[^"\n]*"', re.M)
+
+
+def _with_language(template: str, language: str) -> str:
+    """The template with ``[workspace] language = LANGUAGE`` (its value replaced, or the key added)."""
+    line = f'language = "{language}"'
+    head, sep, rest = template.partition("[workspace]\n")
+    if not sep:
+        return f"[workspace]\n{line}\n\n" + template
+    section, nxt, tail = rest.partition("\n[")
+    if _LANGUAGE_VALUE.search(section):
+        section = _LANGUAGE_VALUE.sub(lambda _m: line, section, count=1)
+    else:
+        section = line + "\n" + section
+    return head + sep + section + nxt + tail
+
+
+def _config_text(ws: Workspace, pipeline_config: str | Path | None,
+                 pack: packs.LanguagePack | None = None) -> tuple[str, list[str]]:
+    """bpllm.toml's text: the starter template (the pack's own when it ships one), or it with the
+    reference's pipeline_config.json merged in; ``[workspace] language`` names the pack."""
     from engine.workspace.config import dump_toml, from_pipeline_config, validate
 
     notes: list[str] = []
-    template = (STARTER_DIR / "bpllm.toml").read_text(encoding="utf-8")
+    pack = pack or packs.load(packs.DEFAULT_LANGUAGE)
+    own = pack.starter_dir() / "bpllm.toml"
+    template = (own if own.is_file() else STARTER_DIR / "bpllm.toml").read_text(encoding="utf-8")
+    template = _with_language(template, pack.name)
     if pipeline_config:
         raw, more = from_pipeline_config(pipeline_config)
         notes += more
@@ -191,29 +250,25 @@ def _config_text(ws: Workspace, pipeline_config: str | Path | None) -> tuple[str
     return text, notes
 
 
-def _populate(ws: Workspace, text: str, writing: list[Path]) -> list[str]:
+def _populate(ws: Workspace, text: str, writing: list[Path], pack: packs.LanguagePack) -> list[str]:
     """The workspace's directories and starter files; ``writing`` ends with the path being written."""
     from engine.atomic import atomic_write_text
 
     notes: list[str] = []
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.ensure_dirs()
-    for src, dst in (("system_prompt.txt", ws.root / "system_prompt.txt"),):
-        if not dst.exists():
-            writing.append(dst)
-            shutil.copyfile(STARTER_DIR / src, dst)
-    for lesson in sorted((STARTER_DIR / "lessons").glob("*.json")):
-        dst = ws.lessons / lesson.name
-        if not dst.exists():
-            writing.append(dst)
-            shutil.copyfile(lesson, dst)
-            notes.append(f"starter lesson {lesson.name}")
-    for ds in sorted((STARTER_DIR / "datasets").glob("*.jsonl")):
-        dst = ws.sources / ds.name
-        if not dst.exists():
-            writing.append(dst)
-            shutil.copyfile(ds, dst)
-            notes.append(f"starter dataset {ds.name}")
+    dst = ws.root / "system_prompt.txt"
+    if not dst.exists():
+        writing.append(dst)
+        atomic_write_text(dst, pack.system_prompt().rstrip("\n") + "\n")
+    for folder, suffix, where, what in (("lessons", ".json", ws.lessons, "starter lesson"),
+                                        ("datasets", ".jsonl", ws.sources, "starter dataset")):
+        for src in _starter_files(pack, folder, suffix):
+            dst = where / src.name
+            if not dst.exists():
+                writing.append(dst)
+                atomic_write_text(dst, src.read_text(encoding="utf-8"))
+                notes.append(f"{what} {src.name}")
     from engine.workspace.history import History
     writing.append(ws.history_path)
     History(ws.history_path).close()
