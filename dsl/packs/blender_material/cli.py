@@ -352,3 +352,33 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {out} ({args.size}x{args.size}, {args.samples} samples)", file=sys.stderr)
     return 0
+
+
+# -- bpllm validate --in-blender ----------------------------------------------------------------------
+def in_blender_diagnostics(texts: list[str]) -> list[list[Any]] | None:
+    """Blender's verdict on material DSL TEXTS built together (so materials find their groups), as
+    one list of diagnostics per text; None when bpy is not installed. Texts that do not parse are
+    left out (their own diagnostics already say why)."""
+    from dsl.ast import Diagnostic  # noqa: PLC0415
+
+    from .blend import bpy_available, validate_in_blender  # noqa: PLC0415
+    from .text import from_text  # noqa: PLC0415
+
+    if not bpy_available():
+        return None
+    parsed: list[tuple[int, Graph]] = []
+    for i, text in enumerate(texts):
+        g, _d = from_text(text)
+        if g is not None:
+            parsed.append((i, g))
+    out: list[list[Any]] = [[] for _ in texts]
+    if not parsed:
+        return out
+    problems = validate_in_blender(bridge.from_text_models([g for _i, g in parsed]))
+    owners = {f"{g.kind} '{g.name}'": i for i, g in parsed}
+    for p in problems:
+        owner = next((k for k in owners if p.startswith(k)), None)
+        targets = [owners[owner]] if owner is not None else [i for i, _g in parsed]
+        for i in targets:
+            out[i].append(Diagnostic(1, 1, 1, 2, "error", "blender", f"Blender: {p}"))
+    return out
