@@ -14,10 +14,12 @@ Without bpy each command prints one line saying how to install it and exits 1.
     {"files": [{"path", "opened": bool, "error"?, "warnings": [...],
                 "graphs": [{"kind", "name", "nodes", "links", "out"?, "diagnostics"?, "roundtrip"?}],
                 "unmapped": [{"owner", "what", "reason"}]}],
-     "totals": {"files", "opened", "failed", "materials", "groups", "written", "validation_errors",
+     "totals": {"files", "opened", "failed", "materials", "groups", "written", "skipped", "valid", "invalid",
+                "validation_errors",
                 "unmapped", "unmapped_by_reason": {reason: n},
                 "roundtrip"?: {"identical", "different", "build_failed"}}}
 
+A graph the DSL cannot hold has ``"skipped": [reasons]`` instead of ``"out"``.
 ``roundtrip`` per graph is ``"identical"`` or a list of differences (or ``"build failed: …"``).
 """
 from __future__ import annotations
