@@ -186,6 +186,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"files": []}
     any_error = False
     totals = {"items": 0, "invalid": 0, "errors": 0, "warnings": 0}
+    pending: list[tuple[dict[str, Any], str, str]] = []  # (report item, text, where) for --in-blender
     for raw in args.paths:
         path = Path(raw)
         entry: dict[str, Any] = {"path": str(path), "items": []}
@@ -215,11 +216,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 any_error = True
                 totals["invalid"] += 1
             entry["items"].append({"id": item.id, "valid": not errors, "diagnostics": [d.to_dict() for d in diags]})
+            if args.in_blender and item.text is not None and not errors:
+                pending.append((entry["items"][-1], item.text, f"{path}:{item.id}" if multi else f"{path}"))
             if not args.json:
                 shown = diags if args.warnings else errors
                 for d in shown:
                     where = f"{path}:{item.id}" if multi else f"{path}"
                     print(f"{where}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}")
+    if args.in_blender:
+        if not _in_blender(args, pending, totals):
+            return 1
+        any_error = any_error or totals["blender_errors"] > 0
     if args.json:
         json.dump(report, sys.stdout, indent=None if args.compact else 1)
         sys.stdout.write("\n")
@@ -230,6 +237,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if any_error else 0
+
+
+def _in_blender(args: argparse.Namespace, pending: list[tuple[dict[str, Any], str, str]],
+                totals: dict[str, int]) -> bool:
+    """--in-blender: build the material texts that passed the catalog checks in Blender, all
+    together (materials find the groups they use), and add Blender's verdict as diagnostics.
+    False (after one line on how to install it) when bpy is missing."""
+    from .packs.blender_material.blend import INSTALL_HINT  # noqa: PLC0415 - bpy itself stays lazy
+    from .packs.blender_material.cli import in_blender_diagnostics  # noqa: PLC0415
+    from .packs.blender_material.text import HEADER_KEYS  # noqa: PLC0415
+
+    mats = [(item, text, where) for item, text, where in pending
+            if text.lstrip().split(":", 1)[0].strip() in HEADER_KEYS]
+    verdicts = in_blender_diagnostics([text for _i, text, _w in mats])
+    if verdicts is None:
+        print(f"bpllm validate --in-blender: Blender (the bpy module) is not installed; {INSTALL_HINT}",
+              file=sys.stderr)
+        return False
+    totals["blender_errors"] = 0
+    for (item, _text, where), diags in zip(mats, verdicts):
+        if diags:
+            item["valid"] = False
+            item["diagnostics"].extend(d.to_dict() for d in diags)
+            totals["invalid"] += 1
+            totals["errors"] += len(diags)
+            totals["blender_errors"] += len(diags)
+        if not args.json:
+            for d in diags:
+                print(f"{where}:{d.line}:{d.column}: {d.severity} [{d.code}] {d.message}")
+    if not args.json:
+        print(f"Blender built {len(mats)} material text(s): {sum(1 for v in verdicts if not v)} accepted",
+              file=sys.stderr)
+    return True
 
 
 def _score_fields(result: Any) -> dict[str, Any]:
@@ -356,6 +396,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unknown-nodes", choices=("error", "warning"), default=None,
                    help="how to treat node types missing from the catalog (default: workspace setting, else error)")
     p.add_argument("--catalog", help="a Blueprint catalog JSON other than the shipped one")
+    p.add_argument("--in-blender", action="store_true",
+                   help="also build Blender material texts in Blender (bpy) and report what it rejects")
     _language_arg(p)
     p.set_defaults(func=cmd_validate)
 

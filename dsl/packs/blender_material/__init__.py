@@ -61,7 +61,8 @@ class BlenderMaterialPack(LanguagePack):
                 words |= {i for i in prop.get("items", []) if i}
         return sorted(words)
 
-    def validate(self, text: str) -> list[Any]:
+    def validate(self, text: str, *, unknown_nodes: str = "error") -> list[Any]:
+        """The text's diagnostics (unknown node types are always errors: Blender cannot build them)."""
         return analyse(text).diagnostics
 
     def format(self, text: str) -> str:

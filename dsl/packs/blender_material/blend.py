@@ -490,7 +490,7 @@ def interface_sockets(tree: Any, canon: dict[str, str]) -> tuple[list[Socket], l
         if it.item_type != "SOCKET":
             continue
         s = Socket(name=it.name, socket_type=it.socket_type, identifier=canon.get(it.identifier, it.identifier))
-        if hasattr(it, "default_value"):
+        if hasattr(it, "default_value") and it.in_out == "INPUT":  # an output's default is never used
             s.default = py_value(it.default_value)
         if hasattr(it, "min_value"):
             s.min_value = py_value(it.min_value)

@@ -14,10 +14,12 @@ Without bpy each command prints one line saying how to install it and exits 1.
     {"files": [{"path", "opened": bool, "error"?, "warnings": [...],
                 "graphs": [{"kind", "name", "nodes", "links", "out"?, "diagnostics"?, "roundtrip"?}],
                 "unmapped": [{"owner", "what", "reason"}]}],
-     "totals": {"files", "opened", "failed", "materials", "groups", "written", "validation_errors",
+     "totals": {"files", "opened", "failed", "materials", "groups", "written", "skipped", "valid", "invalid",
+                "validation_errors",
                 "unmapped", "unmapped_by_reason": {reason: n},
                 "roundtrip"?: {"identical", "different", "build_failed"}}}
 
+A graph the DSL cannot hold has ``"skipped": [reasons]`` instead of ``"out"``.
 ``roundtrip`` per graph is ``"identical"`` or a list of differences (or ``"build failed: …"``).
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 from dsl.errors import BpllmError
 
 from dsl.atomic import atomic_write_text
-from . import modeljson
+from . import bridge, modeljson
 from .model import Graph
 
 
@@ -123,8 +125,10 @@ def parse_graph_text(text: str, where: str) -> tuple[Graph | None, list[Any]]:
 
 
 def load_graph_files(paths: list[str], cmd: str) -> list[Graph]:
-    """Graphs of DSL/JSON files; errors (unreadable, diagnostics) as one BpllmError naming file:line."""
+    """Graphs of DSL/JSON files in the bpy side's spelling (bridge.from_text_model for DSL texts);
+    errors (unreadable, diagnostics) as one BpllmError naming file:line."""
     graphs: list[Graph] = []
+    from_dsl: list[bool] = []
     for name in paths:
         try:
             text = Path(name).read_text(encoding="utf-8-sig")
@@ -133,6 +137,7 @@ def load_graph_files(paths: list[str], cmd: str) -> list[Graph]:
         except UnicodeDecodeError:
             raise BpllmError(f"{name}: not UTF-8 text", "give a material DSL or graph JSON file") from None
         graph, diags = parse_graph_text(text, name)
+        from_dsl.append(not text.lstrip().startswith("{"))
         errors = [d for d in diags if getattr(d, "severity", "error") == "error"]
         if graph is None or errors:
             first = errors[0] if errors else None
@@ -141,7 +146,8 @@ def load_graph_files(paths: list[str], cmd: str) -> list[Graph]:
                              + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""),
                              "run `bpllm validate` on it")
         graphs.append(graph)
-    return graphs
+    groups = {g.name: g for g in graphs if g.kind == "group"}
+    return [bridge.from_text_model(g, groups) if dsl else g for g, dsl in zip(graphs, from_dsl)]
 
 
 def _need_bpy(cmd: str) -> bool:
@@ -179,7 +185,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     files: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
     totals: dict[str, Any] = {"files": 0, "opened": 0, "failed": 0, "materials": 0, "groups": 0, "written": 0,
-                              "validation_errors": 0, "unmapped": 0}
+                              "skipped": 0, "valid": 0, "invalid": 0, "validation_errors": 0, "unmapped": 0}
     rt = {"identical": 0, "different": 0, "build_failed": 0}
     for name in args.files:
         totals["files"] += 1
@@ -199,18 +205,41 @@ def cmd_import(args: argparse.Namespace) -> int:
         reasons.update(u.reason for u in unmapped)
         used: set[str] = set()
         texts: dict[tuple[str, str], str] = {}
+        written: dict[tuple[str, str], Graph] = {}  # what the text says, in the bpy side's spelling
+        groups = {g.name: g for g in graphs if g.kind == "group"}
         for g in graphs:
             totals["materials" if g.kind == "material" else "groups"] += 1
             info: dict[str, Any] = {"kind": g.kind, "name": g.name, "nodes": len(g.nodes), "links": len(g.links)}
             entry["graphs"].append(info)
-            text = graph_to_text(g, fmt)
-            texts[(g.kind, g.name)] = text
             if fmt == "dsl":
+                problems = bridge.text_problems(g)
+                for why in problems:
+                    entry["unmapped"].append({"owner": g.name, "what": f"{g.kind} '{g.name}'", "reason": why})
+                    reasons[why] += 1
+                    totals["unmapped"] += 1
+                if problems:
+                    info["skipped"] = problems
+                    totals["skipped"] += 1
+                    continue
+                tg, dropped = bridge.to_text_model(g, groups)
+                for what, why in dropped:
+                    entry["unmapped"].append({"owner": g.name, "what": what, "reason": why})
+                    reasons[why] += 1
+                    totals["unmapped"] += 1
+                text = graph_to_text(tg, fmt)
+                written[(g.kind, g.name)] = bridge.from_text_model(tg, groups)
                 _graph, diags = parse_graph_text(text, f"{name}:{g.kind} {g.name}")
                 errors = [d for d in diags if getattr(d, "severity", "error") == "error"]
                 if errors:
                     info["diagnostics"] = [str(d) for d in errors]
                     totals["validation_errors"] += len(errors)
+                    totals["invalid"] += 1
+                else:
+                    totals["valid"] += 1
+            else:
+                text = graph_to_text(g, fmt)
+                written[(g.kind, g.name)] = g
+            texts[(g.kind, g.name)] = text
             if out_dir is not None:
                 stem = f"{g.kind}_{_safe(g.name)}"
                 target = out_dir / _safe(Path(name).stem) / f"{stem}.{fmt}"
@@ -223,16 +252,16 @@ def cmd_import(args: argparse.Namespace) -> int:
                 info["out"] = str(target)
                 totals["written"] += 1
         if args.roundtrip and graphs:
-            _roundtrip(name, graphs, texts, entry, rt, known)
+            _roundtrip(name, written, texts, entry, rt, known)
         if not args.json:
             mats = sum(1 for g in graphs if g.kind == "material")
-            line = f"{name}: {mats} material(s), {len(graphs) - mats} group(s), {len(unmapped)} unmapped"
+            line = f"{name}: {mats} material(s), {len(graphs) - mats} group(s), {len(entry['unmapped'])} unmapped"
             if args.roundtrip:
                 same = sum(1 for i in entry["graphs"] if i.get("roundtrip") == "identical")
                 line += f"; round trip identical {same}/{len(graphs)}"
             print(line, file=sys.stderr)
-            for u in unmapped:
-                print(f"  {u.owner}: {u.what}: {u.reason}", file=sys.stderr)
+            for u in entry["unmapped"]:
+                print(f"  {u['owner']}: {u['what']}: {u['reason']}", file=sys.stderr)
             for info in entry["graphs"]:
                 if info.get("roundtrip") not in (None, "identical"):
                     print(f"  round trip {info['kind']} '{info['name']}': {info['roundtrip']}", file=sys.stderr)
@@ -249,6 +278,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"files {totals['files']}: opened {totals['opened']}, failed {totals['failed']}; "
               f"materials {totals['materials']}, groups {totals['groups']}"
               + (f", written {totals['written']} to {out_dir}" if out_dir else "")
+              + (f", skipped {totals['skipped']}; DSL valid {totals['valid']}, invalid {totals['invalid']}"
+                 if fmt == "dsl" else "")
               + f"; validation errors {totals['validation_errors']}; unmapped {totals['unmapped']}", file=sys.stderr)
         for reason, n in reasons.most_common():
             print(f"  {n:4d}  {reason}", file=sys.stderr)
@@ -260,24 +291,35 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if args.roundtrip and (rt["different"] or rt["build_failed"]) else 0
 
 
-def _roundtrip(name: str, graphs: list[Graph], texts: dict[tuple[str, str], str], entry: dict[str, Any],
-               rt: dict[str, int], known: frozenset[str] | None) -> None:
-    """Text → Blender → reimport → compare, for every graph of one file (through the written text)."""
+def _roundtrip(name: str, written: dict[tuple[str, str], Graph], texts: dict[tuple[str, str], str],
+               entry: dict[str, Any], rt: dict[str, int], known: frozenset[str] | None) -> None:
+    """Through the written TEXT: parse it back, build in Blender, save, reopen, reimport, and compare
+    with what the text was written from. Graphs whose text does not parse are "build failed"."""
     from .blend import BuildError, compare, read_blend, write_blend  # noqa: PLC0415
 
     infos = {(i["kind"], i["name"]): i for i in entry["graphs"]}
-    back: list[Graph] = []
-    for g in graphs:
-        parsed, _d = parse_graph_text(texts[(g.kind, g.name)], f"{name}:{g.kind} {g.name}")
-        back.append(parsed if parsed is not None else g)
+    parsed: list[Graph] = []
+    keys: list[tuple[str, str]] = []
+    for key, text in texts.items():
+        g, diags = parse_graph_text(text, f"{name}:{key[0]} {key[1]}")
+        if g is None:
+            infos[key]["roundtrip"] = "build failed: the written text does not parse"
+            rt["build_failed"] += 1
+            continue
+        parsed.append(g)
+        keys.append(key)
+    text_side = [g for g, k in zip(parsed, keys)]
+    groups = {g.name: g for g in text_side if g.kind == "group"}
+    back = [bridge.from_text_model(g, groups) if not texts[k].lstrip().startswith("{") else g
+            for g, k in zip(text_side, keys)]
     fd, tmp = tempfile.mkstemp(prefix=".bpllm-roundtrip-", suffix=".blend")
     os.close(fd)
     try:
         try:
             write_blend(back, tmp)
         except BuildError as exc:
-            for g in graphs:
-                infos[(g.kind, g.name)]["roundtrip"] = f"build failed: {'; '.join(exc.problems[:3])}"
+            for key in keys:
+                infos[key]["roundtrip"] = f"build failed: {'; '.join(exc.problems[:3])}"
                 rt["build_failed"] += 1
             return
         again, _u = read_blend(tmp, known_types=known)
@@ -285,10 +327,10 @@ def _roundtrip(name: str, graphs: list[Graph], texts: dict[tuple[str, str], str]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     by_key = {(g.kind, g.name): g for g in again}
-    for g in graphs:
-        other = by_key.get((g.kind, g.name))
-        diffs = compare(g, other) if other is not None else [f"{g.kind} '{g.name}' missing after export"]
-        infos[(g.kind, g.name)]["roundtrip"] = "identical" if not diffs else diffs
+    for key in keys:
+        other = by_key.get(key)
+        diffs = compare(written[key], other) if other is not None else [f"{key[0]} '{key[1]}' missing after export"]
+        infos[key]["roundtrip"] = "identical" if not diffs else diffs
         rt["identical" if not diffs else "different"] += 1
 
 
@@ -355,3 +397,31 @@ def cmd_render_exam(args: argparse.Namespace) -> int:
         print(f"{version}: {report.exams} exam file(s), {report.records} record(s): rendered {report.rendered}, "
               f"cached {report.cached}, no image {report.failed}", file=sys.stderr)
     return 0
+# -- bpllm validate --in-blender ----------------------------------------------------------------------
+def in_blender_diagnostics(texts: list[str]) -> list[list[Any]] | None:
+    """Blender's verdict on material DSL TEXTS built together (so materials find their groups), as
+    one list of diagnostics per text; None when bpy is not installed. Texts that do not parse are
+    left out (their own diagnostics already say why)."""
+    from dsl.ast import Diagnostic  # noqa: PLC0415
+
+    from .blend import bpy_available, validate_in_blender  # noqa: PLC0415
+    from .text import from_text  # noqa: PLC0415
+
+    if not bpy_available():
+        return None
+    parsed: list[tuple[int, Graph]] = []
+    for i, text in enumerate(texts):
+        g, _d = from_text(text)
+        if g is not None:
+            parsed.append((i, g))
+    out: list[list[Any]] = [[] for _ in texts]
+    if not parsed:
+        return out
+    problems = validate_in_blender(bridge.from_text_models([g for _i, g in parsed]))
+    owners = {f"{g.kind} '{g.name}'": i for i, g in parsed}
+    for p in problems:
+        owner = next((k for k in owners if p.startswith(k)), None)
+        targets = [owners[owner]] if owner is not None else [i for i, _g in parsed]
+        for i in targets:
+            out[i].append(Diagnostic(1, 1, 1, 2, "error", "blender", f"Blender: {p}"))
+    return out

@@ -48,6 +48,12 @@ _NODE_ID = re.compile(r"n([0-9]+)\Z")
 # params that are neither enum/bool props nor inputs
 LABEL_PARAM = "label"
 IFACE_OPTIONS = ("min", "max")
+# curve point handles besides the default AUTO (a third tuple item)
+CURVE_HANDLES = ("AUTO", "AUTO_CLAMPED", "VECTOR")
+# ``out_<output>=value``: the value a Value/RGB/Normal node keeps in an output socket (model prop
+# ``outputs.<identifier>``)
+OUTPUT_PARAM = "out_"
+OUTPUT_PROP = "outputs."
 
 
 @lru_cache(maxsize=1)
@@ -387,10 +393,13 @@ def _check_struct(path: str, v: PValue) -> tuple[Any, str | None]:
         return [(float(p), tuple(float(x) for x in c)) for p, c in data], None
     if path == "mapping.curves":
         ok = isinstance(data, list) and all(
-            isinstance(c, list) and all(isinstance(p, tuple) and len(p) == 2 for p in c) for c in data)
+            isinstance(c, list) and all(
+                isinstance(p, tuple) and len(p) in (2, 3) and all(isinstance(x, (int, float)) for x in p[:2])
+                and (len(p) == 2 or p[2] in CURVE_HANDLES) for p in c) for c in data)
         if not ok:
-            return None, "curves takes [[(x, y), ...], ...] (one list of points per curve)"
-        return [[(float(x), float(y)) for x, y in c] for c in data], None
+            return None, ("curves takes [[(x, y), ...], ...] (one list of points per curve; a point may add a"
+                          f" handle: (x, y, {'|'.join(CURVE_HANDLES)}))")
+        return [[(float(p[0]), float(p[1]), *p[2:]) for p in c] for c in data], None
     if isinstance(data, str):
         return data, None
     return None, f"{path.split('.')[-1]} takes a name"
@@ -580,6 +589,16 @@ def _node_params(node: model.Node, spec: NodeSpec | None, st: SNode, diags: list
                 _err(diags, p.name_span, "unknown-param", f"{st.type} takes no params")
             continue
         ident, candidates = spec.resolve_socket("inputs", p.name, node.props)
+        if ident is None and not candidates and p.name.startswith(OUTPUT_PARAM):
+            out_ident, _c = spec.resolve_socket("outputs", p.name[len(OUTPUT_PARAM):], node.props)
+            out_sock = spec.socket("outputs", out_ident) if out_ident else None
+            if out_sock is not None and out_sock["type"] in ("VALUE", "RGBA", "VECTOR", "INT", "BOOLEAN"):
+                value, problem = _coerce_socket_value(out_sock, p.value)
+                if problem:
+                    _err(diags, p.value.span, "bad-value", problem)
+                else:
+                    node.props[OUTPUT_PROP + out_ident] = value
+                continue
         if ident is None:
             if candidates:
                 settings = ", ".join(f"{k}={v}" for k, v in spec.settings(node.props).items())
@@ -752,6 +771,9 @@ def _params_text(cat: BlenderCatalog, node: model.Node) -> str:
 
     for k, v in sorted(node.props.items(), key=prop_key):
         if v is None:
+            continue
+        if k.startswith(OUTPUT_PROP) and spec is not None:
+            parts.append(f"{OUTPUT_PARAM}{_socket_text(cat, node, 'outputs', k[len(OUTPUT_PROP):])}={format_value(v)}")
             continue
         kind = spec.props.get(k, {}).get("type") if spec else None
         text = quote(v) if kind in ("STRING", "POINTER") and isinstance(v, str) else format_value(v)
