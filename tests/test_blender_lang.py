@@ -329,3 +329,20 @@ def test_dsl_name_rule():
     assert spec.dsl_names["inputs"] == {"Fac": "Factor", "Shader": "Shader", "Shader_001": "Shader_001"}
     mix = _CAT.spec("ShaderNodeMix")
     assert {mix.dsl_names["inputs"][i] for i in ("A_Float", "A_Vector", "A_Color")} == {"A"}
+
+
+def test_languages_reports_the_material_catalog_and_commands():
+    """`bpllm languages --json` counts the catalog's node types and lists the commands the pack brings."""
+    import json
+    import subprocess
+    import sys
+
+    from dsl.packs.blender_material.catalog import load_catalog
+
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "languages", "--json"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    row = {x["name"]: x for x in json.loads(r.stdout)["languages"]}["blender-material"]
+    assert row["provides"]["catalog_node_types"] == len(load_catalog().nodes) > 90
+    assert {"import-blend", "export-blend", "render-material", "render-exam"} <= set(row["provides"]["commands"])
+    assert row["provides"]["importers"] == ["import-blend"]

@@ -26,7 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.cli.bench",         # bench dsl|exam|train|tui
     "engine.cli.scrape",        # scrape github
     "engine.cli.dataset",       # dataset build|export
-    "dsl.packs.blender_material.cli",  # import-blend, export-blend, render-material
     "engine.cli.languages",     # languages
 )
 

@@ -10,7 +10,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from dsl.packs import Highlight, LanguagePack
+from dsl.packs import Highlight, LanguagePack, PackCommand
 
 from .catalog import INTERFACE_TYPES, PACKAGE, load_catalog
 from .text import HEADER_KEYS, KEYWORDS, analyse, grammar_text, to_text
@@ -61,6 +61,11 @@ class BlenderMaterialPack(LanguagePack):
                 words |= {i for i in prop.get("items", []) if i}
         return sorted(words)
 
+    def node_names(self) -> list[str]:
+        """Short type name of every shader node type in the catalog (what the text's NODE lines name)."""
+        cat = load_catalog()
+        return sorted(cat.short(idname) for idname in cat.nodes)
+
     def validate(self, text: str, *, unknown_nodes: str = "error") -> list[Any]:
         """The text's diagnostics (unknown node types are always errors: Blender cannot build them)."""
         return analyse(text).diagnostics
@@ -95,6 +100,12 @@ PACK = BlenderMaterialPack(
     header_keys=HEADER_KEYS,
     suffixes=(".dsl", ".bmat"),
     highlights=HIGHLIGHTS,
+    commands=(
+        PackCommand("import-blend", "dsl.packs.blender_material.cli", ".blend -> material DSL, with a report"),
+        PackCommand("export-blend", "dsl.packs.blender_material.cli", "material DSL -> .blend built by Blender"),
+        PackCommand("render-material", "dsl.packs.blender_material.cli", "a material on a ball, Cycles on the CPU"),
+        PackCommand("render-exam", "dsl.packs.blender_material.cli", "expected vs actual previews of an exam"),
+    ),
     provides={
         "grammar": "grammar.lark (Lark, llguidance subset)",
         "catalog": "catalog.json derived from bpy by tools/derive_blender_catalog.py",
