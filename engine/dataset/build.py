@@ -8,8 +8,10 @@ The pipeline, per file in sorted order (so a seed always gives the same result):
 2. the Blender pack's importer (``blend.read_blend``) gives material and node-group graphs;
 3. each material (with fewer than ``MIN_NODES`` real nodes: skipped as empty) becomes a row: the
    instruction from ``describe(graph, seed)``, the output from the pack's text side. Node groups a
-   material uses are included in its text (``groups="include"``) or rendered as rows of their own that
-   the material refers to by name (``groups="reference"``), as the language defines;
+   material uses are rows of their own that the material refers to by name (``groups="reference"``, the
+   default: the material language has one header per text), or written before it into one text
+   (``groups="include"``, for a language that allows several blocks). Graphs go through the pack's
+   bridge exactly as ``bpllm import-blend`` writes them;
 4. the pack's validation: a row with errors goes to ``datasets/quarantine/build-*.jsonl`` with them;
 5. dedup with step 1.5's tools: exact (the same text, names masked), then near-duplicates by template
    fingerprint (literal values masked; ``[data] near_duplicate_keep`` kept per fingerprint). The
@@ -158,7 +160,8 @@ class Language:
     """What the build needs from the Blender pack; tests and the pack's authors can pass their own."""
 
     read_blend: Callable[[Path], tuple[list[Any], list[Any]]]
-    render: Callable[[Any, list[Any]], str]  # (material or group graph, groups it includes) -> text
+    # (material or group graph, groups written into its text, every group of its file by name) -> text
+    render: Callable[[Any, list[Any], dict[str, Any]], str]
     validate: Callable[[str], list[Any]]  # text -> diagnostics (.severity, .line, .message)
     header_keys: tuple[str, ...] = ("MATERIAL", "GROUP")
     canonical: Callable[[str], str] | None = None  # the pack's formatter, when it has one
@@ -175,15 +178,19 @@ def pack_language() -> Language:
         raise BuildError(f"the Blender material pack is not available ({type(exc).__name__}: {exc}); "
                          f"`bpllm dataset build` needs dsl.packs.blender_material (blend.read_blend, "
                          f"text.to_text)") from None
-    import inspect
+    from dsl.packs.blender_material import bridge
 
-    params = inspect.signature(text.to_text).parameters
-
-    def render(graph: Any, groups: list[Any]) -> str:
-        if "groups" in params:
-            return text.to_text(graph, groups=groups)
-        # a text side without group support: the groups' own texts first, then the material's
-        return "\n\n".join([text.to_text(g) for g in groups] + [text.to_text(graph)])
+    def render(graph: Any, inline: list[Any], file_groups: dict[str, Any]) -> str:
+        # the same path as `bpllm import-blend`: the bpy-side graph goes through the bridge into the text
+        # side's spelling (group sockets by name, ramps, out_ values) before it is written
+        problems = bridge.text_problems(graph)
+        if problems:
+            raise BuildError("; ".join(problems))
+        parts = []
+        for g in [*inline, graph]:
+            tg, _dropped = bridge.to_text_model(g, file_groups)  # what is dropped is in the read's unmapped list
+            parts.append(text.to_text(tg))
+        return "\n\n".join(parts)
 
     def canonical(t: str) -> str:
         return pack.format(t)
@@ -240,7 +247,7 @@ class BuildResult:
 
 
 def build_rows(files: list[Path], root: Path, lang: Language, *, seed: int, near_keep: int,
-               groups_mode: str = "include", val_fraction: float = VAL_FRACTION,
+               groups_mode: str = "reference", val_fraction: float = VAL_FRACTION,
                test_fraction: float = TEST_FRACTION, progress: Callable[[str], None] | None = None) -> BuildResult:
     """The whole pipeline in memory (nothing written): rows with splits, problems and counts."""
     from dsl.packs.blender_material.describe import describe
@@ -285,7 +292,7 @@ def build_rows(files: list[Path], root: Path, lang: Language, *, seed: int, near
                 items = [(g, []) for g in used if g.name not in emitted_groups] + items
                 emitted_groups |= {g.name for g in used}
             for graph, inline in items:
-                candidates.append({"graph": graph, "inline": inline, "prov": prov, "file": rel})
+                candidates.append({"graph": graph, "inline": inline, "groups": groups, "prov": prov, "file": rel})
         if progress:
             progress(f"[{i}/{len(files)}] {rel}: {len(materials)} material(s), {len(groups)} group(s) "
                      f"({prov.repository})")
@@ -297,7 +304,7 @@ def build_rows(files: list[Path], root: Path, lang: Language, *, seed: int, near
         graph, prov = c["graph"], c["prov"]
         where = f"{c['file']}#{graph.kind}:{graph.name}"
         try:
-            out = lang.render(graph, c["inline"])
+            out = lang.render(graph, c["inline"], c["groups"])
         except Exception as exc:  # noqa: BLE001 - a graph the text side cannot write is quarantined, not fatal
             stats["invalid"] += 1
             reason = f"text side raised {type(exc).__name__}: {exc}"
@@ -420,7 +427,7 @@ def test_lesson(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def build(ws: Any, source: str | Path, *, seed: int | None = None, lang: Language | None = None,
-          groups_mode: str = "include", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+          groups_mode: str = "reference", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build from SOURCE into the workspace; returns the report (also saved as datasets/generated/)."""
     from engine.atomic import atomic_write_json, atomic_write_jsonl
     from engine.dataset.rows import write_quarantine

@@ -37,7 +37,7 @@ def read_json_blend(path: Path):
     return [_graph(d) for d in json.loads(Path(path).read_text())], []
 
 
-def render(graph: Graph, groups: list[Graph]) -> str:
+def render(graph: Graph, groups: list[Graph], file_groups: dict | None = None) -> str:
     lines = []
     for g in [*groups, graph]:
         lines.append(f"{'GROUP' if g.kind == 'group' else 'MATERIAL'}: {g.name}")
@@ -261,6 +261,21 @@ def test_build_on_the_corpus(tmp_path):
     assert rep["files"] == 28 and rep["files_without_provenance"] == 0  # SOURCES.md/manifest one folder up
     assert rep["materials"] > 0 and rep["rows"] > 0
     assert rep["train"]["rows"] > 0 and rep["test"]["rows"] > 0
+    # rows are written the way `bpllm import-blend` writes them (through the pack's bridge), so the corpus
+    # quarantines nothing: no group socket by identifier, no ColorRamp output values, one header per text
+    assert rep["quarantined"] == 0, rep["quarantine_reasons"]
+    from dsl.packs import load
+
+    pack = load("blender-material")
+    rows = [json.loads(line) for line in (ws / "datasets" / "sources" / "blend.jsonl").read_text().splitlines()]
+    lesson = json.loads((ws / "lessons" / "blend_test.json").read_text())
+    texts = [r["output"] for r in rows] + [p["expected_dsl"] for p in lesson["prompts"]]
+    assert len(texts) == rep["rows"]
+    for text in texts:
+        errors = [d for d in pack.validate(text) if d.severity == "error"]
+        assert not errors, (text[:300], errors[:3])
+    groups = {r["output"].split("\n", 1)[0] for r in rows if r["output"].startswith("GROUP")}
+    assert groups, "corpus materials use node groups: their rows are written as GROUP texts"
 
 
 def test_cli_refusals_are_one_line(tmp_path):
