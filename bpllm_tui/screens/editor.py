@@ -233,9 +233,12 @@ class EditorScreen(Screen):
         self.dsl.focus()  # the editor is for writing DSL: keys go there at once
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """f6 is offered (footer, key) only on a draft: on a lesson it was a dead key taking footer room."""
+        """f6 is offered (footer, key) only on a draft: on a lesson it was a dead key taking footer room.
+        f8/f9 (T3D) only where the workspace's pack brings import-t3d/export-t3d (Blueprint)."""
         if action == "accept_draft":
             return self.lesson is not None and self.lesson.path.parent.name == "drafts"
+        if action in ("import_t3d", "export_t3d"):
+            return any(c.name == action.replace("_", "-") for c in self.pack.commands)
         return True
 
     def _show_lesson(self, lesson: Lesson, swap: SwapFile, dirty: bool, index: int = 0) -> None:

@@ -487,3 +487,32 @@ async def test_swap_written_off_the_ui_thread_never_outlives_a_save(tmp_path):
         assert not editor.dirty
     saved = json.loads((ws / "lessons" / "lesson_t.json").read_text(encoding="utf-8"))
     assert saved["prompts"][0]["expected_dsl"].endswith("NODE n3: Delay [Duration=1.0]")
+
+
+MATERIAL = ("MATERIAL: Red\nNODE n1: PrincipledBSDF [Base_Color=(0.8, 0.1, 0.1, 1)]\nNODE n2: MaterialOutput\n"
+            "LINK n1.BSDF -> n2.Surface")
+
+
+@aio
+async def test_material_workspace_checks_material_text_and_offers_no_t3d_keys(tmp_path):
+    """On a blender-material workspace the editor validates with that pack, and f8/f9 (Unreal T3D, the
+    Blueprint pack's) are neither in the footer nor live."""
+    ws = tmp_path / "ws"
+    (ws / "lessons").mkdir(parents=True)
+    (ws / "bpllm.toml").write_text('[workspace]\nlanguage = "blender-material"\n', encoding="utf-8")
+    lesson = {"lesson_id": "mat", "lesson_name": "Materials", "description": "", "created": "2026-01-01",
+              "prompts": [{"id": "M_01", "category": "red", "instruction": "A red material.", "expected_dsl": MATERIAL}]}
+    (ws / "lessons" / "mat.json").write_text(json.dumps(lesson), encoding="utf-8")
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        assert editor.pack.name == "blender-material"
+        assert await wait_for(pilot, lambda: editor.dsl.text.startswith("MATERIAL: Red"))
+        assert not [d for d in editor.diagnostics if d.severity == "error"], editor.diagnostics
+        keys = {b.action for (_, b, enabled, _) in app.screen.active_bindings.values() if enabled}
+        assert "import_t3d" not in keys and "export_t3d" not in keys
+        await pilot.press("f8")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, EditorScreen)  # no T3D import dialog opened
+        editor.dsl.text = MATERIAL.replace("PrincipledBSDF", "PrincipledBSDFX")
+        assert await wait_for(pilot, lambda: any(d.severity == "error" for d in editor.diagnostics))
