@@ -25,6 +25,7 @@ from engine.dataset.rows import (
     write_quarantine,
     write_split,
 )
+from engine.dataset.build import BuildError, build
 from engine.ml.health import lesson_share_alert
 from engine.runtime.context import StepContext, StepRegistry
 from engine.runtime.failures import DataError
@@ -114,8 +115,6 @@ def _build_blends(ctx: StepContext, new: list[dict[str, Any]], alone: bool) -> d
     """New .blend files in the exports folder: `bpllm dataset build` over the whole folder (its rows,
     repository splits and held-out lesson are rewritten together), then the manifest records them.
     When it cannot build, the files wait (reported); T3D exports beside them are still translated."""
-    from engine.dataset.build import BuildError, build
-
     ws = ctx.workspace
 
     def progress(msg: str) -> None:

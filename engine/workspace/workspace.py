@@ -29,7 +29,11 @@ from typing import Any
 
 from dsl import packs
 from dsl.errors import BpllmError
-from engine.workspace.config import CONFIG_FILE, Config, ConfigError, load_config
+from engine.atomic import atomic_write_text
+from engine.runtime.diskspace import free_space, is_disk_full
+from engine.workspace.config import (CONFIG_FILE, Config, ConfigError, dump_toml, from_pipeline_config, load_config,
+                                     validate)
+from engine.workspace.history import History
 
 # the default pack's starter content; its bpllm.toml is the config template for every language
 STARTER_DIR = Path(str(packs.load(packs.DEFAULT_LANGUAGE).starter_dir()))
@@ -190,8 +194,6 @@ def _init_targets(ws: Workspace, pack: packs.LanguagePack) -> list[Path]:
 
 
 def _write_failure(path: Path, exc: BaseException) -> str:
-    from engine.runtime.diskspace import free_space, is_disk_full
-
     try:  # SQLite reports a full disk while creating history.db as a plain "disk I/O error"
         nearly_full = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free < 1024 * 1024
     except (OSError, StopIteration):
@@ -224,8 +226,6 @@ def _config_text(ws: Workspace, pipeline_config: str | Path | None,
                  pack: packs.LanguagePack | None = None) -> tuple[str, list[str]]:
     """bpllm.toml's text: the starter template (the pack's own when it ships one), or it with the
     reference's pipeline_config.json merged in; ``[workspace] language`` names the pack."""
-    from engine.workspace.config import dump_toml, from_pipeline_config, validate
-
     notes: list[str] = []
     pack = pack or packs.load(packs.DEFAULT_LANGUAGE)
     own = pack.starter_dir() / "bpllm.toml"
@@ -252,8 +252,6 @@ def _config_text(ws: Workspace, pipeline_config: str | Path | None,
 
 def _populate(ws: Workspace, text: str, writing: list[Path], pack: packs.LanguagePack) -> list[str]:
     """The workspace's directories and starter files; ``writing`` ends with the path being written."""
-    from engine.atomic import atomic_write_text
-
     notes: list[str] = []
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.ensure_dirs()
@@ -269,7 +267,6 @@ def _populate(ws: Workspace, text: str, writing: list[Path], pack: packs.Languag
                 writing.append(dst)
                 atomic_write_text(dst, src.read_text(encoding="utf-8"))
                 notes.append(f"{what} {src.name}")
-    from engine.workspace.history import History
     writing.append(ws.history_path)
     History(ws.history_path).close()
     writing.append(ws.config_path)
