@@ -75,7 +75,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         lesson = {"lesson_id": args.lesson, "lesson_name": f"Synthetic exam {args.lesson}",
                   "description": f"{len(rows)} generated prompts (seed {args.seed}) over the node catalog",
                   "created": time.strftime("%Y-%m-%d"), "holdout": bool(args.holdout),
-                  "prompts": [{"id": f"{args.lesson.upper()}_{i:03d}", "category": r["pattern"].replace(":", "_"),
+                  "prompts": [{"id": f"{args.lesson.upper()}_{i:03d}", "category": str(r.get("pattern", "synthetic")).replace(":", "_"),
                                "instruction": r["instruction"], "expected_dsl": r["output"]}
                               for i, r in enumerate(rows, 1)]}
         text = json.dumps(lesson, indent=2, ensure_ascii=False) + "\n"

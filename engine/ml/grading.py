@@ -351,10 +351,11 @@ def draft_lesson(
             continue
         prompts.append({
             "id": f"{lesson_id.upper()}_{i:02d}",
-            "category": row["pattern"].split(":", 1)[0] + "_" + row["focus"].lower(),
+            # pattern/focus are optional row keys (a pack's generator may leave them out)
+            "category": str(row.get("pattern", "synthetic")).split(":", 1)[0] + "_" + str(row.get("focus", "")).lower(),
             "instruction": row["instruction"],
             "expected_dsl": row["output"],
-            "focus": row["focus"],
+            "focus": row.get("focus", ""),
             "role": row["role"],
         })
     scores = {m["node"]: m for m in (mastery or [])}

@@ -8,8 +8,12 @@ mastery and the drafted next lesson. Heavy objects travel between steps through
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 from dsl.errors import StopRequested
 from engine.atomic import atomic_write_json, read_json
 from engine.dataset.leakage import seen_map
+from engine.resources import child_pythonpath
 from engine.runtime.context import StepContext, StepRegistry
 from dsl.config import ConfigError
 from engine.runtime.failures import CorruptCheckpoint, DataError
@@ -773,16 +778,14 @@ def _render_previews(ctx: StepContext, version: str) -> dict[str, Any] | None:
     """Material workspaces with Blender installed: render each record's expected and actual material for
     the exam review (``bpllm render-exam``, in a child process so bpy never shares this one with torch).
     A failed render is a warning: the exam results stand without pictures."""
-    import importlib.util  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    if ctx.config.workspace.language != "blender-material" or importlib.util.find_spec("bpy") is None:
+    # the pack decides (it brings render-exam), not the language's name
+    if "render-exam" not in {c.name for c in ctx.workspace.pack.commands} or importlib.util.find_spec("bpy") is None:
         return None
     cmd = [sys.executable, "-m", "engine.cli", "render-exam", "-w", str(ctx.workspace.root), "--version", version,
            "--json"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(ctx.workspace.root))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(ctx.workspace.root),
+                              stdin=subprocess.DEVNULL, env=child_pythonpath(dict(os.environ)))
     except (OSError, subprocess.TimeoutExpired) as exc:
         ctx.log(f"exam previews not rendered: {exc}", level="warning")
         return {"error": str(exc)}

@@ -93,6 +93,12 @@ class BlenderMaterialPack(LanguagePack):
         cat = load_catalog()
         return [cat.short(n.bl_idname) for n in result.graph.nodes]
 
+    def synthesize(self, count: int, seed: int, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
+        """Rows around every material node type (synthetic.py), each validated; descriptions from the graph."""
+        from .synthetic import generate
+
+        return generate(count, seed=seed, focus_nodes=focus_nodes)
+
 
 PACK = BlenderMaterialPack(
     name="blender-material",
@@ -113,5 +119,9 @@ PACK = BlenderMaterialPack(
         "format": "canonical text (to_text of the parsed graph)",
         "score": "structural score with per-node-type shares",
         "system_prompt": "system_prompt.txt",
+        "synthetic": "one graph per catalog node type, described from the graph (synthetic.py)",
+        "importers": "import-blend (.blend files, through Blender)",
+        "exporters": "export-blend, render-material, render-exam (through Blender)",
+        "starter": "3 lessons and a starter dataset, each text built in Blender by a test",
     },
 )
