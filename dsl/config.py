@@ -177,6 +177,37 @@ class DataSection(Section):
     exports_dir: str = setting("exports", "UE5 clipboard exports (.txt, T3D) scanned by step 1.1", PATH)
 
 
+EXPORT_FORMATS = ("openai", "anthropic", "hf-chat", "alpaca")  # engine/dataset/export.py FORMATS
+URL = Rule((str,), "an http(s) URL", lambda v: v.startswith(("http://", "https://")) and len(v) > 8)
+FORMAT_LIST = Rule((list,), "a list of export formats: " + ", ".join(json.dumps(f) for f in EXPORT_FORMATS),
+                   lambda v: all(x in EXPORT_FORMATS for x in v))
+
+
+@dataclass
+class SourcesSection(Section):
+    """``[sources]``: where a cycle's raw .blend files come from and which fine-tune files it writes
+    (steps 1.1, 1.2 and 1.5; docs/pipeline.md "In the loop")."""
+
+    github_query: str = setting("", "GitHub code search step 1.1 scrapes .blend files with ('' = no scraping)",
+                                ANY_TEXT)
+    api_url: str = setting("https://api.github.com", "GitHub API root (GitHub Enterprise: https://HOST/api/v3)", URL)
+    scrape_dir: str = setting("datasets/raw/github", "folder step 1.1 scrapes into (workspace-relative)", PATH)
+    max_files: int = setting(50, "distinct files a scrape stores at most", POSITIVE)
+    max_size_mb: float = setting(50.0, "skip larger files (size from the contents API, before any download)",
+                                 SECONDS)
+    min_stars: int = setting(0, "skip repositories with fewer stars", COUNT)
+    blend_dirs: list[str] = setting([], "more folders of .blend files step 1.2 builds rows from", TEXT_LIST)
+    export_formats: list[str] = setting([], "fine-tune files step 1.5 writes: openai | anthropic | hf-chat | alpaca",
+                                        FORMAT_LIST)
+    export_dir: str = setting("datasets/export", "folder of those files: FORMAT/train.jsonl, FORMAT/val.jsonl",
+                              PATH)
+
+    @property
+    def configured(self) -> bool:
+        """Whether a cycle starts from raw sources (a query or folders to build, or files to export)."""
+        return bool(self.github_query.strip() or self.blend_dirs or self.export_formats)
+
+
 @dataclass
 class DslSection(Section):
     unknown_nodes: str = setting("error", "node types missing from the catalog: error | warning (the data steps "
@@ -388,7 +419,7 @@ TINY_RULES: dict[str, Rule] = {
 
 SECTIONS: dict[str, type[Section]] = {
     "workspace": WorkspaceSection, "run": RunSection, "data": DataSection, "dsl": DslSection,
-    "synthetic": SyntheticSection, "retry": RetrySection, "stall": StallSection, "heartbeat": HeartbeatSection,
+    "synthetic": SyntheticSection, "sources": SourcesSection, "retry": RetrySection, "stall": StallSection, "heartbeat": HeartbeatSection,
     "telemetry": TelemetrySection, "backup": BackupSection,
     "exam": ExamSection, "grading": GradingSection, "health": HealthSection, "train": TrainSection, "tui": TuiSection,
 }
@@ -403,6 +434,7 @@ class Config:
     data: DataSection = field(default_factory=DataSection)
     dsl: DslSection = field(default_factory=DslSection)
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    sources: SourcesSection = field(default_factory=SourcesSection)
     retry: RetrySection = field(default_factory=RetrySection)
     stall: StallSection = field(default_factory=StallSection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="from_step", metavar="STEP", help="start at this step (e.g. 6 or 6.3)")
     p.add_argument("--events-stdout", action="store_true",
                    help="mirror JSON events on stdout (console lines go to stderr)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no console lines (they still go to console.log)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no console lines (they still go to console.log); a failed run still prints its one line on stderr")
     p.add_argument("--list-steps", action="store_true", help="print the step plan and exit")
     p.set_defaults(func=cmd_run)
 

@@ -29,7 +29,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from engine.dataset.rows import Problem, mask_literals, template_fingerprint, too_long
 
@@ -246,15 +246,32 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
-def build_rows(files: list[Path], root: Path, lang: Language, *, seed: int, near_keep: int,
+def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *, seed: int, near_keep: int,
                groups_mode: str = "reference", val_fraction: float = VAL_FRACTION,
                test_fraction: float = TEST_FRACTION, progress: Callable[[str], None] | None = None) -> BuildResult:
-    """The whole pipeline in memory (nothing written): rows with splits, problems and counts."""
+    """The whole pipeline in memory (nothing written): rows with splits, problems and counts.
+
+    ROOT: the folder the files are under, or several (a cycle builds its exports, its scrape folder and
+    [sources] blend_dirs together, so dedup and the repository split see every row at once)."""
     from dsl.packs.blender_material.describe import describe
 
     if groups_mode not in ("include", "reference"):
         raise BuildError(f"groups mode {groups_mode!r}: one of include, reference")
-    by_sha, by_name = read_provenance(root)
+    roots = [root] if isinstance(root, Path) else list(root)
+    by_sha, by_name = {}, {}
+    for r in roots:
+        shas, names = read_provenance(r)
+        for k, v in shas.items():
+            by_sha.setdefault(k, v)
+        for k, v in names.items():
+            by_name.setdefault(k, v)
+
+    def home(path: Path) -> tuple[Path, str]:
+        """The root a file is under, and its name as reports show it (root-relative; prefixed when several)."""
+        own = next((r for r in roots if path.is_relative_to(r)), path.parent)
+        rel = str(path.relative_to(own))
+        return own, rel if len(roots) == 1 else f"{own.name}/{rel}"
+
     problems: list[Problem] = []
     stats: dict[str, Any] = {"files": len(files), "files_unreadable": 0, "files_without_provenance": 0,
                              "materials": 0, "groups": 0, "empty_materials": 0, "unmapped": 0, "rows": 0,
@@ -262,8 +279,8 @@ def build_rows(files: list[Path], root: Path, lang: Language, *, seed: int, near
     unmapped_reasons: dict[str, int] = {}
     candidates: list[dict[str, Any]] = []
     for i, path in enumerate(files, 1):
-        rel = str(path.relative_to(root))
-        prov = provenance_of(path, root, by_sha, by_name)
+        own, rel = home(path)
+        prov = provenance_of(path, own, by_sha, by_name)
         stats["files_without_provenance"] += 0 if prov.known else 1
         try:
             graphs, unmapped = lang.read_blend(path)
@@ -426,25 +443,34 @@ def test_lesson(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             "holdout": True, "prompts": prompts}
 
 
-def build(ws: Any, source: str | Path, *, seed: int | None = None, lang: Language | None = None,
-          groups_mode: str = "reference", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Build from SOURCE into the workspace; returns the report (also saved as datasets/generated/)."""
+def build(ws: Any, source: str | Path | Sequence[str | Path], *, seed: int | None = None,
+          lang: Language | None = None, groups_mode: str = "reference",
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build from SOURCE (a folder, or several built together) into the workspace; returns the report
+    (also saved as datasets/generated/)."""
     from engine.atomic import atomic_write_json, atomic_write_jsonl
     from engine.dataset.rows import write_quarantine
 
-    root = Path(source).expanduser()
-    if not root.is_dir():
-        raise BuildError(f"--from {source}: not a folder; pass the folder `bpllm scrape github --out` wrote "
-                         f"(or any folder of .blend files)")
-    root = root.resolve()
+    roots: list[Path] = []
+    for src in [source] if isinstance(source, (str, Path)) else list(source):
+        folder = Path(src).expanduser()
+        if not folder.is_dir():
+            raise BuildError(f"--from {src}: not a folder; pass the folder `bpllm scrape github --out` wrote "
+                             f"(or any folder of .blend files)")
+        if folder.resolve() not in roots:
+            roots.append(folder.resolve())
+    if not roots:
+        raise BuildError("nothing to build from: give a folder of .blend files")
+    root = roots[0] if len(roots) == 1 else roots
     language = ws.config.workspace.language
     if language != LANGUAGE:
         raise BuildError(f"{ws.config_path}: [workspace] language is {language!r}; .blend files make "
                          f"{LANGUAGE} rows (build them into a workspace with language = \"{LANGUAGE}\")")
-    files = sorted(p for p in root.rglob("*.blend") if p.is_file())
+    files = sorted({p for r in roots for p in r.rglob("*.blend") if p.is_file()})
     if not files:
-        raise BuildError(f"--from {root}: no .blend files in it or below; `bpllm scrape github --out DIR` fetches "
-                         f"some")
+        where = ", ".join(str(r) for r in roots)
+        raise BuildError(f"--from {where}: no .blend files in it or below; `bpllm scrape github --out DIR` "
+                         f"fetches some")
     d = ws.config.data
     seed = d.seed if seed is None else int(seed)
     res = build_rows(files, root, lang or pack_language(), seed=seed, near_keep=d.near_duplicate_keep,
@@ -459,7 +485,8 @@ def build(ws: Any, source: str | Path, *, seed: int | None = None, lang: Languag
     elif lesson_path.exists():
         lesson_path.unlink()  # an older build's test split must not stay an exam of rows now trained on
     qfiles = write_quarantine(ws.quarantine, res.problems, prefix="build-")
-    report = {"from": str(root), "seed": seed, "groups_mode": groups_mode, **res.stats,
+    report = {"from": str(roots[0]) if len(roots) == 1 else [str(r) for r in roots], "seed": seed,
+              "groups_mode": groups_mode, **res.stats,
               "quarantined": res.stats["invalid"] + res.stats["files_unreadable"],
               "rows_path": str(rows_path), "lesson_path": str(lesson_path) if lesson else None,
               "quarantine_files": sorted(str(p) for p in qfiles.values()), "notes": res.notes}

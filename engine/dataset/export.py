@@ -17,12 +17,15 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-FORMATS = ("openai", "anthropic", "hf-chat", "alpaca")
+from dsl.config import EXPORT_FORMATS
+from dsl.errors import BpllmError
+
+FORMATS = EXPORT_FORMATS  # one list: [sources] export_formats is checked against it too
 SPLITS = ("train", "val", "test")
 CHARS_PER_TOKEN = 4  # the stated approximation when no tokenizer is given
 
 
-class ExportError(RuntimeError):
+class ExportError(BpllmError):
     """A refusal with one line that names the file and the fix."""
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,11 @@ from engine.dataset.rows import (
     write_quarantine,
     write_split,
 )
+from engine.dataset.build import LANGUAGE as BLEND_LANGUAGE
 from engine.dataset.build import BuildError, build
+from engine.dataset.export import export as export_rows
+from engine.dataset.scrape import UNAUTH_NOTICE, human_bytes, scrape
+from engine.dataset.scrape import Options as ScrapeOptions
 from engine.ml.health import lesson_share_alert
 from engine.runtime.context import StepContext, StepRegistry
 from engine.runtime.failures import DataError
@@ -54,19 +60,99 @@ def _cycle_state(ctx: StepContext) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ 1.x data foundation
+class _LogStream(io.TextIOBase):
+    """A text stream for the scraper's progress: each line becomes a log event (the TUI's log shows it,
+    the heartbeat moves, so a long rate-limit countdown is no stall) and each write is a stop boundary
+    (the scraper checkpoints after every file and before every wait, so stopping there loses nothing)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.pending = ""
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if line.strip():
+                self.ctx.log(line.strip())
+        self.ctx.check_stop()
+        return len(text)
+
+
+def _uses_blend(ctx: StepContext, key: str) -> None:
+    """.blend sources make Blender-material rows: refuse them (one line, the fix) on another language."""
+    if ctx.workspace.language != BLEND_LANGUAGE:
+        raise DataError(f"{ctx.workspace.config_path}: [sources] {key} brings .blend files, which make "
+                        f"{BLEND_LANGUAGE} rows; this workspace teaches {ctx.workspace.language}",
+                        hint=f"remove [sources] {key}, or use a workspace made with "
+                             f"`bpllm init DIR --language {BLEND_LANGUAGE}`")
+
+
+def _scrape(ctx: StepContext) -> dict[str, Any]:
+    """[sources] github_query: `bpllm scrape github` into [sources] scrape_dir (it resumes from its checkpoint)."""
+    src = ctx.config.sources
+    _uses_blend(ctx, "github_query")
+    token = os.environ.get("GITHUB_TOKEN") or None
+    if not token:
+        ctx.log(UNAUTH_NOTICE, "warning")
+    opts = ScrapeOptions(query=src.github_query, out=ctx.workspace.root / src.scrape_dir, api=src.api_url.rstrip("/"),
+                         max_files=src.max_files, max_size_mb=src.max_size_mb, min_stars=src.min_stars, token=token)
+    summary = scrape(opts, stderr=_LogStream(ctx))
+    ctx.emit("data", name="scrape", step="1.1", files=summary["files"], pages=summary["pages"],
+             bytes=summary["bytes"], complete=summary["complete"], path=summary["out"],
+             downloads=summary["this_run"]["downloads"], rejected=len(summary["rejected_files"]))
+    ctx.log(f"scrape: {summary['files']} file(s) stored ({human_bytes(summary['bytes'])}), "
+            f"{summary['this_run']['downloads']} downloaded now, {len(summary['rejected_files'])} rejected"
+            + ("" if summary["complete"] else f"; {summary['stopped'] or 'not complete'}"))
+    return {"scraped": summary["files"], "scrape_downloads": summary["this_run"]["downloads"]}
+
+
+def blend_roots(ctx: StepContext) -> list[Path]:
+    """Folders step 1.2 builds .blend rows from (those holding any): the exports folder, [sources]
+    scrape_dir and blend_dirs."""
+    ws = ctx.workspace
+    src = ctx.config.sources
+    roots = [ws.exports, ws.root / src.scrape_dir]
+    for d in src.blend_dirs:
+        folder = (ws.root / Path(d).expanduser()).resolve()
+        if not folder.is_dir():
+            raise DataError(f"{ws.config_path}: [sources] blend_dirs names {d!r}, which is not a folder",
+                            hint="create it, or remove it from the list")
+        roots.append(folder)
+    return [r for r in roots if r.is_dir() and next(r.rglob("*.blend"), None) is not None]
+
+
+def _manifest_key(ws: Any, path: Path) -> str:
+    """The exports folder's files by name (as ever); other sources by their path in the workspace."""
+    if path.parent == ws.exports:
+        return path.name
+    return str(path.relative_to(ws.root)) if path.is_relative_to(ws.root) else str(path)
+
+
 def analyze_exports(ctx: StepContext) -> dict[str, Any]:
     ws = ctx.workspace
+    src = ctx.config.sources
+    out: dict[str, Any] = _scrape(ctx) if src.github_query.strip() else {}
+    if src.blend_dirs:
+        _uses_blend(ctx, "blend_dirs")
     d = ws.exports
     files = sorted(p for p in d.glob("*") if p.suffix.lower() in EXPORT_SUFFIXES and p.is_file()) if d.is_dir() else []
+    for root in blend_roots(ctx):
+        if root != ws.exports:
+            files += sorted(p for p in root.rglob("*.blend") if p.is_file())
     seen = read_json(ws.generated / "exports_manifest.json", {}) or {}
     new = []
     for i, p in enumerate(files, 1):
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
-        if seen.get(p.name) != digest:
-            new.append({"name": p.name, "sha256": digest})
+        key = _manifest_key(ws, p)
+        if seen.get(key) != digest:
+            new.append({"name": key, "sha256": digest})
         ctx.progress(i, len(files), unit="file")
     _cycle_state(ctx)["new_exports"] = new
-    return {"exports": len(files), "new": len(new)}
+    return out | {"exports": len(files), "new": len(new)}
 
 
 def translate_exports(ctx: StepContext) -> dict[str, Any]:
@@ -112,8 +198,9 @@ def translate_exports(ctx: StepContext) -> dict[str, Any]:
 
 
 def _build_blends(ctx: StepContext, new: list[dict[str, Any]], alone: bool) -> dict[str, Any]:
-    """New .blend files in the exports folder: `bpllm dataset build` over the whole folder (its rows,
-    repository splits and held-out lesson are rewritten together), then the manifest records them.
+    """New .blend files (exports folder, [sources] scrape_dir and blend_dirs): `bpllm dataset build` over
+    all of them together (its rows, repository splits and held-out lesson are rewritten together), then
+    the manifest records them.
     When it cannot build, the files wait (reported); T3D exports beside them are still translated."""
     ws = ctx.workspace
 
@@ -122,7 +209,7 @@ def _build_blends(ctx: StepContext, new: list[dict[str, Any]], alone: bool) -> d
         ctx.log(msg)
 
     try:
-        rep = build(ws, ws.exports, progress=progress)
+        rep = build(ws, blend_roots(ctx), progress=progress)
     except BuildError as exc:
         reason = f"{len(new)} new .blend file(s) in {ws.exports} wait: {exc}"
         if alone:
@@ -234,7 +321,27 @@ def merge_dedup(ctx: StepContext) -> dict[str, Any]:
         raise DataError(f"no datasets to merge: put JSONL rows ({{instruction, output}}) under "
                         f"{ctx.workspace.sources} or enable the synthetic generator",
                         hint="`bpllm import-blueprintllm PATH` brings the reference project's datasets in")
-    return _merge(ctx, "1.5")
+    out = _merge(ctx, "1.5")
+    if ctx.config.sources.export_formats:
+        out["exports"] = _write_exports(ctx)
+    return out
+
+
+def _write_exports(ctx: StepContext) -> dict[str, int]:
+    """[sources] export_formats: `bpllm dataset export` of the merged train and validation splits, one
+    folder per format under [sources] export_dir (each file written atomically)."""
+    ws = ctx.workspace
+    base = ws.root / ctx.config.sources.export_dir
+    written: dict[str, int] = {}
+    for fmt in ctx.config.sources.export_formats:
+        for split in ("train", "val"):
+            ctx.check_stop()
+            rep = export_rows(ws, fmt, base / fmt / f"{split}.jsonl", split=split)
+            written[f"{fmt}/{split}"] = rep["rows"]
+            ctx.artifact("export", rep["out"], f"{fmt} {split}: {rep['rows']} rows, {rep['tokens']['total']} tokens "
+                         f"({rep['tokens']['method']})", format=fmt, split=split, rows=rep["rows"])
+    ctx.emit("data", name="export", step="1.5", path=str(base), files=written)
+    return written
 
 
 # ------------------------------------------------------------------------ 2.x pre-flight

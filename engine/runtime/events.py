@@ -193,11 +193,14 @@ _TYPES: tuple[EventType, ...] = (
         types={"phase": "str", "age_s": "number", "limit_s": "number", "step": "str", "action": "str"},
     ),
     EventType(
-        "data", "Dataset statistics after a data step (rows, valid, quarantined, duplicates, split, hash).",
+        "data", "Dataset statistics after a data step (rows, valid, quarantined, duplicates, split, hash). "
+                "name: merged, blend_build, scrape (step 1.1: files, pages, bytes, downloads, rejected, complete), "
+                "export (step 1.5: files = {format/split: rows}), ...",
         required=("name",),
         optional=("rows", "valid", "invalid", "quarantined", "duplicates", "near_duplicates", "train", "validation",
-                  "hash", "path", "quarantine_path", "sources", "step", "lessons", "prompts", "changed"),
-        types={"name": "str", "step": "str"},
+                  "hash", "path", "quarantine_path", "sources", "step", "lessons", "prompts", "changed",
+                  "files", "pages", "bytes", "downloads", "rejected", "complete"),
+        types={"name": "str", "step": "str", "pages": "int", "bytes": "int", "downloads": "int", "rejected": "int"},
     ),
     EventType(
         "leakage", "Leakage check: per lesson seen/unseen prompt counts.",
@@ -214,9 +217,9 @@ _TYPES: tuple[EventType, ...] = (
     EventType(
         "artifact", "A file a user may want to open was written (exam JSONL, drafted lesson, dashboard, report).",
         required=("kind", "path"),
-        optional=("step", "message", "version", "lesson_id", "cycle"),
+        optional=("step", "message", "version", "lesson_id", "cycle", "format", "split", "rows"),
         types={"kind": "str", "path": "str", "message": "str", "step": "str", "version": "str", "lesson_id": "str",
-               "cycle": "int"},
+               "cycle": "int", "format": "str", "split": "str", "rows": "int"},
     ),
 )
 

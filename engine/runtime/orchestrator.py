@@ -778,6 +778,8 @@ class Runner:
                 self.console.flush()
             except (OSError, ValueError):
                 pass
+        elif ev.get("type") == "run" and ev.get("phase") == "end" and ev.get("status") != "done":
+            self._print_err(line)  # quiet is no silence about a failure: its one line goes to stderr
 
     def _log(self, level: str, message: str) -> None:
         self.events.emit("log", level=level, message=message, source="engine")

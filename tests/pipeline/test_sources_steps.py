@@ -1,0 +1,121 @@
+"""Steps 1.1, 1.2 and 1.5 from a workspace's [sources]: scrape (against the loopback GitHub stand-in of
+test_scrape.py), build rows from the scraped folder and a blend_dirs folder together, write fine-tune
+exports after the merge; a second run downloads nothing again. Real subprocesses (`bpllm run --only 1`),
+real corpus .blend files served by the stand-in, real Blender for the build (skipped without bpy)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.test_scrape import BLEND_CORPUS, REPO_ROOT, WAIT, StandIn, cli_env, read_jsonl
+
+try:
+    import bpy  # noqa: F401 - presence check; the build imports it itself
+    HAVE_BPY = True
+except ImportError:
+    HAVE_BPY = False
+
+SERVED = ("armory3d__armory_examples__material_normalmap.blend", "armory3d__armory_examples__particle_info.blend",
+          "KhronosGroup__glTF-Blender-IO__01_dispersion.blend")
+LOCAL = "KhronosGroup__glTF-Blender-IO__39_iridescence.blend"
+
+
+def bpllm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO_ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=WAIT * 5, stdin=subprocess.DEVNULL)
+
+
+def events(ws: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted((ws / "runs").glob("*/events.jsonl"))
+            for line in p.read_text().splitlines() if line.strip()]
+
+
+def workspace(tmp_path: Path, language: str, sources: str) -> Path:
+    ws = tmp_path / "ws"
+    r = bpllm("init", str(ws), "--language", language)
+    assert r.returncode == 0, r.stderr
+    cfg = (ws / "bpllm.toml").read_text().replace("count = 500", "count = 40")
+    (ws / "bpllm.toml").write_text(cfg + "\n[sources]\n" + sources)
+    return ws
+
+
+def test_sources_on_another_language_are_one_clear_line(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "blueprint", 'github_query = "extension:blend"\napi_url = "http://127.0.0.1:9"\n')
+    r = bpllm("run", "-w", str(ws), "--only", "1", "-q")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "[sources] github_query" in out and "blender-material" in out and "Traceback" not in out
+
+
+def test_bad_sources_keys_name_the_key_and_the_fix(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "blender-material", 'export_formats = ["csv"]\napi_url = "ftp://x"\n')
+    r = bpllm("status", "-w", str(ws))
+    assert r.returncode == 1
+    assert "sources.export_formats" in r.stderr and '"openai"' in r.stderr
+    assert "sources.api_url" in r.stderr and "http(s) URL" in r.stderr
+
+
+@pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
+                    "pip install 'bpllm[blender]' (Python 3.11)")
+@pytest.mark.skipif(not BLEND_CORPUS.is_dir(), reason=f"the Blender corpus is absent ({BLEND_CORPUS})")
+def test_steps_scrape_build_and_export_from_sources(tmp_path: Path) -> None:
+    files = [("acme/shaders", f"mats/{SERVED[0]}", (BLEND_CORPUS / SERVED[0]).read_bytes()),
+             ("acme/shaders", f"mats/{SERVED[1]}", (BLEND_CORPUS / SERVED[1]).read_bytes()),
+             ("zed/looks", "notes.blend", b"not a blend file at all\n" * 10),
+             ("zed/looks", f"x/{SERVED[2]}", (BLEND_CORPUS / SERVED[2]).read_bytes())]
+    local = tmp_path / "more-blends"
+    local.mkdir()
+    shutil.copy(BLEND_CORPUS / LOCAL, local / LOCAL)  # a user's own folder (a temporary copy, not the project)
+    with StandIn(files, page_size=2) as gh:
+        gh.fault("/search/code", "", "ratelimit")  # page 2 refused once: step 1.1 waits, then goes on
+        ws = workspace(tmp_path, "blender-material",
+                       f'github_query = "extension:blend"\napi_url = "{gh.url}"\nmax_size_mb = 5\n'
+                       f'blend_dirs = ["{local}"]\nexport_formats = ["openai", "anthropic"]\n')
+        r = bpllm("run", "-w", str(ws), "--only", "1", "-q")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        raw_first = [p for _t, p in gh.log if p.startswith("/raw/")]
+
+        # 1.1: the scrape stored the three .blend files once each and rejected the text file
+        scraped = ws / "datasets" / "raw" / "github"
+        meta = read_jsonl(scraped / "metadata.jsonl")
+        assert sorted(m["path"].rsplit("/", 1)[-1] for m in meta) == sorted(SERVED)
+        evs = events(ws)
+        scrape_ev = [e for e in evs if e["type"] == "data" and e.get("name") == "scrape"]
+        assert scrape_ev and scrape_ev[-1]["files"] == 3 and scrape_ev[-1]["rejected"] == 1
+
+        # 1.2: one build over the scrape folder and blend_dirs, provenance from the scrape's metadata
+        built = [e for e in evs if e["type"] == "data" and e.get("name") == "blend_build"]
+        assert built and built[-1]["rows"] > 0
+        report = json.loads((ws / "datasets" / "generated" / "blend_build.json").read_text())
+        assert sorted(report["from"]) == sorted([str(scraped.resolve()), str(local.resolve())])
+        assert report["files"] == 4
+        rows = read_jsonl(ws / "datasets" / "sources" / "blend.jsonl")
+        repos = {row["repository"] for row in rows}
+        lesson = ws / "lessons" / "blend_test.json"
+        test_repos = {p["repository"] for p in json.loads(lesson.read_text())["prompts"]} if lesson.exists() else set()
+        assert {"acme/shaders", "zed/looks"} <= repos | test_repos
+        assert all(row["licence"] == "MIT" for row in rows if row["repository"] in ("acme/shaders", "zed/looks"))
+
+        # 1.5: fine-tune files of the merged splits, in the asked formats
+        train = read_jsonl(ws / "datasets" / "export" / "openai" / "train.jsonl")
+        assert train and all([m["role"] for m in line["messages"]] == ["system", "user", "assistant"]
+                              for line in train)
+        assert any(line["messages"][2]["content"].startswith(("MATERIAL:", "GROUP:")) for line in train)
+        anth = read_jsonl(ws / "datasets" / "export" / "anthropic" / "val.jsonl")
+        assert anth and all(set(line) == {"system", "messages"} and
+                            [m["role"] for m in line["messages"]] == ["user", "assistant"] for line in anth)
+        merged = sum(1 for line in (ws / "datasets" / "train.jsonl").read_text().splitlines() if line.strip())
+        assert len(train) == merged
+
+        # a second run: the scrape resumes finished, downloads nothing; nothing new to build
+        again = bpllm("run", "-w", str(ws), "--only", "1", "-q")
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert [p for _t, p in gh.log if p.startswith("/raw/")] == raw_first
+        last = [e for e in events(ws) if e["type"] == "step" and e.get("id") == "1.2" and e.get("status") == "complete"]
+        assert last and re.search(r"no new exports", json.dumps(last[-1]))
