@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+from tests.cli import bpllm as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "BLUEPRINT: BP_X\nPARENT: Actor\n\nGRAPH: EventGraph\nNODE n1: Event_BeginPlay\n"
@@ -13,11 +12,7 @@ HALF = GOOD + "NODE n2: PrintString\nEXEC n1.Then -> n2.Execute\n"
 
 
 def bpllm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("BPLLM_WORKSPACE", None)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return _run(*args, cwd=cwd, timeout=120)
 
 
 def test_validate_reports_a_binary_jsonl_line_and_checks_every_other_row(tmp_path: Path) -> None:

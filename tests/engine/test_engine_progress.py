@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from engine.workspace.history import History
 from engine.runtime.reader import read_events
 from engine.runtime.plan import load_plan
 from engine.workspace.workspace import Workspace
+from tests.cli import bpllm as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,10 +128,7 @@ def test_base_pretraining_hands_its_reporter_the_cap_lr_and_grad_norm(tmp_path):
 
 
 def _bpllm(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("BPLLM_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return _run(*args)
 
 
 def test_a_group_start_carries_its_steps_estimates_and_their_sum(tmp_path):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from tests.cli import bpllm as _run, bpllm_env
+
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_RE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[STEP (\d+(?:\.\d+)?)\] (STARTING|COMPLETE|PROGRESS|ERROR|RETRY|SKIPPED"
@@ -26,18 +28,11 @@ ENGINE_GROUPS = "1,2,8,9"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("BPLLM_WORKSPACE", None)
-    env.pop("BPLLM_TEST_SLOW_STEPS", None)
-    env.pop("BPLLM_TEST_INJECT", None)
-    env.update(extra)
-    return env
+    return bpllm_env(**extra)
 
 
 def bpllm(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env or _env(),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return _run(*args, env=env or _env(), timeout=timeout)
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

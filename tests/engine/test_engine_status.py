@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+from tests.cli import bpllm as _run, bpllm_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def bpllm(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    for key in ("BPLLM_WORKSPACE", "BPLLM_TEST_SLOW_STEPS", "BPLLM_TEST_INJECT"):
-        env.pop(key, None)
-    env.update(extra)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return _run(*args, env=bpllm_env(**extra), timeout=180)
 
 
 def test_status_after_a_failed_run_was_resumed_to_the_end(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from engine.workspace.safe_paths import UnsafePath
 from engine.workspace.workspace import WorkspaceError
 from bpllm_tui.lesson import LessonError
 from tests.tui_helpers import aio, wait_for
+from tests.cli import bpllm as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,9 +92,7 @@ def test_one_stop_requested_matched_by_isinstance():
 
 # ---------------------------------------------------------------------------- the CLI reports once
 def bpllm(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return _run(*args, cwd=cwd, timeout=180)
 
 
 def test_mastery_on_missing_and_never_run_workspaces_is_one_line(tmp_path):

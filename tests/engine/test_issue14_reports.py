@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.cli import bpllm as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def bpllm(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return _run(*args, cwd=cwd, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- item 14

@@ -19,14 +19,14 @@ pytest.importorskip("trl")
 
 from dsl.constraint import WHOLE_TEXT  # noqa: E402
 from engine.ml.testing import TEST_BASE_SETTINGS  # noqa: E402
+from tests.cli import bpllm as _run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
 def bpllm(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, **kw)
+    return _run(*args, timeout=900, **kw)
 
 
 def events(ws: Path) -> list[dict]:

@@ -3,9 +3,7 @@ transformers (no peft, no bpllm) and checked against the adapter model on the re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,16 +15,14 @@ from engine.ml.profiles import get_profile  # noqa: E402
 from engine.ml.testing import test_base  # noqa: E402
 from engine.ml.train import TrainSpec, train_adapter  # noqa: E402
 from engine.dataset.synthetic import generate  # noqa: E402
+from tests.cli import bpllm as _run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def bpllm(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("BPLLM_WORKSPACE", None)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, stdin=subprocess.DEVNULL)
+    return _run(*args, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.cli import bpllm as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def bpllm(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("BPLLM_WORKSPACE", None)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return _run(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

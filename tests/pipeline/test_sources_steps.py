@@ -8,12 +8,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.pipeline.test_scrape import BLEND_CORPUS, REPO_ROOT, WAIT, StandIn, cli_env, read_jsonl
+from tests.pipeline.test_scrape import BLEND_CORPUS, WAIT, StandIn, read_jsonl
+from tests.cli import bpllm as _run
 
 try:
     import bpy  # noqa: F401 - presence check; the build imports it itself
@@ -27,8 +27,7 @@ LOCAL = "KhronosGroup__glTF-Blender-IO__39_iridescence.blend"
 
 
 def bpllm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO_ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=WAIT * 5, stdin=subprocess.DEVNULL)
+    return _run(*args, timeout=WAIT * 5)
 
 
 def events(ws: Path) -> list[dict]:
