@@ -150,12 +150,17 @@ def _props(node: Any, base_props: set[str]) -> dict[str, Any]:
             items = [i.identifier for i in p.enum_items]
             if not items:  # dynamic enums list their items only on an instance
                 items = [i.identifier for i in p.enum_items_static] if hasattr(p, "enum_items_static") else []
-            entry["items"] = items
+            # RNA lists items a node of this tree refuses (shader Mix: data_type ROTATION, a geometry
+            # nodes type): keep what Blender lets this node take, record the rest
+            settable = items if p.is_enum_flag else [i for i in items if _settable(node, ident, i)]
+            entry["items"] = settable
             if p.is_enum_flag:
                 entry["flag"] = True
                 entry["default"] = sorted(getattr(node, ident))
             else:
                 entry["default"] = getattr(node, ident)
+            if len(settable) < len(items):
+                entry["refused"] = [i for i in items if i not in settable]
         elif p.type == "POINTER":
             if p.is_readonly:
                 continue
@@ -169,6 +174,18 @@ def _props(node: Any, base_props: set[str]) -> dict[str, Any]:
             continue
         props[ident] = entry
     return props
+
+
+def _settable(node: Any, key: str, item: str) -> bool:
+    """Whether Blender accepts ITEM for the enum KEY of this node (the value is put back)."""
+    original = getattr(node, key)
+    try:
+        setattr(node, key, item)
+    except (TypeError, ValueError):
+        return False
+    finally:
+        setattr(node, key, original)
+    return True
 
 
 def _enabled(node: Any) -> tuple[frozenset[str], frozenset[str]]:

@@ -62,3 +62,22 @@ def test_diff_reports_changes(live):
     assert "+ node ShaderNodeWireframe" in lines
     assert any(line.startswith("~ ShaderNodeMath.operation items: +['SINE']") for line in lines)
     assert derive_blender_catalog.diff(live, live)[-1] == "no changes"
+
+
+def test_enum_items_blender_refuses_are_not_in_the_catalog():
+    """RNA lists data_type ROTATION for the shader Mix node, but Blender refuses it there (a geometry-nodes
+    type): the catalog keeps only settable items, records the rest, and the validator rejects them."""
+    from dsl.packs import load
+
+    prop = load_catalog().nodes["ShaderNodeMix"]["props"]["data_type"]
+    assert "ROTATION" not in prop["items"] and prop["refused"] == ["ROTATION"]
+    diags = load("blender-material").validate("MATERIAL: M\nNODE n1: MaterialOutput\nNODE n2: Mix [data_type=ROTATION]\n")
+    assert [d.code for d in diags if d.severity == "error"] == ["unknown-enum"]
+
+
+def test_every_stored_enum_item_is_settable_in_live_blender(live):
+    stored = load_catalog().data["nodes"]
+    for idname, node in live["nodes"].items():
+        for name, prop in node["props"].items():
+            if prop.get("type") == "ENUM":
+                assert stored[idname]["props"][name]["items"] == prop["items"], (idname, name)

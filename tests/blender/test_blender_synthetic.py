@@ -78,6 +78,14 @@ def test_focus_nodes_build_rows_around_those_types():
     assert generate(5, seed=2, focus_nodes=["NotAType", "Script"]) == []  # nothing buildable, nothing made
 
 
+def test_group_calls_come_with_the_group_they_call():
+    rows = generate(10, seed=4, focus_nodes=["Group"])
+    assert len(rows) == 10
+    groups = {re.match(r'GROUP: "?([^"\n]*)', r["output"]).group(1) for r in rows if r["output"].startswith("GROUP")}
+    calls = [re.search(r'node_tree="([^"]*)"', r["output"]).group(1) for r in rows if r["pattern"] == "material:Group"]
+    assert calls and set(calls) <= groups
+
+
 def test_pack_synthesize_is_the_generator():
     assert PACK.has("synthesize")
     assert PACK.synthesize(10, 4) == generate(10, seed=4)
@@ -111,9 +119,9 @@ def test_blender_builds_every_generated_and_starter_text():
 
     rows = generate(300, seed=9)
     texts = [r["output"] for r in rows] + [t for _w, t in _starter_texts()]
-    # one Blender file holds them all: give each its own name
-    texts = [re.sub(r"^(MATERIAL|GROUP): .*", lambda m, i=i: f'{m.group(1)}: "T{i}"', t, count=1)
-             for i, t in enumerate(texts)]
+    # one Blender file holds them all: each material its own name (groups keep theirs: materials call them)
+    texts = [re.sub(r"^MATERIAL: .*", f'MATERIAL: "T{i}"', t, count=1) for i, t in enumerate(texts)]
+    assert any("Group [node_tree=" in t for t in texts), "no group call among the rows"
     verdicts = in_blender_diagnostics(texts)
     assert verdicts is not None
     rejected = [(t.splitlines()[0], [d.message for d in v]) for t, v in zip(texts, verdicts) if v]

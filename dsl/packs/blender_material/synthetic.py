@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import model
-from .catalog import BlenderCatalog, NodeSpec, load_catalog
+from .catalog import BlenderCatalog, NodeSpec, dsl_name, load_catalog
 from .describe import describe
 from .text import analyse, to_text
 
@@ -39,7 +39,6 @@ EXCLUDED: dict[str, str] = {
     "ShaderNodeOutputLineStyle": "Freestyle line-style trees only",
     "ShaderNodeUVAlongStroke": "Freestyle line-style trees only",
     "ShaderNodeScript": "needs an OSL script, which a text cannot carry; without one it has no sockets",
-    "ShaderNodeGroup": "calls a node group defined in another text (dataset build writes such pairs)",
     "ShaderNodeMixRGB": "legacy: Blender 5 turns it into Mix on load; rows teach Mix",
 }
 LINKABLE = ("VALUE", "RGBA", "VECTOR")
@@ -252,9 +251,9 @@ def _name(rng: random.Random, taken: set[str]) -> str:
     return name
 
 
-def build(focus: str, rng: random.Random, *, group: bool = False, catalog: BlenderCatalog | None = None,
-          taken: set[str] | None = None) -> str | None:
-    """One text built around FOCUS (a bl_idname), or None when that shape cannot hold it.
+def build_graph(focus: str, rng: random.Random, *, group: bool = False, catalog: BlenderCatalog | None = None,
+                taken: set[str] | None = None) -> model.Graph | None:
+    """One graph built around FOCUS (a bl_idname), or None when that shape cannot hold it.
 
     TAKEN: names already used (one Blender file holds every row's material under its own name)."""
     cat = catalog or load_catalog()
@@ -265,7 +264,44 @@ def build(focus: str, rng: random.Random, *, group: bool = False, catalog: Blend
             return None
     else:
         _material(b, focus)
-    return to_text(b.graph)
+    return b.graph
+
+
+def build(focus: str, rng: random.Random, *, group: bool = False, catalog: BlenderCatalog | None = None,
+          taken: set[str] | None = None) -> str | None:
+    """build_graph() as canonical text."""
+    graph = build_graph(focus, rng, group=group, catalog=catalog, taken=taken)
+    return None if graph is None else to_text(graph)
+
+
+PRINCIPLED_BY_IFACE = {"NodeSocketColor": "Base Color", "NodeSocketFloat": "Roughness", "NodeSocketVector": "Normal"}
+
+
+def call_graph(group: model.Graph, rng: random.Random, *, catalog: BlenderCatalog | None = None,
+               taken: set[str] | None = None) -> model.Graph:
+    """A material that calls GROUP through a Group node: an input value set, its output wired to the
+    Material Output (a shader) or to a Principled BSDF input of its type. Group sockets are written by
+    their interface names (docs/blender.md)."""
+    cat = catalog or load_catalog()
+    b = _Builder(cat, rng, model.Graph(kind="material", name=_name(rng, taken if taken is not None else set())))
+    out = b.add("ShaderNodeOutputMaterial", vary=False)
+    call = b.add("ShaderNodeGroup", vary=False)
+    call.props["node_tree"] = group.name
+    b.graph.groups_used.append(group.name)
+    if group.inputs:
+        sock = rng.choice(group.inputs)
+        value = b._value({"type": {"NodeSocketColor": "RGBA", "NodeSocketVector": "VECTOR"}.get(
+            sock.socket_type, "VALUE"), "default": sock.default if sock.default is not None else 0.0})
+        if value is not None and sock.socket_type != "NodeSocketVector":
+            call.inputs[dsl_name(sock.name)] = value
+    result = group.outputs[0]
+    if result.socket_type == "NodeSocketShader":
+        b.link(call, dsl_name(result.name), out, "Surface")
+    else:
+        bsdf = b.add("ShaderNodeBsdfPrincipled", vary=False)
+        b.link(call, dsl_name(result.name), bsdf, PRINCIPLED_BY_IFACE.get(result.socket_type, "Roughness"))
+        b.link(bsdf, "BSDF", out, "Surface")
+    return b.graph
 
 
 def _resolve(names: list[str], cat: BlenderCatalog) -> list[str]:
@@ -275,6 +311,26 @@ def _resolve(names: list[str], cat: BlenderCatalog) -> list[str]:
         if idname in cat.nodes and idname not in EXCLUDED:
             out.append(idname)
     return sorted(set(out))
+
+
+def _pair(rng: random.Random, cat: BlenderCatalog, names: set[str], seen: set[str],
+          seed: int) -> list[dict[str, str]]:
+    """A group row and a material row calling it (both validated; none when either is not)."""
+    group = build_graph(rng.choice(GROUP_INNER), rng, group=True, catalog=cat, taken=names)
+    if group is None:
+        return []
+    texts = [(group, to_text(group), "group:GroupInput"), None]
+    caller = call_graph(group, rng, catalog=cat, taken=names)
+    texts[1] = (caller, to_text(caller), "material:Group")
+    out = []
+    for i, (_graph, text, pattern) in enumerate(texts):  # type: ignore[misc]
+        result = analyse(text, cat)
+        if result.errors or result.graph is None or text in seen:
+            return []
+        out.append({"instruction": describe(result.graph, seed + i), "output": text,
+                    "focus": pattern.split(":")[1], "pattern": pattern, "source": SOURCE})
+    seen.update(r["output"] for r in out)
+    return out
 
 
 def generate(count: int, seed: int = 0, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
@@ -298,6 +354,10 @@ def generate(count: int, seed: int = 0, focus_nodes: list[str] | None = None) ->
             order = list(focus)
             rng.shuffle(order)
         t = order.pop()
+        if t == "ShaderNodeGroup":  # a pair of rows: a node group, then a material that calls it
+            if len(rows) + 2 <= count:
+                rows += _pair(rng, cat, names, seen, seed + len(rows))
+            continue
         group = t in GROUP_IO or rng.randrange(GROUP_SHARE) == 0
         text = build(rng.choice(GROUP_INNER) if t in GROUP_IO else t, rng, group=group, catalog=cat, taken=names)
         if text is None:  # the type has no input or output a group interface could carry
