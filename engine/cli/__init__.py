@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 
+from dsl import packs
 from dsl.errors import BpllmError, StopRequested
 from engine.runtime.streams import guard_std_streams
 
@@ -50,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_pack_commands(sub: argparse._SubParsersAction) -> None:
     """Commands the language packs bring (Blueprint: import-t3d, export-t3d), each module once."""
-    from dsl import packs
 
     done: set[str] = set()
     for pack in packs.all_packs():  # a pack that fails to load is listed by `bpllm languages`

@@ -13,8 +13,11 @@ import statistics
 import time
 from pathlib import Path
 
-from engine.resources import checkout_root
+from dsl import parser
 from dsl.packs import DEFAULT_LANGUAGE, load
+from dsl.scorer import score
+from dsl.validator import validate
+from engine.resources import checkout_root
 
 # the reference corpus sits beside the checkout (../shared/corpus); from an install, beside the current folder
 CORPUS = (checkout_root() or Path.cwd()).parent / "shared" / "corpus" / "blueprintllm"
@@ -59,10 +62,6 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def bench_dsl(args: argparse.Namespace) -> int:
-    from dsl import parser
-    from dsl.scorer import score
-    from dsl.validator import validate
-
     text = build_long_text(200)
     n_lines = text.count("\n") + 1
     validate(text)  # warm imports and the catalog

@@ -12,10 +12,13 @@ import json
 import sys
 from typing import Any
 
+from engine.dataset.build import BuildError, build, format_report
+from engine.dataset.export import FORMATS, SPLITS, ExportError, export
+from engine.workspace.config import ConfigError
+from engine.workspace.workspace import WorkspaceError, resolve_workspace
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.dataset.export import FORMATS, SPLITS
-
     p = sub.add_parser("dataset", help="build training rows from .blend files; export rows for fine-tuning")
     dsub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -47,9 +50,6 @@ def _ws_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _workspace(args: argparse.Namespace, what: str):
-    from engine.workspace.config import ConfigError
-    from engine.workspace.workspace import WorkspaceError, resolve_workspace
-
     try:
         ws = resolve_workspace(args.workspace)
         _ = ws.config
@@ -64,8 +64,6 @@ def _dump(obj: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.dataset.export import ExportError, export
-
     ws = _workspace(args, "export")
     if ws is None:
         return 1
@@ -86,8 +84,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from engine.dataset.build import BuildError, build, format_report
-
     ws = _workspace(args, "build")
     if ws is None:
         return 1

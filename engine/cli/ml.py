@@ -14,6 +14,16 @@ import sys
 from pathlib import Path
 
 from dsl.errors import BpllmError
+from engine.dataset.synthetic import coverage_report
+from engine.dataset.synthetic import generate as synthetic_rows
+from engine.ml.base import load_version, profile_of, render_example
+from engine.ml.exam import trained_versions, version_records
+from engine.ml.exam import version_number as number
+from engine.ml.export import export_merged
+from engine.ml.generate import GenConfig, generate
+from engine.ml.grading import SEEN_GROUPS, compare_like_with_like
+from engine.workspace.history import History
+from engine.workspace.workspace import resolve_workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +66,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from engine.dataset.synthetic import coverage_report, generate as synthetic_rows
-
     focus = [f.strip() for f in args.focus.split(",") if f.strip()] or None
     rows = synthetic_rows(args.count, seed=args.seed, focus_nodes=focus)
     if args.report:
@@ -96,7 +104,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _workspace(arg: str | None):
     """The workspace, its config validated (a missing or broken one: a BpllmError engine.cli.main reports)."""
-    from engine.workspace.workspace import resolve_workspace
 
     ws = resolve_workspace(arg)
     ws.config  # noqa: B018 - validate now, as every engine command does
@@ -105,7 +112,6 @@ def _workspace(arg: str | None):
 
 def _version_or_latest(ws, version: str | None) -> str:
     """The version asked for, else the newest trained one."""
-    from engine.ml.exam import trained_versions
 
     if version:
         return version
@@ -116,9 +122,6 @@ def _version_or_latest(ws, version: str | None) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from engine.ml.base import load_version, profile_of, render_example
-    from engine.ml.generate import GenConfig, generate
-
     ws = _workspace(args.workspace)
     version = _version_or_latest(ws, args.version)
     cfg = json.loads((ws.models / version / "training_config.json").read_text(encoding="utf-8"))
@@ -135,7 +138,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_export_merged(args: argparse.Namespace) -> int:
     ws = _workspace(args.workspace)
     version = _version_or_latest(ws, args.version)
-    from engine.ml.export import export_merged
 
     info = export_merged(ws.models, version, Path(args.out), force=args.force,
                          log=lambda m: print(f"  {m}", file=sys.stderr))
@@ -151,8 +153,6 @@ def cmd_export_merged(args: argparse.Namespace) -> int:
 
 
 def _exam_records(ws, version: str, lessons: set[str]) -> list[dict]:
-    from engine.ml.exam import version_records
-
     return [r for r in version_records(ws.models / version / "exams") if not lessons or r.get("lesson_id") in lessons]
 
 
@@ -162,8 +162,6 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str], list[str]]:
     before ``version`` was trained, and drafted from an older version. A draft never accepted, or
     accepted but not yet integrated, was not a lesson of ``version``; nor is a drill drafted *after* it
     (that is its verdict)."""
-    from engine.workspace.history import History
-    from engine.ml.exam import version_number as number
 
     integrated: dict[str, dict] = {}
     trained_at = None
@@ -203,7 +201,6 @@ def _drilled_before(ws, version: str) -> tuple[list[str], list[str], list[str]]:
 def cmd_compare(ws, args: argparse.Namespace) -> int:
     """Mastery of OLD vs NEW on the prompts both examined (optionally a lesson subset), like with like:
     prompts unseen by both, seen by both and trained on in between are compared apart, always."""
-    from engine.ml.grading import SEEN_GROUPS, compare_like_with_like
 
     old, new = args.compare
     lessons = {x.strip() for x in args.lessons.split(",") if x.strip()}
@@ -287,8 +284,6 @@ def _print_group(g: dict, focus: list[str], contrast: list[str]) -> None:
 
 
 def cmd_mastery(args: argparse.Namespace) -> int:
-    from engine.workspace.history import History
-
     ws = _workspace(args.workspace)
     if args.compare:
         return cmd_compare(ws, args)

@@ -14,6 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import read_json
+from engine.dataset.importer import import_blueprintllm
+from engine.dataset.leakage import leakage_report
+from engine.runtime.events import pid_alive, write_stop_request
+from engine.runtime.orchestrator import Runner
+from engine.runtime.plan import load_plan
+from engine.runtime.reader import engine_liveness, load_run_state
+from engine.runtime.telemetry import sample
+from engine.workspace.backup import create_backup, find_backup, list_backups, restore_backup, verify_backup
+from engine.workspace.config import profile_problem
+from engine.workspace.lock import WorkspaceLock, lock_holder
+from engine.workspace.workspace import init_workspace, resolve_workspace
+
 
 def _ws_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workspace", metavar="DIR",
@@ -113,7 +126,6 @@ def _err(msg: str) -> int:
 
 
 def _workspace(args: argparse.Namespace):  # -> Workspace; WorkspaceError/ConfigError reach engine.cli.main
-    from engine.workspace.workspace import resolve_workspace
 
     ws = resolve_workspace(getattr(args, "workspace", None))
     _ = ws.config  # validate now: every command reports a bad config the same way
@@ -132,7 +144,6 @@ def _fmt_time(ts: float | None) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     import os
 
-    from engine.workspace.workspace import init_workspace
 
     target = args.dir or args.workspace or os.environ.get("BPLLM_WORKSPACE") or os.getcwd()
     try:
@@ -151,18 +162,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.list_steps:
-        from engine.runtime.plan import load_plan
         for s in load_plan().steps:
             print(f"{'' if s.is_group else '  '}{s.id:<4} {s.name:<28} {s.phase:<9} {s.owner}")
         return 0
     ws = _workspace(args)
-    from engine.runtime.orchestrator import Runner
 
     if args.cycles is not None and args.cycles < 1:
         return _err("bpllm run: --cycles must be at least 1")
     if args.profile:
-        from engine.workspace.config import profile_problem
-
         problem = profile_problem(ws.config, args.profile)
         if problem:
             return _err(f"bpllm run: --profile {args.profile}: {problem}")
@@ -172,20 +179,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.runtime.orchestrator import Runner
 
     return Runner(ws, events_stdout=args.events_stdout, quiet=args.quiet).resume(args.run)
 
 
 def _active_run(ws) -> dict[str, Any] | None:
-    from engine.workspace.lock import lock_holder
     holder = lock_holder(ws.lock_path)
     return holder if holder and holder.get("run_id") else None
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.runtime.events import pid_alive, write_stop_request
 
     active = _active_run(ws)
     run_id = args.run or (active or {}).get("run_id")
@@ -207,9 +211,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _status_obj(ws, run_id: str | None) -> dict[str, Any] | None:
-    from engine.atomic import read_json
-    from engine.runtime.reader import engine_liveness, load_run_state
-
     active = _active_run(ws)
     if run_id is None:
         run_id = (active or {}).get("run_id") or (ws.run_ids()[-1] if ws.run_ids() else None)
@@ -337,7 +338,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_leakage(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.dataset.leakage import leakage_report
 
     rep = leakage_report(ws)
     if args.lesson:
@@ -358,7 +358,6 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.dataset.importer import import_blueprintllm
 
     try:
         rep = import_blueprintllm(ws, args.path, system_prompt=args.system_prompt,
@@ -384,13 +383,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _locked(ws, what: str):
     """The workspace lock for a command that changes files; LockBusy reaches engine.cli.main."""
-    from engine.workspace.lock import WorkspaceLock
     return WorkspaceLock(ws.lock_path).acquire(f"({what})", command=what)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.workspace.backup import create_backup
 
     lock = _locked(ws, "backup")
     try:
@@ -417,7 +414,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_backups(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.workspace.backup import list_backups, verify_backup
 
     items = list_backups(ws)
     if args.verify:
@@ -445,7 +441,6 @@ def cmd_backups(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from engine.workspace.backup import find_backup, restore_backup, verify_backup
 
     b = find_backup(ws, args.name)
     problems = verify_backup(Path(b["path"]), ws.root)
@@ -472,11 +467,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_gpus(args: argparse.Namespace) -> int:
-    from engine.runtime.telemetry import sample
-
     roles = {}
     try:
-        from engine.workspace.workspace import resolve_workspace
         ws = resolve_workspace(getattr(args, "workspace", None))
         roles = ws.config.telemetry.roles
     except Exception:  # noqa: BLE001 - gpus works outside a workspace too

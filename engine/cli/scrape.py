@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from dsl.errors import BpllmError
+from engine.dataset.scrape import DEFAULT_API, UNAUTH_NOTICE, Options, human_bytes, scrape
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scrape", help="collect source files for a dataset (GitHub code search)")
@@ -36,9 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_github(args: argparse.Namespace) -> int:
-    from dsl.errors import BpllmError
-    from engine.dataset.scrape import DEFAULT_API, UNAUTH_NOTICE, Options, human_bytes, scrape
-
     problems = []
     if args.max_files is not None and args.max_files < 1:
         problems.append("--max-files must be 1 or more")

@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from engine.dataset.rows import Problem, mask_literals, template_fingerprint, too_long
+from dsl import packs
+from dsl.packs.blender_material import blend, bridge
+from dsl.packs.blender_material import text as material_text
+from dsl.packs.blender_material.describe import describe
+from engine.atomic import atomic_write_json, atomic_write_jsonl
+from engine.dataset.rows import Problem, mask_literals, template_fingerprint, too_long, write_quarantine
 
 LANGUAGE = "blender-material"
 MIN_NODES = 2  # fewer real nodes (frames and reroutes do not count): not a material graph worth learning
@@ -170,15 +175,10 @@ class Language:
 def pack_language() -> Language:
     """The installed Blender pack's importer, text side and validation (bpy loads inside read_blend)."""
     try:
-        from dsl.packs import load
-
-        pack = load(LANGUAGE)
-        from dsl.packs.blender_material import blend, text
-    except (ImportError, LookupError, AttributeError) as exc:  # AttributeError: a pack module without PACK
+        pack = packs.load(LANGUAGE)
+    except LookupError as exc:
         raise BuildError(f"the Blender material pack is not available ({type(exc).__name__}: {exc}); "
-                         f"`bpllm dataset build` needs dsl.packs.blender_material (blend.read_blend, "
-                         f"text.to_text)") from None
-    from dsl.packs.blender_material import bridge
+                         f"`bpllm dataset build` needs dsl.packs.blender_material") from None
 
     def render(graph: Any, inline: list[Any], file_groups: dict[str, Any]) -> str:
         # the same path as `bpllm import-blend`: the bpy-side graph goes through the bridge into the text
@@ -189,7 +189,7 @@ def pack_language() -> Language:
         parts = []
         for g in [*inline, graph]:
             tg, _dropped = bridge.to_text_model(g, file_groups)  # what is dropped is in the read's unmapped list
-            parts.append(text.to_text(tg))
+            parts.append(material_text.to_text(tg))
         return "\n\n".join(parts)
 
     def canonical(t: str) -> str:
@@ -253,7 +253,6 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
 
     ROOT: the folder the files are under, or several (a cycle builds its exports, its scrape folder and
     [sources] blend_dirs together, so dedup and the repository split see every row at once)."""
-    from dsl.packs.blender_material.describe import describe
 
     if groups_mode not in ("include", "reference"):
         raise BuildError(f"groups mode {groups_mode!r}: one of include, reference")
@@ -448,8 +447,6 @@ def build(ws: Any, source: str | Path | Sequence[str | Path], *, seed: int | Non
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build from SOURCE (a folder, or several built together) into the workspace; returns the report
     (also saved as datasets/generated/)."""
-    from engine.atomic import atomic_write_json, atomic_write_jsonl
-    from engine.dataset.rows import write_quarantine
 
     roots: list[Path] = []
     for src in [source] if isinstance(source, (str, Path)) else list(source):

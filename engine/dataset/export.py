@@ -19,6 +19,9 @@ from typing import Any, Callable, Iterable
 
 from dsl.config import EXPORT_FORMATS
 from dsl.errors import BpllmError
+from engine.atomic import atomic_write_text
+from engine.dataset.rows import check_lesson, load_lessons, merge_rows, read_jsonl, source_files
+from engine.workspace.history import History
 
 FORMATS = EXPORT_FORMATS  # one list: [sources] export_formats is checked against it too
 SPLITS = ("train", "val", "test")
@@ -87,8 +90,6 @@ def system_prompt(ws: Any) -> str:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    from engine.dataset.rows import read_jsonl
-
     rows = []
     for n, row, err in read_jsonl(path):
         if row is None:
@@ -104,7 +105,6 @@ def training_rows(ws: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], 
     if ws.train_path.exists():
         val = _read_rows(ws.validation_path) if ws.validation_path.exists() else []
         return _read_rows(ws.train_path), val, f"{ws.train_path.relative_to(ws.root)} (step 1.5)"
-    from engine.dataset.rows import merge_rows, source_files
 
     files = source_files(ws)
     if not files:
@@ -121,12 +121,9 @@ def training_rows(ws: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], 
 
 def test_rows(ws: Any) -> tuple[list[dict[str, Any]], str]:
     """Exam prompts no training row comes from: held-out lessons, and lessons not integrated yet."""
-    from engine.dataset.rows import check_lesson, load_lessons
 
     integrated: set[str] = set()
     if ws.history_path.exists():
-        from engine.workspace.history import History
-
         hist = History(ws.history_path, readonly=True)
         try:
             integrated = set(hist.integrated_lessons())
@@ -244,7 +241,6 @@ def _tokenizer_dir(root: Path) -> Path | None:
 def export(ws: Any, fmt: str, out: Path, split: str = "train", tokenizer: str | None = None,
            rows: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write ``out`` atomically; returns the report (counts, tokens and how they were counted)."""
-    from engine.atomic import atomic_write_text
 
     if fmt not in SHAPERS:
         raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from dsl import packs
 from engine.atomic import atomic_write_json, atomic_write_jsonl
 from engine.workspace.safe_paths import id_problem
 
@@ -54,7 +55,6 @@ def check_dsl(text: str, unknown_nodes: str = "error", language: str | None = No
     """Parse + validate + canonicalise one DSL text with a language pack (cached: corpora repeat a lot).
     ``unknown_nodes`` is the workspace's ``[dsl] unknown_nodes`` policy and ``language`` its ``[workspace]
     language`` (``ws.language``; None: the default pack), both passed by the caller: nothing is global."""
-    from dsl import packs
 
     pack = packs.load(language or packs.DEFAULT_LANGUAGE)
     try:

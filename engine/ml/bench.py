@@ -42,6 +42,7 @@ from engine.ml.placement import place_for
 from engine.ml.profiles import TINY_BASE_DEFAULTS, get_profile
 from engine.ml.train import Hooks, TrainSpec, build_trainer
 from engine.runtime.events import EventWriter
+from engine.workspace.workspace import Workspace, pack_for
 
 CACHE = Path(os.environ.get("BPLLM_CACHE", Path.home() / ".cache" / "bpllm")) / "bench"
 
@@ -50,7 +51,6 @@ def _system_prompt(ws_root: Path | None) -> str:
     for p in ([ws_root / "datasets" / "system_prompt.txt", ws_root / "system_prompt.txt"] if ws_root else []):
         if p.exists():
             return p.read_text(encoding="utf-8").strip()
-    from engine.workspace.workspace import Workspace, pack_for
 
     return pack_for(Workspace(ws_root) if ws_root else None).system_prompt()
 

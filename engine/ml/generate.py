@@ -35,10 +35,14 @@ from __future__ import annotations
 
 import time
 import weakref
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
+from dsl.constraint import ConstraintState
+from dsl.packs import DEFAULT_LANGUAGE, load
+
+from .placement import input_device
 
 
 @dataclass
@@ -84,8 +88,6 @@ class GenResult:
 def grammar_text(pack=None) -> str:
     """The grammar constrained decoding follows: the language pack's (Blueprint's by default)."""
     if pack is None:
-        from dsl.packs import DEFAULT_LANGUAGE, load
-
         pack = load(DEFAULT_LANGUAGE)
     return pack.grammar_text()
 
@@ -107,12 +109,8 @@ class GrammarConstraint:
         self.rules = rules
         self._checker = None  # factory of fresh catalog checkers
         if level == "catalog" and rules is not None:
-            from dsl.constraint import ConstraintState
-
             self._checker = lambda: ConstraintState(self.rules)
         elif level == "catalog":
-            from dsl.packs import DEFAULT_LANGUAGE, load
-
             self._checker = (pack or load(DEFAULT_LANGUAGE)).constraint(unknown_nodes)
             if self._checker is None:
                 level = "syntax"
@@ -257,7 +255,6 @@ def decode_mode(model, config: GenConfig) -> str:
         if config.mode not in ("compact", "overlap", "static"):
             raise ValueError(f"GenConfig.mode {config.mode!r}: choose auto, compact, overlap or static")
         return config.mode
-    from .placement import input_device
 
     if input_device(model).type != "cuda":
         return "compact"
@@ -272,7 +269,6 @@ def auto_batch_size(model, prompt_lengths: Sequence[int], max_new_tokens: int, f
                     cap: int = 256, cpu_default: int = 16) -> int:
     """Rows per batch from free GPU memory: each row holds its KV cache (longest prompt + answer) and
     a float32 logits row; 80 % of the free memory is spent. On a CPU, ``cpu_default``."""
-    from .placement import input_device
 
     device = input_device(model)
     if free_bytes is None:
@@ -312,7 +308,6 @@ def _vocab_size(model, tokenizer) -> int:
 def _generate_batch(model, tokenizer, prompts, indices, config, constraint, on_result) -> list[GenResult]:
     import torch
 
-    from .placement import input_device
 
     device = input_device(model)
     enc = _encode_left(tokenizer, [prompts[i] for i in indices])
@@ -447,7 +442,6 @@ def _generate_batch_overlapped(model, tokenizer, prompts, indices, config, const
     """The GPU decode loop (module docstring): rows kept, masks overlapped with the forward, one sync per step."""
     import torch
 
-    from .placement import input_device
 
     device = input_device(model)
     cuda = device.type == "cuda"

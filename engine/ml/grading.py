@@ -15,6 +15,12 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from dsl.catalog import default_catalog
+from dsl.packs import LanguagePack
+from dsl.parser import parse
+from dsl.validator import validate as blueprint_validate
+from engine.dataset.synthetic import generate as blueprint_generate
+
 MASTERED, LEARNING = 85.0, 60.0
 PRODUCT, PRODUCTION = 95.0, 97.0  # the reference: 95 = product quality with retry, 97 = production
 BANDS = ("production", "product", "mastered", "learning", "struggling")  # best first
@@ -197,24 +203,19 @@ def weakest_nodes(table: Sequence[dict[str, Any]], k: int = 5, min_n: int = 1,
 def _catalog(catalog):
     """The node catalog behind grading's ``catalog`` argument, which is a dsl Catalog, the workspace's
     LanguagePack (its catalog; None when the pack has none) or None (Blueprint's catalog)."""
-    from dsl.packs import LanguagePack
 
     if isinstance(catalog, LanguagePack):
         return catalog.catalog()
     if catalog is None:
-        from dsl.catalog import default_catalog
-
         return default_catalog()
     return catalog
 
 
 def node_types_of(text: str, catalog=None) -> set[str]:
     """Canonical node types a text uses (what parses of it); a LanguagePack names them itself."""
-    from dsl.packs import LanguagePack
 
     if isinstance(catalog, LanguagePack):
         return set(catalog.node_types(text or ""))
-    from dsl.parser import parse
 
     cat = _catalog(catalog)
     return {cat.canonical_node_type(n.type) for n in parse(text or "").nodes}
@@ -324,7 +325,6 @@ def draft_lesson(
 
     A share of the prompts (``contrast_share``) reviews the ``contrast`` nodes, so that what the
     drill teaches is "this node *here*", not "this node more often"."""
-    from dsl.packs import LanguagePack
 
     if isinstance(catalog, LanguagePack):  # the workspace's language: its generator and validator
         pack = catalog
@@ -333,9 +333,8 @@ def draft_lesson(
             return pack.synthesize(n, seed, focus_nodes=focus_nodes)
 
         validate = lambda text, _cat: pack.validate(text)  # noqa: E731
-    else:
-        from dsl.validator import validate
-        from engine.dataset.synthetic import generate
+    else:  # Blueprint's catalog-driven generator and validator
+        generate, validate = blueprint_generate, blueprint_validate
 
     contrast = [n for n in contrast if n not in set(focus_nodes)]
     n_contrast = round(n_prompts * contrast_share) if contrast else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsl.catalog import default_catalog
+from dsl.packs import DEFAULT_LANGUAGE, load
 from engine.dataset.synthetic import generate
 
 from .base import ensure_tiny_base
@@ -28,7 +29,6 @@ TEST_BASE_SETTINGS = {
 
 def test_base(cache_dir: str | Path) -> Path:
     """Build (once per cache dir) and return a very small pretrained tiny base."""
-    from dsl.packs import DEFAULT_LANGUAGE, load
 
 
     system = load(DEFAULT_LANGUAGE).system_prompt()

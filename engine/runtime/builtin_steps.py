@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsl.t3d.importer import import_t3d_text
 from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
+from engine.dataset.build import LANGUAGE as BLEND_LANGUAGE
+from engine.dataset.build import BuildError, build
+from engine.dataset.export import export as export_rows
 from engine.dataset.rows import (
     Problem,
     check_lesson,
@@ -27,9 +31,6 @@ from engine.dataset.rows import (
     write_quarantine,
     write_split,
 )
-from engine.dataset.build import LANGUAGE as BLEND_LANGUAGE
-from engine.dataset.build import BuildError, build
-from engine.dataset.export import export as export_rows
 from engine.dataset.scrape import UNAUTH_NOTICE, human_bytes, scrape
 from engine.dataset.scrape import Options as ScrapeOptions
 from engine.ml.health import lesson_share_alert
@@ -168,10 +169,6 @@ def translate_exports(ctx: StepContext) -> dict[str, Any]:
     built = _build_blends(ctx, blends, alone=not new) if blends else {}
     if not new:
         return built
-    try:
-        from dsl.t3d.importer import import_t3d_text
-    except ImportError as exc:
-        ctx.skip(f"dsl.t3d.importer is not available ({exc}); {len(new)} export(s) wait in {ws.exports}")
     out_dir = ws.generated / "exports"
     manifest = read_json(ws.generated / "exports_manifest.json", {}) or {}
     review, problems = [], []

@@ -322,8 +322,9 @@ async def test_dashboard_at_80x24_keeps_run_keys_and_status_essentials(workspace
             [k.action for k in footer_keys()]
         assert await wait_for(pilot, lambda: all(0 < k.region.width and k.region.right <= 80
                                                  for k in footer_keys()[:4]) and len(footer_keys()) >= 4)
-        status = str(app.screen.query_one(StatusBar).render())
-        assert "DONE" in status and "ETA" in status and "elapsed" in status, status
+        status = lambda: str(app.screen.query_one(StatusBar).render())  # noqa: E731
+        assert await wait_for(pilot, lambda: "DONE" in status()), status()  # the bar repaints on its tick
+        assert "ETA" in status() and "elapsed" in status(), status()
 
 
 @aio
