@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import Any, Callable
 
 from dsl.packs import Highlight, LanguagePack, PackCommand
 
@@ -93,6 +93,14 @@ class BlenderMaterialPack(LanguagePack):
         cat = load_catalog()
         return [cat.short(n.bl_idname) for n in result.graph.nodes]
 
+    def constraint(self, unknown_nodes: str = "error") -> Callable[[], Any] | None:
+        """Fresh catalog-aware prefix checkers for constrained decoding (constraint.py); unknown node
+        types are always refused (Blender cannot build them), whatever the workspace's policy."""
+        from .constraint import MaterialConstraint, MaterialRules
+
+        rules = MaterialRules()
+        return lambda: MaterialConstraint(rules)
+
     def synthesize(self, count: int, seed: int, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
         """Rows around every material node type (synthetic.py), each validated; descriptions from the graph."""
         from .synthetic import generate
@@ -119,6 +127,7 @@ PACK = BlenderMaterialPack(
         "format": "canonical text (to_text of the parsed graph)",
         "score": "structural score with per-node-type shares",
         "system_prompt": "system_prompt.txt",
+        "constraint": "catalog-aware prefix checker for decoding (constraint.py; the validator is its oracle)",
         "synthetic": "one graph per catalog node type, described from the graph (synthetic.py)",
         "importers": "import-blend (.blend files, through Blender)",
         "exporters": "export-blend, render-material, render-exam (through Blender)",

@@ -104,8 +104,7 @@ class _Builder:
     def sockets(self, node: model.Node, side: str, kinds: tuple[str, ...] = LINKABLE) -> list[dict[str, Any]]:
         """Available, enabled sockets of NODE on SIDE whose type is one of KINDS."""
         spec = self.spec(node)
-        return [s for s in spec.sockets(side) if s["type"] in kinds and s.get("enabled") is not False
-                and spec.available(side, s["identifier"], node.props)]
+        return [s for s in spec.sockets(side) if s["type"] in kinds and spec.available(side, s["identifier"], node.props)]
 
     def link(self, src: model.Node, src_socket: str, dst: model.Node, dst_socket: str) -> None:
         self.graph.links.append(model.Link(src.id, src_socket, dst.id, dst_socket))
