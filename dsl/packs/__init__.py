@@ -135,6 +135,12 @@ class LanguagePack:
         when the pack has none: constrained decoding then keeps to the grammar alone."""
         return None
 
+    def tool_check_args(self) -> list[str] | None:
+        """`bpllm` arguments that judge lesson and dataset files with the language's own tool (the
+        Blender pack: build every text in Blender), ending before the file paths; step 2.2 runs them in
+        a child process and quarantines the rows the tool rejects. None: no such tool installed here."""
+        return None
+
     def has(self, method: str) -> bool:
         """Whether this pack overrides METHOD (what `bpllm languages` reports as provided)."""
         return getattr(type(self), method, None) is not getattr(LanguagePack, method, None)

@@ -9,6 +9,9 @@ import html
 import io
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from engine.dataset.rows import (
 from engine.dataset.scrape import UNAUTH_NOTICE, human_bytes, scrape
 from engine.dataset.scrape import Options as ScrapeOptions
 from engine.ml.health import lesson_share_alert
+from engine.resources import child_pythonpath
 from engine.runtime.context import StepContext, StepRegistry
 from engine.runtime.failures import DataError
 from engine.runtime.reader import describe_skipped, read_events
@@ -397,6 +401,10 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
     if not rows:
         raise DataError("the merged dataset is empty: every row was quarantined or there are none; "
                         f"see {ws.quarantine}")
+    judged = _tool_check(ctx)
+    if judged.get("rejected_rows"):
+        rows = [r for path in (ws.train_path, ws.validation_path) if path.exists()
+                for _n, r, _e in read_jsonl(path) if r is not None]
     manifest = read_json(ws.datasets / "manifest.json", {}) or {}
     total = max(1, int(manifest.get("rows") or len(rows)))
     dup_share = (int(manifest.get("duplicates", 0)) + int(manifest.get("near_duplicates", 0))) / total
@@ -409,7 +417,64 @@ def validate_merged(ctx: StepContext) -> dict[str, Any]:
     if alert:
         ctx.health(alert["check"], alert["severity"], alert["message"], value=alert["value"],
                    threshold=alert["threshold"], key="data.lesson_share")
-    return {"rows": len(rows), "duplicate_share": round(dup_share, 4)}
+    return {"rows": len(rows), "duplicate_share": round(dup_share, 4)} | judged
+
+
+_LINE = re.compile(r"line ([0-9]+)\)?$")
+
+
+def _tool_check(ctx: StepContext) -> dict[str, Any]:
+    """The language's own tool judges the merged rows and the lessons (Blender builds every material
+    text), in a child process (bpy never shares the engine's process with torch). Rows it rejects leave
+    the split files for datasets/quarantine/tool-*.jsonl with its reasons; a lesson gold it rejects is
+    reported. Nothing happens when the pack has no tool here."""
+    ws = ctx.workspace
+    args = ws.pack.tool_check_args()
+    if not args:
+        return {}
+    splits = [p for p in (ws.train_path, ws.validation_path) if p.exists()]
+    lessons = ws.lesson_files()
+    cmd = [sys.executable, "-m", "engine.cli", *args, *map(str, splits + lessons)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=str(ws.root),
+                              stdin=subprocess.DEVNULL, env=child_pythonpath(dict(os.environ)))
+        report = json.loads(proc.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        tail = (getattr(exc, "stderr", "") or "").strip().splitlines()[-1:] or [str(exc)]
+        ctx.log(f"{ws.pack.name}: its own tool could not judge the texts ({tail[0]}); the catalog's checks stand",
+                "warning")
+        return {"tool_check": "failed"}
+    rejected: dict[Path, dict[int, list[str]]] = {}
+    lesson_problems: list[str] = []
+    for entry in report.get("files", []):
+        path = Path(entry["path"])
+        for item in entry.get("items", []):
+            tool = [d["message"] for d in item.get("diagnostics", []) if d.get("code") == "blender"]
+            if not tool:
+                continue
+            m = _LINE.search(str(item.get("id", "")))
+            if path in splits and m:
+                rejected.setdefault(path, {})[int(m.group(1))] = tool
+            else:
+                lesson_problems.append(f"{path.name}:{item.get('id')}: {tool[0]}")
+    problems: list[Problem] = []
+    for path, lines in rejected.items():
+        keep = []
+        for n, row, _err in read_jsonl(path):
+            if n in lines:
+                problems.append(Problem(str(path.relative_to(ws.root)), n, "; ".join(lines[n]), row=row))
+            elif row is not None:
+                keep.append(row)
+        atomic_write_jsonl(path, keep)
+    write_quarantine(ws.quarantine, problems, prefix="tool-")
+    for p in problems[:10]:
+        ctx.log(f"quarantined (rejected by {ws.pack.name}'s tool) {p}", "warning")
+    for line in lesson_problems[:10]:
+        ctx.log(f"lesson gold rejected by {ws.pack.name}'s tool: {line}", "warning")
+    ctx.emit("data", name="tool_check", step="2.2", rows=sum(len(v) for v in rejected.values()),
+             quarantined=len(problems), lessons=len(lesson_problems),
+             quarantine_path=str(ws.quarantine) if problems else None)
+    return {"tool_checked": True, "rejected_rows": len(problems), "rejected_lesson_golds": len(lesson_problems)}
 
 
 def system_prompt(ctx: StepContext) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dsl.packs import load
 from tests.pipeline.test_scrape import BLEND_CORPUS, WAIT, StandIn, read_jsonl
 from tests.cli import bpllm as _run
 
@@ -21,6 +22,7 @@ try:
 except ImportError:
     HAVE_BPY = False
 
+PACK = load("blender-material")
 SERVED = ("armory3d__armory_examples__material_normalmap.blend", "armory3d__armory_examples__particle_info.blend",
           "KhronosGroup__glTF-Blender-IO__01_dispersion.blend")
 LOCAL = "KhronosGroup__glTF-Blender-IO__39_iridescence.blend"
@@ -118,3 +120,32 @@ def test_steps_scrape_build_and_export_from_sources(tmp_path: Path) -> None:
         assert [p for _t, p in gh.log if p.startswith("/raw/")] == raw_first
         last = [e for e in events(ws) if e["type"] == "step" and e.get("id") == "1.2" and e.get("status") == "complete"]
         assert last and re.search(r"no new exports", json.dumps(last[-1]))
+
+
+@pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
+                    "pip install 'bpllm[blender]' (Python 3.11)")
+def test_step_2_2_lets_blender_judge_rows_and_lessons(tmp_path: Path) -> None:
+    """A row the catalog accepts but Blender cannot build (it calls a node group nobody defines) leaves
+    the merged splits for quarantine, with Blender's reason; a lesson gold like it is reported."""
+    ws = workspace(tmp_path, "blender-material", "")
+    orphan = 'MATERIAL: Orphan\nNODE n1: MaterialOutput\nNODE n2: Group [node_tree="Nowhere"]\nLINK n2.Shader -> n1.Surface'
+    assert not [d for d in PACK.validate(orphan) if d.severity == "error"]  # the catalog cannot tell
+    with (ws / "datasets" / "sources" / "starter.jsonl").open("a") as fh:
+        fh.write(json.dumps({"instruction": "Make 'Orphan': a material calling the group 'Nowhere'.", "output": orphan})
+                 + "\n")
+    lesson = json.loads((ws / "lessons" / "starter_01.json").read_text())
+    lesson["prompts"][0]["expected_dsl"] = orphan.replace("Orphan", "Lonely")
+    (ws / "lessons" / "starter_01.json").write_text(json.dumps(lesson))
+    r = bpllm("run", "-w", str(ws), "--only", "1,2", "-q")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    merged = [row["output"] for name in ("train.jsonl", "validation.jsonl")
+              for row in read_jsonl(ws / "datasets" / name)]
+    assert merged and not any("Nowhere" in text for text in merged)
+    quarantined = [row for f in (ws / "datasets" / "quarantine").glob("tool-*.jsonl") for row in read_jsonl(f)]
+    assert [q["row"]["output"] for q in quarantined] == [orphan]
+    assert "Nowhere" in quarantined[0]["reason"] and "Blender" in quarantined[0]["reason"]
+    evs = events(ws)
+    judged = [e for e in evs if e["type"] == "data" and e.get("name") == "tool_check"]
+    assert judged and judged[-1]["quarantined"] == 1 and judged[-1]["lessons"] == 1
+    assert any("Lonely" in e.get("message", "") or "S01_01" in e.get("message", "")
+               for e in evs if e["type"] == "log" and e.get("level") == "warning")

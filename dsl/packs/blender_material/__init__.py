@@ -101,6 +101,14 @@ class BlenderMaterialPack(LanguagePack):
         rules = MaterialRules()
         return lambda: MaterialConstraint(rules)
 
+    def tool_check_args(self) -> list[str] | None:
+        """Blender is the final judge when bpy is installed: `bpllm validate --in-blender --json`."""
+        import importlib.util
+
+        if importlib.util.find_spec("bpy") is None:
+            return None
+        return ["validate", "--in-blender", "--json", "--compact", "--language", self.name]
+
     def synthesize(self, count: int, seed: int, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
         """Rows around every material node type (synthetic.py), each validated; descriptions from the graph."""
         from .synthetic import generate
@@ -129,6 +137,7 @@ PACK = BlenderMaterialPack(
         "system_prompt": "system_prompt.txt",
         "constraint": "catalog-aware prefix checker for decoding (constraint.py; the validator is its oracle)",
         "synthetic": "one graph per catalog node type, described from the graph (synthetic.py)",
+        "tool_check": "step 2.2 builds every lesson and dataset text in Blender when bpy is installed",
         "importers": "import-blend (.blend files, through Blender)",
         "exporters": "export-blend, render-material, render-exam (through Blender)",
         "starter": "3 lessons and a starter dataset, each text built in Blender by a test",

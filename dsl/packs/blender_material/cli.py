@@ -417,11 +417,36 @@ def in_blender_diagnostics(texts: list[str]) -> list[list[Any]] | None:
     out: list[list[Any]] = [[] for _ in texts]
     if not parsed:
         return out
-    problems = validate_in_blender(bridge.from_text_models([g for _i, g in parsed]))
-    owners = {f"{g.kind} '{g.name}'": i for i, g in parsed}
-    for p in problems:
-        owner = next((k for k in owners if p.startswith(k)), None)
-        targets = [owners[owner]] if owner is not None else [i for i, _g in parsed]
-        for i in targets:
-            out[i].append(Diagnostic(1, 1, 1, 2, "error", "blender", f"Blender: {p}"))
+    for batch in _batches(parsed):
+        problems = validate_in_blender(bridge.from_text_models([g for _i, g in batch]))
+        owners = {f"{g.kind} '{g.name}'": i for i, g in batch}
+        for p in problems:
+            owner = next((k for k in owners if p.startswith(k)), None)
+            targets = [owners[owner]] if owner is not None else [i for i, _g in batch]
+            for i in targets:
+                message = f"Blender: {p}"
+                if all(d.message != message for d in out[i]):
+                    out[i].append(Diagnostic(1, 1, 1, 2, "error", "blender", message))
     return out
+
+
+def _batches(parsed: list[tuple[int, Graph]]) -> list[list[tuple[int, Graph]]]:
+    """Texts built together: all at once when every name is unique (a material finds any group given);
+    else (a dataset where two repositories both have a "Material" or a "NodeGroup") each material with
+    the groups it calls — the nearest one of that name before it, as `dataset build` writes them — and
+    each group on its own, so Blender never renames one to "X.001" and mixes them up."""
+    keys = [(g.kind, g.name) for _i, g in parsed]
+    if len(set(keys)) == len(keys):
+        return [parsed]
+    batches: list[list[tuple[int, Graph]]] = []
+    for pos, (i, g) in enumerate(parsed):
+        if g.kind == "group":
+            batches.append([(i, g)])
+            continue
+        batch: list[tuple[int, Graph]] = []
+        for name in dict.fromkeys(g.groups_used):
+            found = [(j, h) for j, h in parsed[:pos][::-1] + parsed[pos + 1:] if h.kind == "group" and h.name == name]
+            if found:
+                batch.append(found[0])
+        batches.append([*batch, (i, g)])
+    return batches
