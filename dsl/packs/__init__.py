@@ -75,6 +75,9 @@ class LanguagePack:
     commands: tuple[PackCommand, ...] = ()
     highlights: tuple[Highlight, ...] = ()
     provides: dict[str, str] = field(default_factory=dict)  # what -> short description, for `bpllm languages`
+    # header keys whose name is only a label: dedup and leakage compare graphs without it ("BLUEPRINT",
+    # "MATERIAL"); a GROUP's name is not one (materials call groups by name)
+    anonymous_headers: tuple[str, ...] = ()
 
     # -- data -----------------------------------------------------------------------------------
     def root(self) -> Traversable:
@@ -165,16 +168,37 @@ def _entry_points() -> dict[str, str]:
 _EXTRA: dict[str, LanguagePack] = {}
 
 
+_GENERATION = [0]  # bumped whenever the set of packs changes (callers cache what they derive from it)
+
+
 def register(pack: LanguagePack) -> None:
     """Add a pack at run time (tests, plugins that are not installed as distributions)."""
     _EXTRA[pack.name] = pack
     load.cache_clear()
+    _GENERATION[0] += 1
 
 
 def unregister(name: str) -> None:
     """Remove a pack added with register (tests clean up after themselves)."""
     _EXTRA.pop(name, None)
     load.cache_clear()
+    _GENERATION[0] += 1
+
+
+def generation() -> int:
+    return _GENERATION[0]
+
+
+_ANONYMOUS: dict[int, tuple[str, ...]] = {}
+
+
+def anonymous_headers() -> tuple[str, ...]:
+    """Every loadable pack's anonymous header keys (cached until the set of packs changes)."""
+    gen = generation()
+    if gen not in _ANONYMOUS:
+        _ANONYMOUS.clear()
+        _ANONYMOUS[gen] = tuple(sorted({k for p in all_packs() for k in p.anonymous_headers}))
+    return _ANONYMOUS[gen]
 
 
 def names() -> list[str]:

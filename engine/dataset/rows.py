@@ -71,12 +71,14 @@ def check_dsl(text: str, unknown_nodes: str = "error", language: str | None = No
     return DslCheck(ok=not errors and canonical is not None, diagnostics=diags, canonical=canonical)
 
 
-_NAME_LINE = re.compile(r"^BLUEPRINT:.*$", re.M)
-
-
 def graph_key(canonical: str) -> str:
-    """The canonical form with the BLUEPRINT name ignored (leakage and dedup compare this)."""
-    return _NAME_LINE.sub("BLUEPRINT: _", canonical).strip()
+    """The canonical form with a label-only header name ignored ("BLUEPRINT: X", "MATERIAL: X": each
+    pack's ``anonymous_headers``): leakage and dedup compare this."""
+    keys = packs.anonymous_headers()
+    if not keys:
+        return canonical.strip()
+    line = re.compile(rf"^({'|'.join(map(re.escape, keys))})\s*:.*$", re.M)  # re caches the compiled form
+    return line.sub(lambda m: f"{m.group(1)}: _", canonical).strip()
 
 
 _WS = re.compile(r"\s+")

@@ -122,6 +122,7 @@ PACK = BlenderMaterialPack(
     header_keys=HEADER_KEYS,
     suffixes=(".dsl", ".bmat"),
     highlights=HIGHLIGHTS,
+    anonymous_headers=("MATERIAL",),
     commands=(
         PackCommand("import-blend", "dsl.packs.blender_material.cli", ".blend -> material DSL, with a report"),
         PackCommand("export-blend", "dsl.packs.blender_material.cli", "material DSL -> .blend built by Blender"),

@@ -115,6 +115,7 @@ PACK = BlueprintPack(
     commands=(PackCommand("import-t3d", "dsl.t3d.cli", "Unreal clipboard text -> DSL"),
               PackCommand("export-t3d", "dsl.t3d.cli", "DSL -> Unreal clipboard text")),
     highlights=HIGHLIGHTS,
+    anonymous_headers=("BLUEPRINT",),
     provides={
         "grammar": "grammar.lark (Lark LALR, llguidance-compatible)",
         "catalog": "catalog.json + catalog_ue.json (Unreal mapping)",
