@@ -301,3 +301,22 @@ def test_validate_in_blender_reports_what_blender_rejects(tmp_path: Path) -> Non
     assert r.returncode == 1
     diags = json.loads(r.stdout)["files"][0]["items"][0]["diagnostics"]
     assert any(d["code"] == "blender" and "Nowhere" in d["message"] for d in diags), diags
+
+
+def test_in_blender_verdicts_with_repeated_names_and_nested_groups() -> None:
+    """A dataset repeats names across repositories ("Material", "G"): each material is built with the
+    groups it calls, and the groups those call, so a right text is never rejected and a wrong one is."""
+    from dsl.packs.blender_material.cli import in_blender_diagnostics
+
+    inner = "GROUP: Inner\nOUTPUT Result: Float\nNODE n1: Value\nNODE n2: GroupOutput\nLINK n1.Value -> n2.Result\n"
+    outer = ('GROUP: G\nOUTPUT Shader: Shader\nNODE n1: Group [node_tree="Inner"]\nNODE n2: DiffuseBSDF\n'
+             "NODE n3: GroupOutput\nLINK n1.Result -> n2.Roughness\nLINK n2.BSDF -> n3.Shader\n")
+    other_g = "GROUP: G\nOUTPUT Result: Float\nNODE n1: Value\nNODE n2: GroupOutput\nLINK n1.Value -> n2.Result\n"
+    shader_call = 'MATERIAL: Material\nNODE n1: MaterialOutput\nNODE n2: Group [node_tree="G"]\nLINK n2.Shader -> n1.Surface\n'
+    float_call = ('MATERIAL: Material\nNODE n1: MaterialOutput\nNODE n2: Group [node_tree="G"]\nNODE n3: PrincipledBSDF\n'
+                  "LINK n2.Result -> n3.Roughness\nLINK n3.BSDF -> n1.Surface\n")
+    wrong = shader_call.replace("n2.Shader", "n2.Result")  # G (the shader one, just before it) has no Result
+    verdicts = in_blender_diagnostics([inner, outer, shader_call, other_g, float_call, outer, wrong])
+    assert verdicts is not None
+    assert [bool(v) for v in verdicts] == [False, False, False, False, False, False, True], verdicts
+    assert "no output 'Result'" in verdicts[-1][0].message

@@ -431,22 +431,37 @@ def in_blender_diagnostics(texts: list[str]) -> list[list[Any]] | None:
 
 
 def _batches(parsed: list[tuple[int, Graph]]) -> list[list[tuple[int, Graph]]]:
-    """Texts built together: all at once when every name is unique (a material finds any group given);
-    else (a dataset where two repositories both have a "Material" or a "NodeGroup") each material with
-    the groups it calls — the nearest one of that name before it, as `dataset build` writes them — and
-    each group on its own, so Blender never renames one to "X.001" and mixes them up."""
+    """Texts built together, as few batches as names allow: all at once when every name is unique (a
+    material finds any group given); else (a dataset where two repositories both have a "Material" or a
+    "NodeGroup") each material goes with the groups it calls — the nearest one of that name before it, as
+    `dataset build` writes them — and the groups those call, into the first batch where none of those
+    names means something else, so Blender never renames one to "X.001" and mixes them up."""
     keys = [(g.kind, g.name) for _i, g in parsed]
     if len(set(keys)) == len(keys):
         return [parsed]
-    batches: list[list[tuple[int, Graph]]] = []
-    for pos, (i, g) in enumerate(parsed):
-        if g.kind == "group":
-            batches.append([(i, g)])
-            continue
-        batch: list[tuple[int, Graph]] = []
-        for name in dict.fromkeys(g.groups_used):
-            found = [(j, h) for j, h in parsed[:pos][::-1] + parsed[pos + 1:] if h.kind == "group" and h.name == name]
-            if found:
-                batch.append(found[0])
-        batches.append([*batch, (i, g)])
-    return batches
+    def calls(pos: int, seen: set[int]) -> list[tuple[int, Graph]]:
+        """The groups parsed[pos] calls, and the ones they call, nearest of each name first (no repeats)."""
+        out: list[tuple[int, Graph]] = []
+        for name in dict.fromkeys(parsed[pos][1].groups_used):
+            order = list(range(pos - 1, -1, -1)) + list(range(pos + 1, len(parsed)))
+            hit = next((q for q in order if parsed[q][1].kind == "group" and parsed[q][1].name == name), None)
+            if hit is None or parsed[hit][0] in seen:
+                continue
+            seen.add(parsed[hit][0])
+            out += [*calls(hit, seen), parsed[hit]]
+        return out
+
+    units = [[*calls(pos, {i}), (i, g)] for pos, (i, g) in enumerate(parsed)]
+    batches: list[tuple[list[tuple[int, Graph]], dict[tuple[str, str], int]]] = []
+    for unit in units:
+        for batch, names in batches:
+            if all(names.get((g.kind, g.name), i) == i for i, g in unit):
+                break
+        else:
+            batch, names = [], {}
+            batches.append((batch, names))
+        for i, g in unit:
+            if (g.kind, g.name) not in names:
+                names[(g.kind, g.name)] = i
+                batch.append((i, g))
+    return [batch for batch, _names in batches]
