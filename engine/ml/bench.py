@@ -24,7 +24,6 @@ from typing import Any
 
 from dsl.catalog import default_catalog
 from dsl.parser import parse
-from dsl.scorer import score
 from dsl.validator import validate
 from engine.dataset.synthetic import generate as synthetic_rows
 from engine.ml.base import (
@@ -39,6 +38,7 @@ from engine.ml.base import (
 from engine.ml.exam import trained_versions
 from engine.ml.generate import GenConfig, GrammarConstraint, _vocab_size, generate
 from engine.ml.placement import place_for
+from engine.ml.steps import SYNTAX_CODES
 from engine.ml.profiles import TINY_BASE_DEFAULTS, get_profile
 from engine.ml.train import Hooks, TrainSpec, build_trainer
 from engine.runtime.events import EventWriter
@@ -198,7 +198,8 @@ def _gold_prompts(ws_root: Path | None, n: int) -> list[tuple[str, str]]:
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"  skipped {path}: {exc}")
     if len(pairs) < n:
-        pairs += [(r["instruction"], r["output"]) for r in synthetic_rows(n - len(pairs), seed=4243)]
+        pack = pack_for(Workspace(ws_root) if ws_root else None)
+        pairs += [(r["instruction"], r["output"]) for r in pack.synthesize(n - len(pairs), 4243)]
     return pairs[:n]
 
 
@@ -208,14 +209,17 @@ def bench_validity(args: argparse.Namespace) -> int:
 
     quick = bool(getattr(args, "quick", False))
     model, tok, label, ws_root = _load_model(args)
+    pack = pack_for(Workspace(ws_root) if ws_root else None)  # the workspace's language judges its answers
     pairs = _gold_prompts(ws_root, 16 if quick else 48)
     system = _system_prompt(ws_root)
     prompts = [render_example(tok, system, i) for i, _ in pairs]
     max_new = 256 if quick else 384
-    print(f"bench validity — {label}, {len(prompts)} prompts with gold answers, greedy, max {max_new} new tokens")
+    print(f"bench validity — {label} ({pack.name}), {len(prompts)} prompts with gold answers, greedy, "
+          f"max {max_new} new tokens")
     report: dict[str, Any] = {}
     for level in ("free", "syntax", "catalog"):
-        constraint = None if level == "free" else GrammarConstraint(tok, _vocab_size(model, tok), level=level)
+        constraint = None if level == "free" else GrammarConstraint(tok, _vocab_size(model, tok), level=level,
+                                                                     pack=pack)
         cfg = GenConfig(max_new_tokens=max_new, batch_size=16, constrained=level != "free",
                         constraint="syntax" if level == "free" else level, time_budget_s=600.0)
         t0 = time.perf_counter()
@@ -225,11 +229,11 @@ def bench_validity(args: argparse.Namespace) -> int:
         parsed = valid = 0
         scores = []
         for r, (_, gold) in zip(results, pairs):
-            parsed += bool(r.text.strip()) and not parse(r.text).errors
-            errs = [d.code for d in validate(r.text) if d.severity == "error"] if r.text.strip() else ["empty"]
+            errs = [d.code for d in pack.validate(r.text) if d.severity == "error"] if r.text.strip() else ["empty"]
+            parsed += bool(r.text.strip()) and not any(c in SYNTAX_CODES for c in errs)
             codes.update(errs)
             valid += not errs
-            scores.append(score(gold, r.text).score)
+            scores.append(pack.score(gold, r.text).score)
         n = max(1, len(results))
         report[level] = {"parse_pct": 100 * parsed / n, "valid_pct": 100 * valid / n,
                          "mean_score": statistics.mean(scores) if scores else 0.0, "errors": dict(codes.most_common()),

@@ -69,6 +69,7 @@ class MaterialRules:
         self.catalog = cat = catalog or load_catalog()
         self.type_names = frozenset(cat.by_short) | frozenset(cat.aliases)
         self.memo: dict[str, frozenset] = {}  # text -> its line-level errors (analyse is pure)
+        self.ends: dict[str, bool] = {}  # text -> may it end here
 
     def errors(self, text: str) -> frozenset:
         hit = self.memo.get(text)
@@ -78,6 +79,15 @@ class MaterialRules:
             hit = self.memo[text] = frozenset(
                 (d.code, d.line, d.column) for d in analyse(text, self.catalog).diagnostics
                 if d.severity == "error" and d.code not in WHOLE_TEXT)
+        return hit
+
+    def whole_ok(self, text: str) -> bool:
+        """No error at all in TEXT (memoised: the decoder asks at every point a text could end)."""
+        hit = self.ends.get(text)
+        if hit is None:
+            if len(self.ends) > _MEMO_MAX:
+                self.ends.clear()
+            hit = self.ends[text] = not any(d.severity == "error" for d in analyse(text, self.catalog).diagnostics)
         return hit
 
     def params(self, idname: str | None) -> frozenset[str] | None:
@@ -151,8 +161,7 @@ class MaterialConstraint:
         if self.line.strip() and not self._line_ok(self.line, closing=True):
             return False
         text = self.done + self.line
-        return bool(text.strip()) and not [d for d in analyse(text, self.rules.catalog).diagnostics
-                                           if d.severity == "error"]
+        return bool(text.strip()) and self.rules.whole_ok(text)
 
     def copy(self) -> MaterialConstraint:
         other = MaterialConstraint(self.rules)
