@@ -28,6 +28,7 @@ _TOKEN = re.compile(r'(?P<ws>[ \t]+)|(?P<str>"(?:[^"\\\n]|\\.)*\\?"?)|(?P<arrow>
                     r'|(?P<num>-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]*)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)'
                     r'|(?P<punct>.)')
 _MEMO_MAX = 4096
+MAX_NAME = 63  # longest header / interface name the constraint lets a model write
 OPEN = -1  # _endpoint: the line ends inside this endpoint (fine while it is still being written)
 
 
@@ -237,7 +238,15 @@ class MaterialConstraint:
             return self._link_line(rest, closing)
         if head.text in ("INPUT", "OUTPUT"):
             return self._iface_line(rest, closing)
-        return True  # a header: the grammar and the validator decide its name
+        return self._name_ok(rest, closing)  # a header: `KEY: Name`
+
+    def _name_ok(self, toks: list[_Tok], closing: bool) -> bool:
+        """A header's name is at most MAX_NAME characters (Blender's classic ID-name limit): a runaway
+        name would leave an answer with no whole line at all."""
+        if len(toks) >= 2 and toks[0].text == ":":
+            name = toks[1].text[1:].rstrip('"') if toks[1].kind == "str" else toks[1].text
+            return len(name) <= MAX_NAME and len(toks) <= 2
+        return len(toks) <= 1 and not closing
 
     def _node_line(self, toks: list[_Tok], closing: bool) -> bool:
         # NODE nK : Type [ name = value , ... ]
@@ -354,6 +363,8 @@ class MaterialConstraint:
     def _iface_line(self, toks: list[_Tok], closing: bool) -> bool:
         # INPUT Name : Type [= value] [min=, max=]; only before the nodes use them
         if self.facts.kind != "group":
+            return False
+        if toks and len(toks[0].text.strip('"')) > MAX_NAME:
             return False
         if len(toks) >= 3 and toks[1].text == ":":
             return _fits(toks[2], INTERFACE_BY_DSL, closing)
