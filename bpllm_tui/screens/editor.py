@@ -126,6 +126,7 @@ class EditorScreen(Screen):
         self.swap: SwapFile | None = None
         self.index = 0
         self.dirty = False
+        self._saved_data: dict | None = None  # the lesson as its file holds it (dirty = differs from it)
         self.diagnostics: list[Diagnostic] = []
         self._loading = False
         self._timer: Timer | None = None
@@ -243,6 +244,8 @@ class EditorScreen(Screen):
 
     def _show_lesson(self, lesson: Lesson, swap: SwapFile, dirty: bool, index: int = 0) -> None:
         self.lesson, self.swap, self.dirty = lesson, swap, dirty
+        # what the file holds (None: edits recovered from a swap file, or a new lesson: unsaved until saved)
+        self._saved_data = None if dirty else copy.deepcopy(lesson.data)
         self.refresh_bindings()
         for widget in (self.dsl, self.query_one("#instruction"), self.query_one("#category")):
             widget.disabled = False
@@ -314,11 +317,15 @@ class EditorScreen(Screen):
 
     # ------------------------------------------------------------------ editing
     def _mark_dirty(self, swap: bool = True) -> None:
+        """After an edit: modified means "differs from the file" (undoing back to it is clean again)."""
         self.last_edit_at = time.perf_counter()
-        if not self.dirty:
-            self.dirty = True
+        dirty = self.lesson is None or self._saved_data is None or self.lesson.data != self._saved_data
+        if dirty != self.dirty:
+            self.dirty = dirty
             self._update_title()
-        if swap:
+        if not dirty:
+            self._drop_swap()
+        elif swap:
             self._write_swap()
 
     def _write_swap(self, background: bool = False) -> None:
@@ -482,6 +489,7 @@ class EditorScreen(Screen):
             return False
         self._drop_swap()
         self.dirty = False
+        self._saved_data = copy.deepcopy(self.lesson.data)
         self._update_title()
         self._fill_prompt_list()
         self.notify(f"Saved {self.lesson.path.name}", timeout=2)

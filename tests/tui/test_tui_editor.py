@@ -516,3 +516,28 @@ async def test_material_workspace_checks_material_text_and_offers_no_t3d_keys(tm
         assert isinstance(app.screen, EditorScreen)  # no T3D import dialog opened
         editor.dsl.text = MATERIAL.replace("PrincipledBSDF", "PrincipledBSDFX")
         assert await wait_for(pilot, lambda: any(d.severity == "error" for d in editor.diagnostics))
+
+
+@aio
+async def test_undoing_back_to_the_saved_text_is_not_a_modification(tmp_path):
+    """Modified means "differs from the file": typing marks it, undoing every keystroke clears it (no guard
+    on quit, no swap file left), and a save makes the new text the reference."""
+    ws = make_workspace(tmp_path)
+    app = BpllmApp(ws, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await open_editor(app, pilot)
+        editor.query_one("#instruction").focus()
+        await pilot.press("end", *"!!")
+        assert await wait_for(pilot, lambda: editor.dirty)
+        assert await wait_for(pilot, lambda: editor.swap.path.exists())  # crash insurance while modified
+        await pilot.press("backspace", "backspace")
+        assert await wait_for(pilot, lambda: not editor.dirty)
+        assert await wait_for(pilot, lambda: not editor.swap.path.exists())  # nothing left to recover
+        await pilot.press(*"?")
+        assert await wait_for(pilot, lambda: editor.dirty)
+        await pilot.press("ctrl+s")
+        assert await wait_for(pilot, lambda: not editor.dirty)
+        await pilot.press("backspace")
+        assert await wait_for(pilot, lambda: editor.dirty)  # now the saved text has the "?"
+        await pilot.press(*"?")
+        assert await wait_for(pilot, lambda: not editor.dirty)
