@@ -237,7 +237,9 @@ def _shader_words(view: _View, node: model.Node | None, depth: int = 0) -> str:
 def _a(words: str) -> str:
     if words.startswith(("a ", "an ", "node group", "nothing")):
         return words
-    return ("an " if words[:1].lower() in "aeiou" else "a ") + words
+    # by sound: "a UV map" (you-vee); the U of an acronym is the one vowel letter that is not a vowel sound
+    vowel = words[:1].lower() in "aeiou" and not (words[:2].isupper() and words[:1] == "U")
+    return ("an " if vowel else "a ") + words
 
 
 def _looks(view: _View, node: model.Node | None) -> list[str]:
