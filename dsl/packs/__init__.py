@@ -138,6 +138,11 @@ class LanguagePack:
         when the pack has none: constrained decoding then keeps to the grammar alone."""
         return None
 
+    def references(self, text: str) -> tuple[str | None, frozenset[str]]:
+        """(the name this text defines for other texts to call, the names it calls): a Blender node group
+        and the groups a material uses. Dedup never drops a definition a kept row calls. Default: none."""
+        return None, frozenset()
+
     def tool_check_args(self) -> list[str] | None:
         """`bpllm` arguments that judge lesson and dataset files with the language's own tool (the
         Blender pack: build every text in Blender), ending before the file paths; step 2.2 runs them in

@@ -316,6 +316,7 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
     kept: list[dict[str, Any]] = []
     exact: dict[str, str] = {}
     near: dict[str, list[str]] = {}
+    dropped: list[tuple[Problem, str]] = []  # duplicates, which a call from a kept row may bring back
     for c in candidates:
         graph, prov = c["graph"], c["prov"]
         where = f"{c['file']}#{graph.kind}:{graph.name}"
@@ -330,7 +331,7 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
         instruction = describe(graph, seed)
         row = {"instruction": instruction, "input": "", "output": out.rstrip(), "source": where,
                "licence": prov.licence, "repository": prov.repository, "path": prov.path or c["file"],
-               "kind": graph.kind}
+               "kind": graph.kind, "_name": graph.name, "_calls": list(graph.groups_used)}
         reason = too_long(instruction, out)
         errs: list[dict[str, Any]] = []
         if reason is None:
@@ -360,6 +361,7 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
         if ekey in exact:  # the same graph under another name or in another file: one copy is enough
             stats["duplicates"] += 1
             problems.append(Problem(c["file"], None, f"exact duplicate of {exact[ekey]}", row=row, kind="duplicate"))
+            dropped.append((problems[-1], "duplicates"))
             continue
         # the instruction is generated from the graph (phrased by a per-graph draw), so the graph alone decides
         fp = template_fingerprint(graph.kind, body)
@@ -368,10 +370,18 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
             stats["near_duplicates"] += 1
             problems.append(Problem(c["file"], None, f"near-duplicate: template {fp} already has {near_keep} rows "
                                                      f"({', '.join(bucket[:3])})", row=row, kind="near_duplicate"))
+            dropped.append((problems[-1], "near_duplicates"))
             continue
         exact[ekey] = where
         bucket.append(where)
         kept.append(row)
+    kept += _called_groups(kept, dropped, problems, stats)
+    for r in kept:
+        del r["_name"], r["_calls"]
+    for p in problems:
+        if isinstance(p.row, dict):
+            p.row.pop("_name", None)
+            p.row.pop("_calls", None)
     stats["rows"] = len(kept)
     stats["unmapped_reasons"] = dict(sorted(unmapped_reasons.items(), key=lambda kv: -kv[1])[:10])
     assign = split_by_repository(kept, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -386,6 +396,32 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
                             f"{'no test split' if len(assign) < 2 else 'no validation split'} "
                             f"(a repository never spans two splits)")
     return result
+
+
+def _called_groups(kept: list[dict[str, Any]], dropped: list[tuple[Problem, str]], problems: list[Problem],
+                   stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Dropped duplicates that are node groups a kept row of their repository calls by name (and no kept
+    group of that repository has that name) come back: a material is trained and examined beside the
+    groups it uses, and a repository never spans two splits. Repeats for groups calling groups."""
+    have = {(r["repository"], r["_name"]) for r in kept if r["kind"] == "group"}
+    wanted = {(r["repository"], n) for r in kept for n in r["_calls"]}
+    back: list[dict[str, Any]] = []
+    changed = True
+    while changed:
+        changed = False
+        for problem, counter in list(dropped):
+            row = problem.row
+            key = (row["repository"], row["_name"])
+            if row["kind"] != "group" or key not in wanted or key in have:
+                continue
+            problems.remove(problem)
+            dropped.remove((problem, counter))
+            stats[counter] -= 1
+            back.append(row)
+            have.add(key)
+            wanted |= {(row["repository"], n) for n in row["_calls"]}
+            changed = True
+    return back
 
 
 def _count(stats: dict[str, Any], reason: str) -> None:

@@ -376,6 +376,8 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
                progress: Any = None, unknown_nodes: str = "error", language: str | None = None) -> MergeResult:
     problems: list[Problem] = []
     kept: list[dict[str, Any]] = []
+    dropped: list[tuple[Problem, dict[str, Any], dict[str, Any]]] = []  # near-duplicates, which a call may bring back
+    pack = packs.load(language or packs.DEFAULT_LANGUAGE)
     exact: dict[tuple[str, str], str] = {}
     near: dict[str, list[str]] = {}
     stats: dict[str, Any] = {"sources": {}, "rows": 0, "valid": 0, "invalid": 0, "malformed": 0, "duplicates": 0,
@@ -412,18 +414,8 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
                 continue
             fp = template_fingerprint(row["instruction"], chk.canonical)
             bucket = near.setdefault(fp, [])
-            if near_keep and len(bucket) >= near_keep:
-                stats["near_duplicates"] += 1
-                s["duplicates"] += 1
-                problems.append(Problem(rel, n, f"near-duplicate: template {fp} already has {near_keep} rows "
-                                                f"({', '.join(bucket[:3])})", row=row, kind="near_duplicate"))
-                continue
-            exact[ekey] = where
-            bucket.append(where)
-            stats["valid"] += 1
-            s["valid"] += 1
             out = {"instruction": row["instruction"].strip(), "input": row.get("input") or "",
-                   "output": chk.canonical.rstrip() }
+                   "output": chk.canonical.rstrip()}
             for k in ("category", "pattern", "lesson_id", "prompt_id", "variation", "licence", "repository"):
                 if row.get(k) is not None:
                     out[k] = row[k]
@@ -431,7 +423,22 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
             out["_group"] = gkey
             if row.get("split") in ("train", "validation"):  # `dataset build` splits by repository
                 out["_pin"] = row["split"]
+            if near_keep and len(bucket) >= near_keep:
+                problem = Problem(rel, n, f"near-duplicate: template {fp} already has {near_keep} rows "
+                                          f"({', '.join(bucket[:3])})", row=row, kind="near_duplicate")
+                problems.append(problem)
+                dropped.append((problem, out, s))
+                continue
+            exact[ekey] = where
+            bucket.append(where)
             kept.append(out)
+    kept += _called_back(pack, kept, dropped, problems)
+    for _problem, _out, s in dropped:
+        s["duplicates"] += 1
+    stats["near_duplicates"] = len(dropped)
+    stats["valid"] = len(kept)
+    for s in stats["sources"].values():
+        s["valid"] = s["rows"] - s["invalid"] - s["duplicates"]
     train, val = split_rows(kept, val_fraction, min_val, seed)
     for r in train + val:
         r.pop("_group", None)
@@ -439,6 +446,32 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
     stats["train"], stats["validation"] = len(train), len(val)
     stats["quarantined"] = stats["invalid"] + stats["malformed"]
     return MergeResult(train, val, problems, stats)
+
+
+def _called_back(pack: Any, kept: list[dict[str, Any]], dropped: list[tuple[Problem, dict[str, Any], dict[str, Any]]],
+                 problems: list[Problem]) -> list[dict[str, Any]]:
+    """Near-duplicates that define a name a kept row calls (a node group a material uses) are kept after
+    all: without them the caller could not be built. Repeats until no restored row calls another."""
+    if not dropped:
+        return []
+    defines = {i: pack.references(out["output"])[0] for i, (_p, out, _s) in enumerate(dropped)}
+    if not any(defines.values()):
+        return []
+    wanted = set().union(*(pack.references(r["output"])[1] for r in kept)) if kept else set()
+    back: list[dict[str, Any]] = []
+    while True:
+        hits = [i for i, name in defines.items() if name is not None and name in wanted]
+        if not hits:
+            break
+        for i in hits:
+            problem, out, _s = dropped[i]
+            problems.remove(problem)
+            back.append(out)
+            wanted |= pack.references(out["output"])[1]
+            del defines[i]
+    restored = {id(o) for o in back}
+    dropped[:] = [d for d in dropped if id(d[1]) not in restored]
+    return back
 
 
 def split_rows(rows: list[dict[str, Any]], fraction: float, min_val: int, seed: int) -> tuple[list, list]:

@@ -142,3 +142,29 @@ def test_two_cycles_run_everything_twice(ws: Path) -> None:
     assert done == [(1, "9.5"), (2, "9.5")]
     st = json.loads(bpllm("status", "-w", str(ws), "--json").stdout)
     assert st["cycle"] == 2 and st["cycles"] == 2 and st["status"] == "done"
+
+
+def test_near_duplicate_group_a_kept_material_calls_is_kept(tmp_path: Path) -> None:
+    """Four node groups of one template: the near-duplicate limit (3) would drop the fourth, but a kept
+    material calls it by name, so it stays."""
+    def group(name: str, value: float) -> str:
+        return (f'GROUP: "{name}"\nOUTPUT Result: Float\nNODE n1: Value [out_Value={value}]\nNODE n2: GroupOutput'
+                "\nLINK n1.Value -> n2.Result")
+
+    rows = [{"instruction": f"Make the group '{n}' giving {v}.", "output": group(n, v)}
+            for n, v in (("Ramp 1", 1), ("Ramp 2", 2), ("Ramp 3", 3), ("Ramp 4", 4))]
+    mat = ('MATERIAL: M\nNODE n1: MaterialOutput\nNODE n2: Group [node_tree="Ramp 4"]\nNODE n3: PrincipledBSDF\n'
+           "LINK n2.Result -> n3.Roughness\nLINK n3.BSDF -> n1.Surface")
+    rows.append({"instruction": "Make 'M' whose roughness comes from the group 'Ramp 4'.", "output": mat})
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    res = merge_rows([f], root=tmp_path, near_keep=3, val_fraction=0.0, min_val=0, seed=1,
+                     language="blender-material")
+    outputs = [r["output"] for r in res.train + res.validation]
+    assert any(o.startswith('GROUP: "Ramp 4"') for o in outputs), "the called group was dropped"
+    assert res.stats["near_duplicates"] == 0 and not [p for p in res.problems if p.kind == "near_duplicate"]
+    # without the caller, the limit applies as before
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]), encoding="utf-8")
+    res = merge_rows([f], root=tmp_path, near_keep=3, val_fraction=0.0, min_val=0, seed=1,
+                     language="blender-material")
+    assert res.stats["near_duplicates"] == 1 and len(res.train + res.validation) == 3

@@ -276,6 +276,21 @@ def test_build_on_the_corpus(tmp_path):
         assert not errors, (text[:300], errors[:3])
     groups = {r["output"].split("\n", 1)[0] for r in rows if r["output"].startswith("GROUP")}
     assert groups, "corpus materials use node groups: their rows are written as GROUP texts"
+    # dedup never leaves a text without a group it calls: every call has its GROUP in the same split
+    # (measured before the rule: 7 rows called a group removed as another's duplicate)
+    import re as _re
+
+    by_split: dict[str, set[str]] = {}
+    calls: list[tuple[str, str, str]] = []
+    for split, text in [(r["split"], r["output"]) for r in rows] + [("test", p["expected_dsl"])
+                                                                     for p in lesson["prompts"]]:
+        head = _re.match(r'GROUP: "?([^"\n]*)"?\n', text)
+        if head:
+            by_split.setdefault(split, set()).add(head.group(1))
+        calls += [(split, name, text.split("\n", 1)[0]) for name in _re.findall(r'node_tree="([^"]*)"', text)]
+    assert calls
+    missing = [(split, name, head) for split, name, head in calls if name not in by_split.get(split, set())]
+    assert missing == []
 
 
 def test_cli_refusals_are_one_line(tmp_path):

@@ -101,6 +101,13 @@ class BlenderMaterialPack(LanguagePack):
         rules = MaterialRules()
         return lambda: MaterialConstraint(rules)
 
+    def references(self, text: str) -> tuple[str | None, frozenset[str]]:
+        """A GROUP text defines its name; any text calls the groups its Group nodes name."""
+        graph = analyse(text).graph
+        if graph is None:
+            return None, frozenset()
+        return (graph.name if graph.kind == "group" else None), frozenset(graph.groups_used)
+
     def tool_check_args(self) -> list[str] | None:
         """Blender is the final judge when bpy is installed: `bpllm validate --in-blender --json`."""
         import importlib.util
