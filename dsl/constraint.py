@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .catalog import Catalog, NodeSpec, default_catalog
+from .prefix import LinePrefixChecker
 from .validator import validate
 
 # error codes that only the whole text can decide: checked when the text would end
@@ -151,42 +152,18 @@ class _Facts:
     wires: bool = False
 
 
-class ConstraintState:
-    """One row's text under the constraint: ``allows(piece)``, ``advance(piece)``, ``can_end()``."""
+class ConstraintState(LinePrefixChecker):
+    """One row's text under the constraint: ``allows(piece)``, ``advance(piece)``, ``can_end()``
+    (the line discipline is :class:`dsl.prefix.LinePrefixChecker`'s; Blueprint's lexemes are here)."""
 
-    __slots__ = ("rules", "done", "line", "facts", "_errors", "_cache", "n_lines", "_kw")
+    __slots__ = ("rules", "facts", "n_lines", "_kw")
 
     def __init__(self, rules: CatalogRules):
+        super().__init__()
         self.rules = rules
-        self.done = ""  # complete lines, each ending in "\n"
-        self.line = ""  # the line being written
         self.facts = _Facts()
-        self._errors: frozenset = frozenset()  # prevented errors already in ``done`` (none, by construction)
-        self._cache: dict[str, bool] = {}
         self.n_lines = 0
         self._kw: set[str] | None = None  # keywords a line may start with, until the facts change
-
-    # -- the three questions the decoder asks ---------------------------------------------
-    def allows(self, piece: str) -> bool:
-        """Can ``done + line + piece`` still become a valid text?"""
-        if not piece:
-            return True
-        if "\n" not in piece:
-            return self._line_ok(self.line + piece)
-        probe = self.copy()
-        for i, part in enumerate(piece.split("\n")):
-            if i and not probe._close_line():
-                return False
-            if part and not probe._line_ok(probe.line + part):
-                return False
-            probe.line += part
-        return True
-
-    def advance(self, piece: str) -> None:
-        for i, part in enumerate(piece.split("\n")):
-            if i:
-                self._close_line(commit=True)
-            self.line += part
 
     def can_end(self) -> bool:
         """May the text end here? Whole-text rules hold, and the open line (if any) is valid."""
@@ -210,28 +187,7 @@ class ConstraintState:
         other._kw = None
         return other
 
-    # -- whole lines -----------------------------------------------------------------------
-    def _close_line(self, commit: bool = False) -> bool:
-        """End the current line: run the validator; refuse a line that brings a prevented error."""
-        line = self.line
-        ok = True
-        if line.strip():
-            ok = self._line_ok(line, closing=True)
-            if ok:
-                errors = self._prevented_errors(self.done + line + "\n")
-                ok = errors <= self._errors
-                if ok and commit:
-                    self._errors = errors
-        if commit or ok:
-            if commit:
-                self._learn(line)
-            self.done += line + "\n"
-            self.line = ""
-            self.n_lines += 1
-            self._cache = {}
-        return ok
-
-    def _prevented_errors(self, text: str) -> frozenset:
+    def _line_errors(self, text: str) -> frozenset:
         """Error-level diagnostics of ``text`` the constraint answers for (memoised: a line is judged when a
         candidate would end it and again when it is consumed, and a wire's targets share their text)."""
         memos = self.rules.validations
@@ -248,6 +204,7 @@ class ConstraintState:
         return memo
 
     def _learn(self, line: str) -> None:
+        self.n_lines += 1
         self._kw = None
         toks = _lex(line)
         if not toks:
@@ -266,12 +223,8 @@ class ConstraintState:
             f.wires = True
 
     # -- the line being written ---------------------------------------------------------------
-    def _line_ok(self, line: str, closing: bool = False) -> bool:
-        key = line + ("\n" if closing else "")
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._cache[key] = self._check_line(_lex(line), line, closing)
-        return hit
+    def _check(self, line: str, closing: bool) -> bool:
+        return self._check_line(_lex(line), line, closing)
 
     def _keywords(self) -> set[str]:
         if self._kw is None:
@@ -562,7 +515,7 @@ class ConstraintState:
         key = "\x00types\x00" + base
         if key in self._cache:
             return bool(self._cache[key])
-        return any(self._prevented_errors(self.done + f"{base} [{t}]\n") <= self._errors
+        return any(self._line_errors(self.done + f"{base} [{t}]\n") <= self._errors
                    for t in self.rules.type_names)
 
     def _fitting_types(self, base: str) -> tuple[str, ...]:
@@ -572,7 +525,7 @@ class ConstraintState:
         if cached is not None:
             return cached  # type: ignore[return-value]
         fits = tuple(t for t in self.rules.type_names
-                     if self._prevented_errors(self.done + f"{base} [{t}]\n") <= self._errors)
+                     if self._line_errors(self.done + f"{base} [{t}]\n") <= self._errors)
         self._cache[key] = fits  # type: ignore[assignment]
         return fits
 

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsl.prefix import LinePrefixChecker
+
 from .catalog import INTERFACE_BY_DSL, BlenderCatalog, dsl_name, load_catalog
 from .text import HEADER_KEYS, LABEL_PARAM, OUTPUT_PARAM, analyse
 
@@ -124,38 +126,16 @@ class _Facts:
     iface: dict[str, set[str]] = field(default_factory=lambda: {"INPUT": set(), "OUTPUT": set()})
 
 
-class MaterialConstraint:
-    """One row's text under the constraint: ``allows(piece)``, ``advance(piece)``, ``can_end()``."""
+class MaterialConstraint(LinePrefixChecker):
+    """One row's text under the constraint: ``allows(piece)``, ``advance(piece)``, ``can_end()`` (the line
+    discipline is :class:`dsl.prefix.LinePrefixChecker`'s; the material language's lexemes are here)."""
+
+    __slots__ = ("rules", "facts")
 
     def __init__(self, rules: MaterialRules):
+        super().__init__()
         self.rules = rules
-        self.done = ""  # complete lines, each ending in "\n"
-        self.line = ""  # the line being written
         self.facts = _Facts()
-        self._errors: frozenset = frozenset()
-        self._cache: dict[str, bool] = {}
-
-    # -- the three questions the decoder asks ------------------------------------------------
-    def allows(self, piece: str) -> bool:
-        """Can ``done + line + piece`` still become a valid text?"""
-        if not piece:
-            return True
-        if "\n" not in piece:
-            return self._line_ok(self.line + piece)
-        probe = self.copy()
-        for i, part in enumerate(piece.split("\n")):
-            if i and not probe._close_line():
-                return False
-            if part and not probe._line_ok(probe.line + part):
-                return False
-            probe.line += part
-        return True
-
-    def advance(self, piece: str) -> None:
-        for i, part in enumerate(piece.split("\n")):
-            if i:
-                self._close_line(commit=True)
-            self.line += part
 
     def can_end(self) -> bool:
         """May the text end here? The open line is whole and valid, and the whole-text rules hold."""
@@ -171,23 +151,8 @@ class MaterialConstraint:
                              {k: set(v) for k, v in self.facts.iface.items()})
         return other
 
-    # -- whole lines --------------------------------------------------------------------------
-    def _close_line(self, commit: bool = False) -> bool:
-        line = self.line
-        ok = True
-        if line.strip() and not line.lstrip().startswith("#"):
-            ok = self._line_ok(line, closing=True)
-            if ok:
-                errors = self.rules.errors(self.done + line + "\n")
-                ok = errors <= self._errors
-                if ok and commit:
-                    self._errors = errors
-        if commit or ok:
-            self._learn(line)  # a probe learns too: the next part of its piece is checked against this line
-            self.done += line + "\n"
-            self.line = ""
-            self._cache = {}
-        return ok
+    def _line_errors(self, text: str) -> frozenset:
+        return self.rules.errors(text)
 
     def _learn(self, line: str) -> None:
         toks = _lex(line)
@@ -209,13 +174,6 @@ class MaterialConstraint:
             f.nodes[toks[1].text] = node
 
     # -- the line being written -----------------------------------------------------------------
-    def _line_ok(self, line: str, closing: bool = False) -> bool:
-        key = line + ("\n" if closing else "")
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._cache[key] = self._check(_lex(line), closing)
-        return hit
-
     def _keywords(self) -> tuple[str, ...]:
         f = self.facts
         if not f.kind:
@@ -223,7 +181,8 @@ class MaterialConstraint:
         out = ("NODE", "LINK") if f.nodes else ("NODE",)
         return out + (("INPUT", "OUTPUT") if f.kind == "group" else ())
 
-    def _check(self, toks: list[_Tok], closing: bool) -> bool:
+    def _check(self, line: str, closing: bool) -> bool:
+        toks = _lex(line)
         if not toks or toks[0].kind == "punct" and toks[0].text == "#":
             return True
         head = toks[0]
