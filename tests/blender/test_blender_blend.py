@@ -14,19 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.blender_helpers import BLEND_CORPUS, need_bpy
+
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus" / "blender" / "files"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/blender/files")
-
-try:
-    import bpy  # noqa: F401 - presence check; the code under test imports it itself
-    HAVE_BPY = True
-except ImportError:
-    HAVE_BPY = False
-
-need_bpy = pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                              "pip install 'bpllm[blender]' (Python 3.11)")
+CORPUS = BLEND_CORPUS
 
 
 def corpus_file(name: str) -> Path:

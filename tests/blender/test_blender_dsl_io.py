@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.blender_helpers import BLEND_CORPUS, need_bpy
+
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus" / "blender" / "files"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/blender/files")
+CORPUS = BLEND_CORPUS
 
-try:
-    import bpy  # noqa: F401 - presence check
-    HAVE_BPY = True
-except ImportError:
-    HAVE_BPY = False
-
-pytestmark = pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                                "pip install 'bpllm[blender]' (Python 3.11)")
+pytestmark = need_bpy
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -8,16 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.blender_helpers import need_bpy
 
-try:
-    import bpy  # noqa: F401 - presence check; the code under test imports it itself
-    HAVE_BPY = True
-except ImportError:
-    HAVE_BPY = False
-
-pytestmark = pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                                "pip install 'bpllm[blender]' (Python 3.11)")
+pytestmark = need_bpy
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,19 +7,10 @@ import re
 from collections import Counter
 from importlib import resources
 
-import pytest
-
 from dsl.packs import load
 from dsl.packs.blender_material.catalog import load_catalog
 from dsl.packs.blender_material.synthetic import EXCLUDED, GROUP_IO, coverable, generate
-
-try:
-    import bpy  # noqa: F401 - presence check; in_blender_diagnostics imports it itself
-    HAVE_BPY = True
-except ImportError:
-    HAVE_BPY = False
-need_bpy = pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                              "pip install 'bpllm[blender]' (Python 3.11)")
+from tests.blender_helpers import need_bpy
 
 PACK = load("blender-material")
 STARTER = resources.files("dsl.packs.blender_material") / "starter"

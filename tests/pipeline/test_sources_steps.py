@@ -10,17 +10,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+
+from tests.blender_helpers import need_blend_corpus, need_bpy
 
 from dsl.packs import load
 from tests.pipeline.test_scrape import BLEND_CORPUS, WAIT, StandIn, read_jsonl
 from tests.cli import bpllm as _run
-
-try:
-    import bpy  # noqa: F401 - presence check; the build imports it itself
-    HAVE_BPY = True
-except ImportError:
-    HAVE_BPY = False
 
 PACK = load("blender-material")
 SERVED = ("armory3d__armory_examples__material_normalmap.blend", "armory3d__armory_examples__particle_info.blend",
@@ -62,9 +57,8 @@ def test_bad_sources_keys_name_the_key_and_the_fix(tmp_path: Path) -> None:
     assert "sources.api_url" in r.stderr and "http(s) URL" in r.stderr
 
 
-@pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                    "pip install 'bpllm[blender]' (Python 3.11)")
-@pytest.mark.skipif(not BLEND_CORPUS.is_dir(), reason=f"the Blender corpus is absent ({BLEND_CORPUS})")
+@need_bpy
+@need_blend_corpus
 def test_steps_scrape_build_and_export_from_sources(tmp_path: Path) -> None:
     files = [("acme/shaders", f"mats/{SERVED[0]}", (BLEND_CORPUS / SERVED[0]).read_bytes()),
              ("acme/shaders", f"mats/{SERVED[1]}", (BLEND_CORPUS / SERVED[1]).read_bytes()),
@@ -122,8 +116,7 @@ def test_steps_scrape_build_and_export_from_sources(tmp_path: Path) -> None:
         assert last and re.search(r"no new exports", json.dumps(last[-1]))
 
 
-@pytest.mark.skipif(not HAVE_BPY, reason="bpy (Blender as a Python module) is not installed: "
-                    "pip install 'bpllm[blender]' (Python 3.11)")
+@need_bpy
 def test_step_2_2_lets_blender_judge_rows_and_lessons(tmp_path: Path) -> None:
     """A row the catalog accepts but Blender cannot build (it calls a node group nobody defines) leaves
     the merged splits for quarantine, with Blender's reason; a lesson gold like it is reported."""
