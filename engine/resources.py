@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -65,3 +67,11 @@ def child_pythonpath(env: dict[str, str]) -> dict[str, str]:
     if root is not None:
         out["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), out.get("PYTHONPATH", "")) if p)
     return out
+
+
+def run_engine(*args: str, cwd: str | Path, timeout: float) -> subprocess.CompletedProcess:
+    """``bpllm ARGS`` in a child interpreter of this same engine (checkout or install), output captured,
+    stdin closed: for work the engine keeps out of its own process (bpy must not share it with torch)."""
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(cwd), stdin=subprocess.DEVNULL,
+                          env=child_pythonpath(dict(os.environ)))

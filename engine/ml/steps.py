@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 from dsl.errors import StopRequested
 from engine.atomic import atomic_write_json, read_json
 from engine.dataset.leakage import seen_map
-from engine.resources import child_pythonpath
+from engine.resources import run_engine
 from engine.runtime.context import StepContext, StepRegistry
 from dsl.config import ConfigError
 from engine.runtime.failures import CorruptCheckpoint, DataError
@@ -781,11 +779,9 @@ def _render_previews(ctx: StepContext, version: str) -> dict[str, Any] | None:
     # the pack decides (it brings render-exam), not the language's name
     if "render-exam" not in {c.name for c in ctx.workspace.pack.commands} or importlib.util.find_spec("bpy") is None:
         return None
-    cmd = [sys.executable, "-m", "engine.cli", "render-exam", "-w", str(ctx.workspace.root), "--version", version,
-           "--json"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(ctx.workspace.root),
-                              stdin=subprocess.DEVNULL, env=child_pythonpath(dict(os.environ)))
+        proc = run_engine("render-exam", "-w", str(ctx.workspace.root), "--version", version, "--json",
+                          cwd=ctx.workspace.root, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         ctx.log(f"exam previews not rendered: {exc}", level="warning")
         return {"error": str(exc)}

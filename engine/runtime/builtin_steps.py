@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from engine.dataset.rows import (
 from engine.dataset.scrape import UNAUTH_NOTICE, human_bytes, scrape
 from engine.dataset.scrape import Options as ScrapeOptions
 from engine.ml.health import lesson_share_alert
-from engine.resources import child_pythonpath
+from engine.resources import run_engine
 from engine.runtime.context import StepContext, StepRegistry
 from engine.runtime.failures import DataError
 from engine.runtime.reader import describe_skipped, read_events
@@ -434,10 +433,8 @@ def _tool_check(ctx: StepContext) -> dict[str, Any]:
         return {}
     splits = [p for p in (ws.train_path, ws.validation_path) if p.exists()]
     lessons = ws.lesson_files()
-    cmd = [sys.executable, "-m", "engine.cli", *args, *map(str, splits + lessons)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=str(ws.root),
-                              stdin=subprocess.DEVNULL, env=child_pythonpath(dict(os.environ)))
+        proc = run_engine(*args, *map(str, splits + lessons), cwd=ws.root, timeout=1800)
         report = json.loads(proc.stdout)
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         tail = (getattr(exc, "stderr", "") or "").strip().splitlines()[-1:] or [str(exc)]
