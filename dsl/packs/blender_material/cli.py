@@ -439,12 +439,22 @@ def _batches(parsed: list[tuple[int, Graph]]) -> list[list[tuple[int, Graph]]]:
     keys = [(g.kind, g.name) for _i, g in parsed]
     if len(set(keys)) == len(keys):
         return [parsed]
+    group_at: dict[str, list[int]] = {}  # group name -> positions in ``parsed``, in order
+    for pos, (_i, g) in enumerate(parsed):
+        if g.kind == "group":
+            group_at.setdefault(g.name, []).append(pos)
+
+    def nearest(name: str, pos: int) -> int | None:
+        """The last group of that name before POS, else the first after it."""
+        at = group_at.get(name, [])
+        before = [q for q in at if q < pos]
+        return before[-1] if before else next((q for q in at if q > pos), None)
+
     def calls(pos: int, seen: set[int]) -> list[tuple[int, Graph]]:
         """The groups parsed[pos] calls, and the ones they call, nearest of each name first (no repeats)."""
         out: list[tuple[int, Graph]] = []
         for name in dict.fromkeys(parsed[pos][1].groups_used):
-            order = list(range(pos - 1, -1, -1)) + list(range(pos + 1, len(parsed)))
-            hit = next((q for q in order if parsed[q][1].kind == "group" and parsed[q][1].name == name), None)
+            hit = nearest(name, pos)
             if hit is None or parsed[hit][0] in seen:
                 continue
             seen.add(parsed[hit][0])
