@@ -36,7 +36,8 @@ from dsl.packs.blender_material import blend, bridge
 from dsl.packs.blender_material import text as material_text
 from dsl.packs.blender_material.describe import describe
 from engine.atomic import atomic_write_json, atomic_write_jsonl
-from engine.dataset.rows import Problem, mask_literals, template_fingerprint, too_long, write_quarantine
+from engine.dataset.rows import (Problem, mask_literals, restore_called, template_fingerprint, too_long,
+                                 write_quarantine)
 
 LANGUAGE = "blender-material"
 MIN_NODES = 2  # fewer real nodes (frames and reroutes do not count): not a material graph worth learning
@@ -375,7 +376,14 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
         exact[ekey] = where
         bucket.append(where)
         kept.append(row)
-    kept += _called_groups(kept, dropped, problems, stats)
+    # a duplicate node group that a kept row of its repository calls stays: a material is trained and
+    # examined beside the groups it uses, and a repository never spans two splits
+    for problem, counter in restore_called(
+            kept, dropped, lambda item: _refs(item if isinstance(item, dict) else item[0].row),
+            scope=lambda item: (item if isinstance(item, dict) else item[0].row)["repository"]):
+        problems.remove(problem)
+        stats[counter] -= 1
+        kept.append(problem.row)
     for r in kept:
         del r["_name"], r["_calls"]
     for p in problems:
@@ -398,30 +406,9 @@ def build_rows(files: list[Path], root: Path | Sequence[Path], lang: Language, *
     return result
 
 
-def _called_groups(kept: list[dict[str, Any]], dropped: list[tuple[Problem, str]], problems: list[Problem],
-                   stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Dropped duplicates that are node groups a kept row of their repository calls by name (and no kept
-    group of that repository has that name) come back: a material is trained and examined beside the
-    groups it uses, and a repository never spans two splits. Repeats for groups calling groups."""
-    have = {(r["repository"], r["_name"]) for r in kept if r["kind"] == "group"}
-    wanted = {(r["repository"], n) for r in kept for n in r["_calls"]}
-    back: list[dict[str, Any]] = []
-    changed = True
-    while changed:
-        changed = False
-        for problem, counter in list(dropped):
-            row = problem.row
-            key = (row["repository"], row["_name"])
-            if row["kind"] != "group" or key not in wanted or key in have:
-                continue
-            problems.remove(problem)
-            dropped.remove((problem, counter))
-            stats[counter] -= 1
-            back.append(row)
-            have.add(key)
-            wanted |= {(row["repository"], n) for n in row["_calls"]}
-            changed = True
-    return back
+def _refs(row: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """(the group a row defines, the groups it calls), from the graph it was written from."""
+    return (row["_name"] if row["kind"] == "group" else None), row["_calls"]
 
 
 def _count(stats: dict[str, Any], reason: str) -> None:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from dsl import packs
 from engine.atomic import atomic_write_json, atomic_write_jsonl
@@ -432,7 +432,12 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
             exact[ekey] = where
             bucket.append(where)
             kept.append(out)
-    kept += _called_back(pack, kept, dropped, problems)
+    back = restore_called(kept, dropped, lambda item: pack.references(
+        item["output"] if isinstance(item, dict) else item[1]["output"]))
+    for item in back:
+        problems.remove(item[0])
+        dropped.remove(item)
+        kept.append(item[1])
     for _problem, _out, s in dropped:
         s["duplicates"] += 1
     stats["near_duplicates"] = len(dropped)
@@ -448,29 +453,33 @@ def merge_rows(files: list[Path], *, root: Path, near_keep: int, val_fraction: f
     return MergeResult(train, val, problems, stats)
 
 
-def _called_back(pack: Any, kept: list[dict[str, Any]], dropped: list[tuple[Problem, dict[str, Any], dict[str, Any]]],
-                 problems: list[Problem]) -> list[dict[str, Any]]:
-    """Near-duplicates that define a name a kept row calls (a node group a material uses) are kept after
-    all: without them the caller could not be built. Repeats until no restored row calls another."""
-    if not dropped:
+def restore_called(kept: list[Any], dropped: list[Any], refs: Callable[[Any], tuple[str | None, Iterable[str]]],
+                   scope: Callable[[Any], Any] = lambda _x: None) -> list[Any]:
+    """The DROPPED items (duplicates) to bring back because a kept item calls the name one defines and no
+    kept item of the same SCOPE defines it (a node group a material uses): without them the caller could
+    not be built. ``refs(item)`` is (the name it defines or None, the names it calls). Transitive: a
+    restored item's own calls count too. Returns them in order; nothing is computed for the kept items
+    when no dropped item defines a name."""
+    pending = [(d, ref) for d in dropped if (ref := refs(d))[0] is not None]
+    if not pending:
         return []
-    defines = {i: pack.references(out["output"])[0] for i, (_p, out, _s) in enumerate(dropped)}
-    if not any(defines.values()):
-        return []
-    wanted = set().union(*(pack.references(r["output"])[1] for r in kept)) if kept else set()
-    back: list[dict[str, Any]] = []
-    while True:
-        hits = [i for i, name in defines.items() if name is not None and name in wanted]
-        if not hits:
-            break
-        for i in hits:
-            problem, out, _s = dropped[i]
-            problems.remove(problem)
-            back.append(out)
-            wanted |= pack.references(out["output"])[1]
-            del defines[i]
-    restored = {id(o) for o in back}
-    dropped[:] = [d for d in dropped if id(d[1]) not in restored]
+    kept_refs = [(scope(k), refs(k)) for k in kept]
+    have = {(sc, name) for sc, (name, _c) in kept_refs if name is not None}
+    wanted = {(sc, c) for sc, (_n, cs) in kept_refs for c in cs}
+    back: list[Any] = []
+    changed = True
+    while changed:
+        changed = False
+        for item in list(pending):
+            d, (name, cs) = item
+            key = (scope(d), name)
+            if key not in wanted or key in have:
+                continue
+            pending.remove(item)
+            back.append(d)
+            have.add(key)
+            wanted |= {(scope(d), c) for c in cs}
+            changed = True
     return back
 
 
