@@ -75,10 +75,12 @@ def graph_key(canonical: str) -> str:
     """The canonical form with a label-only header name ignored ("BLUEPRINT: X", "MATERIAL: X": each
     pack's ``anonymous_headers``): leakage and dedup compare this."""
     keys = packs.anonymous_headers()
-    if not keys:
-        return canonical.strip()
-    line = re.compile(rf"^({'|'.join(map(re.escape, keys))})\s*:.*$", re.M)  # re caches the compiled form
-    return line.sub(lambda m: f"{m.group(1)}: _", canonical).strip()
+    return _label_line(keys).sub(lambda m: f"{m.group(1)}: _", canonical).strip() if keys else canonical.strip()
+
+
+@lru_cache(maxsize=8)
+def _label_line(keys: tuple[str, ...]) -> re.Pattern:
+    return re.compile(rf"^({'|'.join(map(re.escape, keys))})\s*:.*$", re.M)
 
 
 _WS = re.compile(r"\s+")
