@@ -312,24 +312,24 @@ def _resolve(names: list[str], cat: BlenderCatalog) -> list[str]:
     return sorted(set(out))
 
 
-def _pair(rng: random.Random, cat: BlenderCatalog, names: set[str], seen: set[str],
-          seed: int) -> list[dict[str, str]]:
+def _row(text: str, pattern: str, seed: int, cat: BlenderCatalog) -> dict[str, str] | None:
+    """The row of a text that validates, its instruction described from its graph; None otherwise."""
+    result = analyse(text, cat)
+    if result.errors or result.graph is None:
+        return None  # never a row that does not validate (tests count these: there are none)
+    return {"instruction": describe(result.graph, seed), "output": text, "focus": pattern.split(":", 1)[1],
+            "pattern": pattern, "source": SOURCE}
+
+
+def _pair(rng: random.Random, cat: BlenderCatalog, names: set[str], seed: int) -> list[dict[str, str]]:
     """A group row and a material row calling it (both validated; none when either is not)."""
     group = build_graph(rng.choice(GROUP_INNER), rng, group=True, catalog=cat, taken=names)
     if group is None:
         return []
-    texts = [(group, to_text(group), "group:GroupInput"), None]
     caller = call_graph(group, rng, catalog=cat, taken=names)
-    texts[1] = (caller, to_text(caller), "material:Group")
-    out = []
-    for i, (_graph, text, pattern) in enumerate(texts):  # type: ignore[misc]
-        result = analyse(text, cat)
-        if result.errors or result.graph is None or text in seen:
-            return []
-        out.append({"instruction": describe(result.graph, seed + i), "output": text,
-                    "focus": pattern.split(":")[1], "pattern": pattern, "source": SOURCE})
-    seen.update(r["output"] for r in out)
-    return out
+    first = _row(to_text(group), "group:GroupInput", seed, cat)
+    second = _row(to_text(caller), "material:Group", seed + 1, cat)
+    return [first, second] if first and second else []
 
 
 def generate(count: int, seed: int = 0, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
@@ -354,8 +354,10 @@ def generate(count: int, seed: int = 0, focus_nodes: list[str] | None = None) ->
             rng.shuffle(order)
         t = order.pop()
         if t == "ShaderNodeGroup":  # a pair of rows: a node group, then a material that calls it
-            if len(rows) + 2 <= count:
-                rows += _pair(rng, cat, names, seen, seed + len(rows))
+            pair = _pair(rng, cat, names, seed + len(rows)) if len(rows) + 2 <= count else []
+            if not any(r["output"] in seen for r in pair):
+                rows += pair
+                seen.update(r["output"] for r in pair)
             continue
         group = t in GROUP_IO or rng.randrange(GROUP_SHARE) == 0
         text = build(rng.choice(GROUP_INNER) if t in GROUP_IO else t, rng, group=group, catalog=cat, taken=names)
@@ -363,11 +365,8 @@ def generate(count: int, seed: int = 0, focus_nodes: list[str] | None = None) ->
             group, text = False, build(t, rng, catalog=cat, taken=names)
         if text is None or text in seen:
             continue
-        result = analyse(text, cat)
-        if result.errors or result.graph is None:
-            continue  # never a row that does not validate (tests count these: there are none)
-        seen.add(text)
-        rows.append({"instruction": describe(result.graph, seed + len(rows)), "output": text,
-                     "focus": cat.short(t),
-                     "pattern": f"{'group' if group else 'material'}:{cat.short(t)}", "source": SOURCE})
+        row = _row(text, f"{'group' if group else 'material'}:{cat.short(t)}", seed + len(rows), cat)
+        if row is not None:
+            seen.add(text)
+            rows.append(row)
     return rows
