@@ -202,11 +202,6 @@ class SourcesSection(Section):
     export_dir: str = setting("datasets/export", "folder of those files: FORMAT/train.jsonl, FORMAT/val.jsonl",
                               PATH)
 
-    @property
-    def configured(self) -> bool:
-        """Whether a cycle starts from raw sources (a query or folders to build, or files to export)."""
-        return bool(self.github_query.strip() or self.blend_dirs or self.export_formats)
-
 
 @dataclass
 class DslSection(Section):
