@@ -7,6 +7,7 @@ that :func:`clean_temp_files` removes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -109,3 +110,12 @@ def _json_default(obj: Any) -> Any:
         except Exception:  # noqa: BLE001 - not a scalar after all (a multi-element tensor): written as str below
             pass
     return str(obj)
+
+
+def sha256_file(path: str | Path) -> str:
+    """A file's SHA-256, read in 1 MiB chunks (backups, .blend provenance and new-export detection share it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -9,4 +9,5 @@ from dsl.atomic import (  # noqa: F401
     atomic_write_text,
     clean_temp_files,
     read_json,
+    sha256_file,
 )

@@ -35,7 +35,7 @@ from dsl import packs
 from dsl.packs.blender_material import blend, bridge
 from dsl.packs.blender_material import text as material_text
 from dsl.packs.blender_material.describe import describe
-from engine.atomic import atomic_write_json, atomic_write_jsonl
+from engine.atomic import atomic_write_json, atomic_write_jsonl, sha256_file
 from engine.dataset.rows import (Problem, mask_literals, restore_called, template_fingerprint, too_long,
                                  write_quarantine)
 
@@ -60,14 +60,6 @@ class Provenance:
     licence: str
     stars: int | None = None
     known: bool = True
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _first(row: dict[str, Any], *keys: str) -> Any:
@@ -152,7 +144,7 @@ def _read_metadata(root: Path, add: Callable[[dict[str, Any]], None]) -> None:
 
 
 def provenance_of(path: Path, root: Path, by_sha: dict[str, Provenance], by_name: dict[str, Provenance]) -> Provenance:
-    found = by_sha.get(_sha256(path)) or by_name.get(path.name)
+    found = by_sha.get(sha256_file(path)) or by_name.get(path.name)
     if found:
         return found
     rel = path.relative_to(root)

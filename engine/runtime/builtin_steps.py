@@ -4,7 +4,6 @@ engine/ml/steps.py through the same registry.
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import io
 import json
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dsl.t3d.importer import import_t3d_text
-from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
+from engine.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json, sha256_file
 from engine.dataset.build import LANGUAGE as BLEND_LANGUAGE
 from engine.dataset.build import BuildError, build
 from engine.dataset.export import export as export_rows
@@ -148,13 +147,23 @@ def analyze_exports(ctx: StepContext) -> dict[str, Any]:
         if root != ws.exports:
             files += sorted(p for p in root.rglob("*.blend") if p.is_file())
     seen = read_json(ws.generated / "exports_manifest.json", {}) or {}
+    # a file whose size and mtime are unchanged keeps its digest: a scrape folder of large .blend files is
+    # not read again every cycle
+    stat_path = ws.generated / "exports_stat.json"
+    known = read_json(stat_path, {}) or {}
+    stats: dict[str, list[Any]] = {}
     new = []
     for i, p in enumerate(files, 1):
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
         key = _manifest_key(ws, p)
+        st = p.stat()
+        cached = known.get(key)
+        digest = cached[2] if cached and cached[:2] == [st.st_size, st.st_mtime_ns] else sha256_file(p)
+        stats[key] = [st.st_size, st.st_mtime_ns, digest]
         if seen.get(key) != digest:
             new.append({"name": key, "sha256": digest})
         ctx.progress(i, len(files), unit="file")
+    if stats != known:
+        atomic_write_json(stat_path, stats, indent=None)
     _cycle_state(ctx)["new_exports"] = new
     return out | {"exports": len(files), "new": len(new)}
 

@@ -20,7 +20,6 @@ safety backup of the current state, then swaps each path in.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dsl.errors import BpllmError
-from engine.atomic import atomic_write_json, atomic_write_text, read_json
+from engine.atomic import atomic_write_json, atomic_write_text, read_json, sha256_file
 from engine.workspace.safe_paths import is_inside, relpath_problem
 
 MANIFEST = "manifest.json"
@@ -43,14 +42,6 @@ PARTIAL = ".partial"
 
 class BackupError(BpllmError, RuntimeError):
     """A backup that cannot be taken, found or restored; the message says which and why."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def include_problem(root: Path, rel: Any, *, through_links: bool = True) -> str | None:

@@ -114,6 +114,15 @@ def test_steps_scrape_build_and_export_from_sources(tmp_path: Path) -> None:
         assert [p for _t, p in gh.log if p.startswith("/raw/")] == raw_first
         last = [e for e in events(ws) if e["type"] == "step" and e.get("id") == "1.2" and e.get("status") == "complete"]
         assert last and re.search(r"no new exports", json.dumps(last[-1]))
+        # unchanged files keep their digest by size and mtime; a changed one is seen and built again
+        stat = json.loads((ws / "datasets" / "generated" / "exports_stat.json").read_text())
+        assert len(stat) == 4 and all(len(v) == 3 for v in stat.values())
+        with (local / LOCAL).open("ab") as fh:
+            fh.write(b"\0")  # still a .blend Blender reads; its bytes, size and mtime differ
+        third = bpllm("run", "-w", str(ws), "--only", "1", "-q")
+        assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+        rebuilt = [e for e in events(ws) if e["type"] == "data" and e.get("name") == "blend_build"]
+        assert len(rebuilt) == len(built) + 1
 
 
 @need_bpy
