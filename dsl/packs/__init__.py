@@ -149,6 +149,11 @@ class LanguagePack:
         a child process and quarantines the rows the tool rejects. None: no such tool installed here."""
         return None
 
+    def exam_preview_args(self, workspace: str, version: str) -> list[str] | None:
+        """`bpllm` arguments that picture a version's exam answers beside their golds and print a JSON
+        summary (rendered, cached, failed); step 6.6 runs them in a child process. None: no pictures here."""
+        return None
+
     def has(self, method: str) -> bool:
         """Whether this pack overrides METHOD (what `bpllm languages` reports as provided)."""
         return getattr(type(self), method, None) is not getattr(LanguagePack, method, None)

@@ -8,7 +8,6 @@ mastery and the drafted next lesson. Heavy objects travel between steps through
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -773,15 +772,14 @@ def save_exam_results(ctx: StepContext) -> dict[str, Any]:
 
 
 def _render_previews(ctx: StepContext, version: str) -> dict[str, Any] | None:
-    """Material workspaces with Blender installed: render each record's expected and actual material for
-    the exam review (``bpllm render-exam``, in a child process so bpy never shares this one with torch).
-    A failed render is a warning: the exam results stand without pictures."""
-    # the pack decides (it brings render-exam), not the language's name
-    if "render-exam" not in {c.name for c in ctx.workspace.pack.commands} or importlib.util.find_spec("bpy") is None:
+    """Pictures of each record's expected and actual answer for the exam review, when the workspace's pack
+    can make them here (Blender materials with bpy installed: ``bpllm render-exam``), in a child process so
+    the pack's tool never shares this one with torch. A failure is a warning: the exam results stand."""
+    args = ctx.workspace.pack.exam_preview_args(str(ctx.workspace.root), version)
+    if not args:
         return None
     try:
-        proc = run_engine("render-exam", "-w", str(ctx.workspace.root), "--version", version, "--json",
-                          cwd=ctx.workspace.root, timeout=600)
+        proc = run_engine(*args, cwd=ctx.workspace.root, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         ctx.log(f"exam previews not rendered: {exc}", level="warning")
         return {"error": str(exc)}
@@ -792,7 +790,7 @@ def _render_previews(ctx: StepContext, version: str) -> dict[str, Any] | None:
     try:
         counts = json.loads(proc.stdout)
     except ValueError:
-        return {"error": "render-exam printed no JSON"}
+        return {"error": f"{args[0]} printed no JSON"}
     ctx.log(f"exam previews: rendered {counts.get('rendered')}, cached {counts.get('cached')}, "
             f"no image {counts.get('failed')}")
     return {k: counts.get(k) for k in ("rendered", "cached", "failed")}

@@ -29,6 +29,14 @@ HIGHLIGHTS = (
 )
 
 
+def _have_bpy() -> bool:
+    """Whether Blender (the bpy module) is installed here; looked up, not imported (blend.bpy_available
+    imports it, which the engine's process must not do)."""
+    import importlib.util
+
+    return importlib.util.find_spec("bpy") is not None
+
+
 class BlenderMaterialPack(LanguagePack):
     """Blender materials and shader node groups."""
 
@@ -110,11 +118,15 @@ class BlenderMaterialPack(LanguagePack):
 
     def tool_check_args(self) -> list[str] | None:
         """Blender is the final judge when bpy is installed: `bpllm validate --in-blender --json`."""
-        import importlib.util
-
-        if importlib.util.find_spec("bpy") is None:
+        if not _have_bpy():
             return None
         return ["validate", "--in-blender", "--json", "--compact", "--language", self.name]
+
+    def exam_preview_args(self, workspace: str, version: str) -> list[str] | None:
+        """Expected vs actual material balls, rendered by Blender when bpy is installed (`render-exam`)."""
+        if not _have_bpy():
+            return None
+        return ["render-exam", "-w", workspace, "--version", version, "--json"]
 
     def synthesize(self, count: int, seed: int, focus_nodes: list[str] | None = None) -> list[dict[str, str]]:
         """Rows around every material node type (synthetic.py), each validated; descriptions from the graph."""
